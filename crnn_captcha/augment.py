@@ -1,0 +1,128 @@
+"""Training-time augmentation (albumentations) for gray uint8 images at model size.
+
+Small geometric changes (rotation, shear, shift, scale) and photometric ones (blur, noise,
+contrast), and optionally a random strike line like the one the captcha v2 images carry. Never used
+at evaluation or reading time.
+
+    python -m crnn_captcha.augment --data ../shared/data/captcha_v2 --out aug_grid.png
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from .images import PreprocessConfig
+
+
+class StrikeLine(A.ImageOnlyTransform):
+    """Draw a dark, slightly curved line across the image, as the captcha generator does."""
+
+    def __init__(self, thickness: tuple[int, int] = (1, 2), p: float = 0.3):
+        super().__init__(p=p)
+        self.thickness = thickness
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        rnd = self.py_random
+        x0, x1 = rnd.uniform(0, 0.3) * w, rnd.uniform(0.7, 1.0) * w
+        y0, y1 = rnd.uniform(0.3, 0.8) * h, rnd.uniform(0.2, 0.8) * h
+        bend = rnd.uniform(-0.2, 0.2) * h
+        return {
+            "points": (x0, y0, x1, y1, bend),
+            "thick": rnd.randint(self.thickness[0], self.thickness[1]),
+            "shade": rnd.randint(0, 80),
+        }
+
+    def apply(self, img: np.ndarray, points=(0, 0, 0, 0, 0), thick: int = 1, shade: int = 0, **_) -> np.ndarray:
+        x0, y0, x1, y1, bend = points
+        s = np.linspace(0.0, 1.0, 24)
+        xs = x0 + (x1 - x0) * s
+        ys = y0 + (y1 - y0) * s + bend * np.sin(np.pi * s)
+        pts = np.stack([xs, ys], axis=1).round().astype(np.int32).reshape(-1, 1, 2)
+        out = img.copy()
+        cv2.polylines(out, [pts], False, int(shade), thickness=int(thick), lineType=cv2.LINE_AA)
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("thickness",)
+
+
+class Augmenter:
+    """Callable ``gray uint8 (H, W) -> gray uint8 (H, W)``; repeatable for a given seed."""
+
+    def __init__(self, strength: float = 1.0, strike_line: bool = True, seed: int | None = None):
+        s = strength
+        transforms = [
+            A.Affine(
+                rotate=(-4 * s, 4 * s),
+                shear={"x": (-10 * s, 10 * s), "y": (-2 * s, 2 * s)},
+                translate_percent={"x": (-0.04 * s, 0.04 * s), "y": (-0.08 * s, 0.08 * s)},
+                scale=(1 - 0.08 * s, 1 + 0.08 * s),
+                border_mode=cv2.BORDER_REPLICATE,
+                p=0.9,
+            ),
+            A.OneOf(
+                [A.GaussianBlur(blur_limit=(3, 3), p=1.0), A.MotionBlur(blur_limit=(3, 3), p=1.0)],
+                p=0.2 * s,
+            ),
+            A.GaussNoise(std_range=(0.01, 0.06 * s), p=0.3),
+            A.RandomBrightnessContrast(brightness_limit=0.2 * s, contrast_limit=0.3 * s, p=0.5),
+        ]
+        if strike_line:
+            transforms.append(StrikeLine(p=0.25))
+        self.pipeline = A.Compose(transforms, seed=seed)
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
+        return self.pipeline(image=gray)["image"]
+
+
+def sample_grid(images: list[np.ndarray], augmenter: Augmenter, copies: int = 5) -> np.ndarray:
+    """A grid: each row an original followed by ``copies`` augmented versions, 2 px white gaps."""
+    h, w = images[0].shape
+    rows = []
+    gap_v = np.full((h, 2), 255, np.uint8)
+    for img in images:
+        cells = [img] + [augmenter(img) for _ in range(copies)]
+        row = np.concatenate([c for cell in cells for c in (cell, gap_v)][:-1], axis=1)
+        rows.append(row)
+        rows.append(np.full((2, row.shape[1]), 255, np.uint8))
+    return np.concatenate(rows[:-1], axis=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from PIL import Image
+
+    from .data import load_samples
+    from .images import load_gray, resize_gray
+
+    ap = argparse.ArgumentParser(description="Write a PNG grid of augmented training samples.")
+    ap.add_argument("--data", required=True, help="folder of labelled captchas or a CSV manifest")
+    ap.add_argument("--out", default="augment_grid.png", help="PNG to write")
+    ap.add_argument("--n", type=int, default=8, help="number of source images (rows)")
+    ap.add_argument("--copies", type=int, default=5, help="augmented copies per row")
+    ap.add_argument("--height", type=int, default=PreprocessConfig.height)
+    ap.add_argument("--width", type=int, default=PreprocessConfig.width)
+    ap.add_argument("--scale", type=int, default=2, help="enlarge the grid this many times")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    cfg = PreprocessConfig(height=args.height, width=args.width)
+    samples = load_samples(args.data, length=None, skip_invalid=True)[: args.n]
+    if not samples:
+        print(f"error: no images in {args.data}", file=sys.stderr)
+        return 1
+    grays = [resize_gray(load_gray(s.path), cfg, str(s.path)) for s in samples]
+    grid = sample_grid(grays, Augmenter(seed=args.seed), args.copies)
+    img = Image.fromarray(grid, "L")
+    img = img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)
+    img.save(args.out)
+    print(f"wrote {args.out}: {len(samples)} rows x {args.copies} augmented copies")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,302 @@
+"""Labelled files: folder scanning, manifests and the two datasets (whole captchas, single glyphs).
+
+A captcha's label is its file name without the extension (``226md.png`` reads ``226md``). A glyph's
+label is the part of its name before the first underscore (``d_7678.png`` is a ``d``), the Kaggle
+"CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in one folder per class.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import tarfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .charset import Charset
+from .images import PreprocessConfig, load_gray, resize_gray, to_tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+class LabelError(ValueError):
+    """One or more files whose names are not valid labels."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image file."""
+
+    path: Path
+    label: str
+
+
+def label_problem(label: str, length: int | None, alphabet: str | None) -> str | None:
+    """Why ``label`` is not valid, or None when it is."""
+    if not label:
+        return "empty label"
+    if length is not None and len(label) != length:
+        return f"label {label!r} has {len(label)} characters, expected {length}"
+    if not label.isalnum() or not label.isascii():
+        return f"label {label!r} holds characters other than ASCII letters and digits"
+    if alphabet is not None:
+        bad = "".join(dict.fromkeys(c for c in label if c not in alphabet))
+        if bad:
+            return f"label {label!r} holds {bad!r}, outside the alphabet {alphabet!r}"
+    return None
+
+
+def _check(
+    pairs: Iterable[tuple[Path, str]],
+    length: int | None,
+    alphabet: str | None,
+    skip_invalid: bool,
+    where: str,
+) -> list[Sample]:
+    good: list[Sample] = []
+    bad: list[str] = []
+    for path, label in pairs:
+        problem = label_problem(label, length, alphabet)
+        if problem:
+            bad.append(f"{path}: {problem}")
+        else:
+            good.append(Sample(path, label))
+    if bad:
+        listing = "\n  ".join(bad)
+        if not skip_invalid:
+            raise LabelError(
+                f"{len(bad)} file(s) in {where} are not valid labels (pass skip_invalid / "
+                f"--skip-invalid to leave them out):\n  {listing}"
+            )
+        warnings.warn(f"skipped {len(bad)} file(s) in {where} that are not valid labels:\n  {listing}")
+    return good
+
+
+def scan_folder(
+    folder: str | Path,
+    length: int | None = 5,
+    alphabet: str | None = None,
+    skip_invalid: bool = False,
+) -> list[Sample]:
+    """Every ``<label>.<png|jpg|jpeg>`` file directly in ``folder``, sorted by file name.
+
+    Args:
+        length: the label length every file must have (None: any).
+        alphabet: if given, the characters labels may use.
+        skip_invalid: leave out invalid names with a warning that counts them, instead of raising.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        LabelError: listing every file whose name is not a valid label.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return _check(((p, p.stem) for p in files), length, alphabet, skip_invalid, str(folder))
+
+
+def read_manifest(
+    path: str | Path,
+    length: int | None = None,
+    alphabet: str | None = None,
+    skip_invalid: bool = False,
+) -> list[Sample]:
+    """Samples from a CSV manifest with columns ``path,label``; relative paths are taken from the
+    manifest's own folder, so a split stays valid wherever the repository is cloned."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such manifest")
+    base = path.parent
+    pairs: list[tuple[Path, str]] = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: a manifest needs a header with columns 'path,label'")
+        for row in reader:
+            p = Path(row["path"])
+            pairs.append((p if p.is_absolute() else base / p, row["label"]))
+    return _check(pairs, length, alphabet, skip_invalid, str(path))
+
+
+def write_manifest(path: str | Path, samples: Sequence[Sample], relative_to: Path | None = None) -> None:
+    """Write ``path,label`` rows; paths relative to the manifest's folder where possible."""
+    path = Path(path)
+    base = (relative_to or path.parent).resolve()
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for s in samples:
+            w.writerow([_relpath(s.path, base), s.label])
+
+
+def _relpath(p: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(Path(p).resolve(), base)
+    except ValueError:  # another drive on Windows
+        return str(Path(p).resolve())
+
+
+def load_samples(
+    src: str | Path, length: int | None = 5, alphabet: str | None = None, skip_invalid: bool = False
+) -> list[Sample]:
+    """Samples from a folder of labelled images or a CSV manifest."""
+    src = Path(src)
+    if src.is_dir():
+        return scan_folder(src, length, alphabet, skip_invalid)
+    return read_manifest(src, length, alphabet, skip_invalid)
+
+
+def alphabet_of(samples: Iterable[Sample]) -> str:
+    """The sorted set of characters of the samples' labels."""
+    return Charset.from_labels(s.label for s in samples).chars
+
+
+# ----- datasets --------------------------------------------------------------------------------
+Augment = Callable[[np.ndarray], np.ndarray]
+
+
+class CaptchaDataset(Dataset):
+    """Whole captchas: item ``i`` is ``(image (1, H, W), target indices (L,), label)``.
+
+    Images are decoded once and kept in memory at model size (a captcha set of a few thousand
+    images is a few MB); augmentation, if any, is applied each time an item is read.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        charset: Charset,
+        cfg: PreprocessConfig,
+        augment: Augment | None = None,
+    ):
+        self.samples = list(samples)
+        self.charset = charset
+        self.cfg = cfg
+        self.augment = augment
+        self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
+        self.images = [resize_gray(load_gray(s.path), cfg, str(s.path)) for s in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        gray = self.images[i]
+        if self.augment is not None:
+            gray = self.augment(gray)
+        return to_tensor(gray, self.cfg), torch.tensor(self.targets[i], dtype=torch.long), self.samples[i].label
+
+
+def collate_ctc(batch):
+    """Stack images; concatenate targets as CTC wants them, with their lengths."""
+    images, targets, labels = zip(*batch)
+    lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    return torch.stack(images), torch.cat(targets), lengths, list(labels)
+
+
+def _glyph_label(name: str) -> str:
+    return Path(name).name.split("_")[0]
+
+
+def read_glyph_files(src: str | Path, subfolder: str | None = None) -> list[tuple[str, str, bytes]]:
+    """``(name, label, png bytes)`` for every glyph image in a folder (flat or one folder per
+    class) or a ``.tar.gz``/``.tar`` archive, sorted by name. The label is the file name's part
+    before the first ``_``; a file without ``_`` takes its class folder's name. With ``subfolder``
+    only files below a folder of that name are read."""
+    src = Path(src)
+    out: list[tuple[str, str, bytes]] = []
+
+    def wanted(rel: str) -> bool:
+        if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+            return False
+        return subfolder is None or subfolder.strip("/") in rel.split("/")[:-1]
+
+    def label_for(rel: str) -> str:
+        parts = rel.split("/")
+        if "_" in parts[-1]:
+            return _glyph_label(parts[-1])
+        return parts[-2] if len(parts) >= 2 else ""
+
+    if src.is_dir():
+        for p in sorted(src.rglob("*")):
+            rel = p.relative_to(src).as_posix()
+            if p.is_file() and wanted(rel):
+                out.append((str(p), label_for(rel), p.read_bytes()))
+    elif src.is_file() and src.name.endswith((".tar.gz", ".tgz", ".tar")):
+        # Read members in archive order (a gzip stream cannot seek back cheaply), in memory:
+        # the archive is never unpacked to disk.
+        with tarfile.open(src) as tar:
+            for m in tar:
+                if m.isfile() and wanted(m.name):
+                    f = tar.extractfile(m)
+                    if f is not None:
+                        out.append((f"{src}:{m.name}", label_for(m.name), f.read()))
+        out.sort(key=lambda item: item[0])
+    else:
+        raise FileNotFoundError(f"{src}: not a folder or a .tar.gz of glyph images")
+    return out
+
+
+class GlyphDataset(Dataset):
+    """Single characters: item ``i`` is ``(image (1, H, W), class index)``.
+
+    Args:
+        src: folder or archive (see :func:`read_glyph_files`), or a list of ``(name, label, bytes)``.
+        cfg: the glyph input size (its aspect check is off: glyphs vary in shape).
+        charset: the classes; by default found from the labels and printed.
+        subfolder: keep only files under this folder of the archive/folder (e.g.
+            ``tahabakhtari_subset``).
+        skip_invalid: leave out files whose label is not one character of the charset.
+    """
+
+    def __init__(
+        self,
+        src,
+        cfg: PreprocessConfig,
+        charset: Charset | None = None,
+        augment: Augment | None = None,
+        subfolder: str | None = None,
+        skip_invalid: bool = False,
+    ):
+        files = read_glyph_files(src, subfolder) if isinstance(src, (str, Path)) else list(src)
+        if charset is None:
+            charset = Charset.from_labels(lbl for _, lbl, _ in files if len(lbl) == 1 and lbl.isalnum())
+            print(f"glyph alphabet ({len(charset)}): {charset.chars}", file=sys.stderr)
+        bad = [f"{n}: label {lbl!r} is not one character of {charset.chars!r}"
+               for n, lbl, _ in files if len(lbl) != 1 or lbl not in charset]
+        if bad and not skip_invalid:
+            raise LabelError(f"{len(bad)} glyph file(s) have invalid labels:\n  " + "\n  ".join(bad[:20]))
+        if bad:
+            warnings.warn(f"skipped {len(bad)} glyph file(s) with invalid labels")
+        files = [f for f in files if len(f[1]) == 1 and f[1] in charset]
+        self.cfg = PreprocessConfig(**{**cfg.to_dict(), "max_aspect_error": 0.0})
+        self.charset = charset
+        self.augment = augment
+        self.names = [n for n, _, _ in files]
+        self.labels = [charset.encode(lbl, source=n)[0] - 1 for n, lbl, _ in files]  # 0-based class
+        self.images = [resize_gray(load_gray(b, n), self.cfg, n) for n, _, b in files]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        gray = self.images[i]
+        if self.augment is not None:
+            gray = self.augment(gray)
+        return to_tensor(gray, self.cfg), self.labels[i]
+
+
+def encode_png(gray: np.ndarray) -> bytes:
+    """uint8 gray array -> PNG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(gray, "L").save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,19 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: The real data lives beside the project: ../shared/data (see data/README.md).
+SHARED_DATA = ROOT.parent / "shared" / "data"
+CAPTCHA_V2 = SHARED_DATA / "captcha_v2"
+GLYPHS_TAR = SHARED_DATA / "glyphs" / "glyphs.tar.gz"
+
+
+def need(path: Path) -> Path:
+    """Skip the test, saying why, where the real data is absent."""
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (it lives beside the project in ../shared/data)")
+    return path

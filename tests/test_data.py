@@ -1,0 +1,95 @@
+import hashlib
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from crnn_captcha.charset import Charset
+from crnn_captcha.data import (
+    CaptchaDataset, GlyphDataset, LabelError, collate_ctc, load_samples, read_manifest, scan_folder,
+    write_manifest,
+)
+from crnn_captcha.images import PreprocessConfig
+from conftest import CAPTCHA_V2, GLYPHS_TAR, need
+from synth import make_folder, render
+
+
+def test_scan_folder_reads_labels(tmp_path):
+    labels = make_folder(tmp_path, 6)
+    samples = scan_folder(tmp_path)
+    assert sorted(s.label for s in samples) == sorted(labels)
+
+
+def test_invalid_name_stops_with_report_or_skips_with_count(tmp_path):
+    make_folder(tmp_path, 3)
+    render("3bfnd").save(tmp_path / "3bnfnd.png")  # the old download's 6-character name
+    with pytest.raises(LabelError, match="3bnfnd.png") as e:
+        scan_folder(tmp_path)
+    assert "6 characters" in str(e.value)
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        samples = scan_folder(tmp_path, skip_invalid=True)
+    assert len(samples) == 3
+
+
+def test_characters_outside_alphabet(tmp_path):
+    make_folder(tmp_path, 2, alphabet="abc")
+    render("abczz").save(tmp_path / "abczz.png")
+    with pytest.raises(LabelError, match="'z'"):
+        scan_folder(tmp_path, alphabet="abc")
+
+
+def test_manifest_round_trip_relative_paths(tmp_path):
+    make_folder(tmp_path / "imgs", 4)
+    samples = scan_folder(tmp_path / "imgs")
+    (tmp_path / "m").mkdir()
+    manifest = tmp_path / "m" / "x.csv"
+    write_manifest(manifest, samples)
+    back = read_manifest(manifest)
+    assert [(s.path.resolve(), s.label) for s in back] == [(s.path.resolve(), s.label) for s in samples]
+    text = manifest.read_text()
+    assert "../imgs/" in text and str(tmp_path) not in text  # relative: survives a move of the tree
+
+
+def test_captcha_dataset_items_and_collate(tmp_path):
+    labels = make_folder(tmp_path, 4)
+    samples = load_samples(tmp_path)
+    cs = Charset.from_labels(labels)
+    ds = CaptchaDataset(samples, cs, PreprocessConfig())
+    x, y, lbl = ds[0]
+    assert x.shape == (1, 32, 128) and y.tolist() == cs.encode(lbl)
+    images, targets, lengths, lbls = collate_ctc([ds[i] for i in range(4)])
+    assert images.shape == (4, 1, 32, 128) and lengths.tolist() == [5] * 4 and targets.numel() == 20
+
+
+def test_glyphs_flat_folder(tmp_path):
+    for i, ch in enumerate("abcab"):
+        render(ch, size=(32, 52)).save(tmp_path / f"{ch}_{i}.png")
+    ds = GlyphDataset(tmp_path, PreprocessConfig(height=32, width=24))
+    assert len(ds) == 5 and ds.charset.chars == "abc"
+    for i, name in enumerate(ds.names):
+        x, k = ds[i]
+        assert x.shape == (1, 32, 24)
+        assert ds.charset.chars[k] == Path(name).name[0]
+
+
+def test_real_captcha_v2_folder():
+    folder = need(CAPTCHA_V2)
+    samples = scan_folder(folder)
+    assert len(samples) == 1000
+    assert Charset.from_labels(s.label for s in samples).chars == "2345678bcdefgmnpwxy"
+
+
+def test_real_glyph_files_read_without_unpacking():
+    tar = need(GLYPHS_TAR)
+    digest = hashlib.sha256(tar.read_bytes()).hexdigest()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = GlyphDataset(tar, PreprocessConfig(height=32, width=24), subfolder="tahabakhtari_subset")
+    assert len(ds) == 506
+    assert ds.charset.chars == "2345678abcdefgmnpwxy"
+    counts = {c: 0 for c in ds.charset.chars}
+    for k in ds.labels:
+        counts[ds.charset.chars[k]] += 1
+    assert counts["n"] == 57 and counts["a"] == 5
+    assert hashlib.sha256(tar.read_bytes()).hexdigest() == digest  # the archive is untouched

@@ -1,0 +1,130 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from crnn_captcha.images import ImageError, PreprocessConfig, load_gray, preprocess
+from synth import render
+
+CFG = PreprocessConfig()
+
+
+@pytest.fixture(scope="module")
+def base():
+    return render("2b4mx")  # mode L, 200x50
+
+
+def png_bytes(img, fmt="PNG", **kw):
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_all_input_types_agree(base, tmp_path):
+    ref = preprocess(base, CFG)
+    assert ref.shape == (1, CFG.height, CFG.width) and ref.dtype == torch.float32
+    arr = np.asarray(base)
+    path = tmp_path / "x.png"
+    base.save(path)
+    inputs = {
+        "path": path,
+        "str": str(path),
+        "bytes": png_bytes(base),
+        "array HxW": arr,
+        "array HxWx3": np.repeat(arr[:, :, None], 3, axis=2),
+        "array HxWx4": np.concatenate([np.repeat(arr[:, :, None], 3, 2), np.full(arr.shape + (1,), 255, np.uint8)], 2),
+        "array float": arr.astype(np.float32) / 255.0,
+        "tensor HxW": torch.from_numpy(arr.copy()),
+        "tensor CxHxW float": torch.from_numpy(arr.copy()).float().div(255).unsqueeze(0).repeat(3, 1, 1),
+    }
+    for name, src in inputs.items():
+        out = preprocess(src, CFG)
+        assert torch.allclose(out, ref, atol=2 / 255 / CFG.std), name
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "JPEG"])
+def test_modes(base, mode, tmp_path):
+    ref = np.asarray(base, dtype=np.float64)
+    if mode == "I;16":
+        img = Image.fromarray((np.asarray(base).astype(np.uint16) * 257))
+        assert img.mode.startswith("I;16")
+        data = png_bytes(img)
+    elif mode == "JPEG":
+        data = png_bytes(base.convert("RGB"), "JPEG", quality=95)
+    else:
+        data = png_bytes(base.convert(mode))
+    gray = load_gray(data).astype(np.float64)
+    assert gray.shape == ref.shape
+    assert np.abs(gray - ref).mean() < 3.0, mode
+
+
+def test_rgba_transparency_lies_on_white():
+    rgba = np.zeros((50, 200, 4), np.uint8)  # fully transparent black
+    assert load_gray(rgba).min() == 255
+
+
+@pytest.mark.parametrize(
+    "name,data,match",
+    [
+        ("empty.png", b"", "empty"),
+        ("text.png", b"this is not an image at all", "not an image"),
+    ],
+)
+def test_bad_files(tmp_path, name, data, match):
+    p = tmp_path / name
+    p.write_bytes(data)
+    with pytest.raises(ImageError, match=match) as e:
+        preprocess(p, CFG)
+    assert str(p) in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_truncated_file(base, tmp_path):
+    p = tmp_path / "cut.png"
+    p.write_bytes(png_bytes(base)[:300])
+    with pytest.raises(ImageError, match="corrupt or truncated") as e:
+        preprocess(p, CFG)
+    assert str(p) in str(e.value)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        preprocess(tmp_path / "nope.png", CFG)
+    with pytest.raises(ImageError, match="directory"):
+        preprocess(tmp_path, CFG)
+
+
+def test_decompression_bomb_refused(tmp_path):
+    big = Image.new("1", (20000, 20000))  # 400M pixels, a tiny file
+    p = tmp_path / "bomb.png"
+    big.save(p)
+    with pytest.raises(ImageError, match="pixels") as e:
+        preprocess(p, CFG)
+    assert "bomb.png" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [np.zeros((5,), np.uint8), np.zeros((50, 200, 2), np.uint8), np.zeros((0, 200), np.uint8),
+     np.zeros((2, 50, 200, 3), np.uint8)],
+)
+def test_wrong_array_shapes(arr):
+    with pytest.raises(ImageError, match="shape"):
+        preprocess(arr, CFG)
+
+
+def test_wrong_aspect_ratio_names_size(tmp_path):
+    glyph = Image.new("L", (32, 52), 255)
+    p = tmp_path / "glyph.png"
+    glyph.save(p)
+    with pytest.raises(ImageError, match="32x52") as e:
+        preprocess(p, CFG)
+    assert "glyph.png" in str(e.value)
+
+
+def test_nan_array_refused():
+    a = np.full((50, 200), np.nan, np.float32)
+    with pytest.raises(ImageError, match="NaN"):
+        preprocess(a, CFG)

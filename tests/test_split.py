@@ -1,0 +1,78 @@
+import csv
+import hashlib
+from pathlib import Path
+
+from crnn_captcha.split import main, split_samples
+from crnn_captcha.data import read_manifest, scan_folder
+from conftest import CAPTCHA_V2, need
+from synth import make_folder
+
+
+def folder_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_split_deterministic_disjoint_covering(tmp_path):
+    src = tmp_path / "src"
+    make_folder(src, 40)
+    before = folder_digest(src)
+    assert main(["--src", str(src), "--out", str(tmp_path / "a")]) == 0
+    assert main(["--src", str(src), "--out", str(tmp_path / "b")]) == 0
+    for name in ("train", "val", "test"):
+        assert (tmp_path / "a" / f"{name}.csv").read_text() == (tmp_path / "b" / f"{name}.csv").read_text()
+    parts = {n: {s.path.resolve() for s in read_manifest(tmp_path / "a" / f"{n}.csv")} for n in ("train", "val", "test")}
+    assert len(parts["train"]) == 30 and len(parts["val"]) == 5 and len(parts["test"]) == 5
+    assert not (parts["train"] & parts["val"]) and not (parts["train"] & parts["test"]) and not (parts["val"] & parts["test"])
+    assert parts["train"] | parts["val"] | parts["test"] == {p.resolve() for p in src.iterdir()}
+    assert folder_digest(src) == before  # the source is only read
+
+
+def test_split_seed_changes_and_ratios(tmp_path):
+    src = tmp_path / "src"
+    make_folder(src, 40)
+    samples = scan_folder(src)
+    a, b = split_samples(samples, seed=0), split_samples(samples, seed=1)
+    assert [s.label for s in a["test"]] != [s.label for s in b["test"]]
+    c = split_samples(samples, ratios=(0.5, 0.25, 0.25))
+    assert [len(c[k]) for k in ("train", "val", "test")] == [20, 10, 10]
+    # order of the input does not matter
+    assert split_samples(list(reversed(samples)), seed=0) == a
+
+
+def test_split_refuses_overwrite(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_folder(src, 10)
+    out = tmp_path / "out"
+    assert main(["--src", str(src), "--out", str(out)]) == 0
+    first = (out / "train.csv").read_text()
+    assert main(["--src", str(src), "--out", str(out), "--seed", "5"]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (out / "train.csv").read_text() == first
+    assert main(["--src", str(src), "--out", str(out), "--seed", "5", "--force"]) == 0
+
+
+def test_split_reports_invalid_file(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_folder(src, 8)
+    (src / "3bnfnd.png").write_bytes((src / next(iter(sorted(p.name for p in src.iterdir())))).read_bytes())
+    assert main(["--src", str(src), "--out", str(tmp_path / "o")]) == 1
+    assert "3bnfnd.png" in capsys.readouterr().err
+    assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--skip-invalid"]) == 0
+    assert sum(len(rows(tmp_path / "o" / f"{n}.csv")) for n in ("train", "val", "test")) == 8
+
+
+def test_split_real_captcha_v2(tmp_path, capsys):
+    src = need(CAPTCHA_V2)
+    assert main(["--src", str(src), "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "alphabet (19): 2345678bcdefgmnpwxy" in out
+    assert [len(rows(tmp_path / f"{n}.csv")) for n in ("train", "val", "test")] == [750, 125, 125]
