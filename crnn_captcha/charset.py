@@ -262,3 +262,11 @@ def _fixed_length_path(
         if t > 0:
             k, c = (int(v) for v in back[t, k, c])
     return path
+
+
+def greedy_texts(best: np.ndarray, charset: Charset) -> list[str]:
+    """Greedy CTC decoding of a batch of best-class indices (N, T): merge repeats, drop blanks."""
+    best = np.asarray(best)
+    keep = best != 0
+    keep[:, 1:] &= best[:, 1:] != best[:, :-1]
+    return [charset.decode_indices(row[k]) for row, k in zip(best, keep)]

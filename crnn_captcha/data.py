@@ -122,7 +122,7 @@ def read_manifest(
             raise ValueError(f"{path}: a manifest needs a header with columns 'path,label'")
         for row in reader:
             p = Path(row["path"])
-            pairs.append((p if p.is_absolute() else base / p, row["label"]))
+            pairs.append((p if p.is_absolute() else Path(os.path.normpath(base / p)), row["label"]))
     return _check(pairs, length, alphabet, skip_invalid, str(path))
 
 

@@ -2,6 +2,8 @@ import csv
 import hashlib
 from pathlib import Path
 
+import pytest
+
 from crnn_captcha.split import main, split_samples
 from crnn_captcha.data import read_manifest, scan_folder
 from conftest import CAPTCHA_V2, need
@@ -66,7 +68,8 @@ def test_split_reports_invalid_file(tmp_path, capsys):
     (src / "3bnfnd.png").write_bytes((src / next(iter(sorted(p.name for p in src.iterdir())))).read_bytes())
     assert main(["--src", str(src), "--out", str(tmp_path / "o")]) == 1
     assert "3bnfnd.png" in capsys.readouterr().err
-    assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--skip-invalid"]) == 0
+    with pytest.warns(UserWarning, match="skipped 1 file"):
+        assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--skip-invalid"]) == 0
     assert sum(len(rows(tmp_path / "o" / f"{n}.csv")) for n in ("train", "val", "test")) == 8
 
 

@@ -1,0 +1,145 @@
+"""The one checkpoint format, for training and for reading.
+
+A plain dict of plain Python values and tensors, so ``torch.load(path, weights_only=True)`` always
+works (nothing is unpickled that could run code):
+
+    format_version, kind ("crnn" or "glyph"), model_config, charset (blank = 0), preprocess,
+    state_dict, metrics, train_args, versions
+    + in a resumable "last" checkpoint: optimizer, scheduler, scaler, epoch, best, history, rng
+
+Writes go to a temporary file in the same folder that is then renamed into place, so an interrupted
+run never leaves a half-written checkpoint.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import __version__
+from .charset import Charset
+from .images import PreprocessConfig
+from .model import CRNN, CRNNConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint; the message names it and what is wrong."""
+
+
+def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict without DDP's ``module.`` or torch.compile's ``_orig_mod.`` prefixes."""
+    model = getattr(model, "module", model)
+    model = getattr(model, "_orig_mod", model)
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def make_checkpoint(
+    model: nn.Module,
+    charset: Charset,
+    preprocess: PreprocessConfig,
+    metrics: dict[str, Any] | None = None,
+    train_args: dict[str, Any] | None = None,
+    kind: str = "crnn",
+    **extra: Any,
+) -> dict[str, Any]:
+    """The checkpoint dict for ``model`` (a CRNN, or a glyph classifier with ``kind="glyph"``)."""
+    inner = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
+    config = inner.config.to_dict() if kind == "crnn" else {"channels": list(extra.pop("channels"))}
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "model_config": config,
+        "charset": charset.chars,
+        "preprocess": preprocess.to_dict(),
+        "state_dict": clean_state_dict(model),
+        "metrics": dict(metrics or {}),
+        "train_args": dict(train_args or {}),
+        "versions": {"crnn_captcha": __version__, "torch": str(torch.__version__)},  # plain str: weights_only
+        **extra,
+    }
+
+
+def load_checkpoint(path: str | Path, kind: str | None = "crnn") -> dict[str, Any]:
+    """Load and check a checkpoint (``weights_only=True``, on the CPU).
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty checkpoint file (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file; all mean the same here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"{path}: not a crnn_captcha checkpoint (no format_version)")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {ckpt['format_version']} is newer than this crnn_captcha "
+            f"reads ({FORMAT_VERSION}); upgrade crnn_captcha"
+        )
+    missing = [k for k in ("model_config", "charset", "preprocess", "state_dict") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if kind is not None and ckpt.get("kind", "crnn") != kind:
+        raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} model, expected {kind!r}")
+    return ckpt
+
+
+def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[CRNN, Charset, PreprocessConfig]:
+    """Rebuild the model, charset and preprocessing from a loaded checkpoint.
+
+    Raises:
+        CheckpointError: the charset does not fit the head, or the weights do not fit the config.
+    """
+    try:
+        config = CRNNConfig.from_dict(ckpt["model_config"])
+        charset = Charset(ckpt["charset"])
+        preprocess = PreprocessConfig.from_dict(ckpt["preprocess"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad model description in checkpoint ({e})") from None
+    if charset.num_classes != config.num_classes:
+        raise CheckpointError(
+            f"{path}: charset {charset.chars!r} has {len(charset)} characters (+ blank = "
+            f"{charset.num_classes} classes) but the model's head has {config.num_classes} outputs"
+        )
+    model = CRNN(config)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model config ({first[:200]})") from None
+    model.eval()
+    return model, charset, preprocess

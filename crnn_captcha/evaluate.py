@@ -1,0 +1,110 @@
+"""Measure a checkpoint on labelled captchas.
+
+    python -m crnn_captcha.evaluate data/splits/test.csv
+    python -m crnn_captcha.evaluate ../shared/data/captcha_v2 --checkpoint runs/base/best.pt --json
+    python -m crnn_captcha.evaluate data/splits/test.csv --gallery misreads.png
+
+Prints full-string accuracy with its 95% Wilson interval and the number of images, character
+accuracy, CER, the most confused character pairs and every misread image. Only evaluate a model on
+images it never trained on or was selected on (for the shipped model: the test split).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .checkpoint import CheckpointError
+from .data import LabelError, load_samples
+from .images import load_gray
+from .metrics import confusions, score, summarize
+
+
+def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int = 2) -> None:
+    """A PNG with each misread image and its truth / prediction beneath it."""
+    cells = []
+    for src, truth, pred in rows:
+        gray = load_gray(src)
+        img = Image.fromarray(gray, "L").resize((gray.shape[1] * scale // 2, gray.shape[0] * scale // 2))
+        cell = Image.new("RGB", (max(img.width, 160), img.height + 16), "white")
+        cell.paste(img.convert("RGB"), (0, 0))
+        ImageDraw.Draw(cell).text((2, img.height + 2), f"true {truth}  read {pred or '-'}", fill=(200, 0, 0))
+        cells.append(cell)
+    if not cells:
+        Image.new("RGB", (220, 20), "white").save(path)
+        return
+    cols = 4
+    w, h = max(c.width for c in cells), max(c.height for c in cells)
+    sheet = Image.new("RGB", (cols * w, ((len(cells) + cols - 1) // cols) * h), "white")
+    for i, c in enumerate(cells):
+        sheet.paste(c, ((i % cols) * w, (i // cols) * h))
+    sheet.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m crnn_captcha.evaluate", description="Evaluate a checkpoint on labelled captchas.")
+    ap.add_argument("data", metavar="MANIFEST_OR_DIR", help="a CSV manifest (path,label) or a folder of <label>.png files")
+    ap.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--beam", type=int, default=0, metavar="WIDTH", help="beam search (default: greedy)")
+    ap.add_argument("--length", type=int, help="read exactly this many characters")
+    ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
+    ap.add_argument("--gallery", help="write a PNG of the misread images here")
+    ap.add_argument("--top", type=int, default=10, help="confused pairs to list")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args(argv)
+
+    from .reader import CaptchaReader
+
+    try:
+        samples = load_samples(args.data, length=None, skip_invalid=args.skip_invalid)
+        if not samples:
+            raise FileNotFoundError(f"{args.data}: no labelled images")
+        reader = CaptchaReader(args.checkpoint, device=args.device, decoder="beam" if args.beam else "greedy",
+                               beam_width=args.beam or 10, length=args.length)
+    except (CheckpointError, LabelError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    preds = reader.predict_batch([s.path for s in samples], batch_size=args.batch_size, errors="mark")
+    failed = [p for p in preds if not p.ok]
+    for p in failed:
+        print(f"error: {p.error}", file=sys.stderr)
+    texts = [p.text for p in preds]
+    truths = [s.label for s in samples]
+    result = summarize(score(texts, truths))
+    result["checkpoint"] = str(reader.checkpoint_path)
+    result["data"] = str(args.data)
+    result["unreadable"] = len(failed)
+    result["confusions"] = [[t, p, n] for (t, p), n in confusions(texts, truths).most_common(args.top)]
+    result["misreads"] = [
+        {"path": str(s.path), "truth": s.label, "read": p.text, "confidence": round(p.confidence, 4)}
+        for s, p in zip(samples, preds) if p.text != s.label
+    ]
+    result["mean_confidence"] = float(np.mean([p.confidence for p in preds]))
+    if args.gallery:
+        gallery(args.gallery, [(m["path"], m["truth"], m["read"]) for m in result["misreads"] if Path(m["path"]).exists()])
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        lo, hi = result["accuracy_ci95"]
+        print(f"images          {result['n']}")
+        print(f"accuracy        {result['accuracy']:.4f}  (95% CI {lo:.4f}-{hi:.4f}, Wilson)")
+        print(f"char accuracy   {result['char_accuracy']:.4f}")
+        print(f"CER             {result['cer']:.4f}")
+        if result["confusions"]:
+            print("confused (truth->read): " + ", ".join(f"{t}->{p} x{n}" for t, p, n in result["confusions"]))
+        for m in result["misreads"]:
+            print(f"misread  {m['path']}  true {m['truth']}  read {m['read'] or '-'}  conf {m['confidence']:.3f}")
+        if args.gallery:
+            print(f"gallery of misreads: {args.gallery}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

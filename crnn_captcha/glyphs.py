@@ -1,0 +1,171 @@
+"""A leak-free single-glyph set, cut from the captchas of one split (the train split).
+
+    python scripts/make_glyphs.py --split data/splits/train.csv --out data/glyphs/train
+    python scripts/make_glyphs.py --split data/splits/val.csv --out data/glyphs/val --copies 0
+
+Writes the Kaggle "CAPTCHA Characters Dataset (118K)" format: 32 wide x 52 high gray PNGs named
+``<char>_<n>.png``, with ``--copies`` augmented copies of each crop (the 118K set made about 20),
+plus ``<out>_contact_sheet.png`` beside the folder; prints the count per class. The source images are only read.
+
+How the characters are found (``--method``):
+- ``projection`` (default): the text's horizontal extent is where columns hold enough dark pixels
+  (the thin strike line does not reach the threshold); it is cut into equal parts, one per character.
+- ``fixed``: the same equal parts of a fixed extent measured once over the split.
+- ``ctc``: a trained CRNN's forced CTC alignment to the known label places each character
+  (``--align-checkpoint``; the model must itself be trained on this split or a subset of it).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .augment import Augmenter
+from .data import Sample, load_samples
+from .images import load_gray
+
+GLYPH_W, GLYPH_H = 32, 52
+
+
+def text_extent(gray: np.ndarray, dark: int = 128, min_dark: int = 4) -> tuple[int, int]:
+    """Columns [x0, x1) where enough pixels are dark; the strike line alone stays below."""
+    counts = (gray < dark).sum(axis=0)
+    cols = np.flatnonzero(counts >= min_dark)
+    if cols.size == 0:
+        return 0, gray.shape[1]
+    return int(cols[0]), int(cols[-1]) + 1
+
+
+def split_extent(x0: float, x1: float, n: int) -> list[tuple[float, float]]:
+    """``n`` equal (centre, width) cells across [x0, x1)."""
+    step = (x1 - x0) / n
+    return [(x0 + (i + 0.5) * step, step) for i in range(n)]
+
+
+def ctc_cells(gray: np.ndarray, label: str, reader) -> list[tuple[float, float]]:
+    """(centre, width) of each character from a forced CTC alignment to ``label``."""
+    from .charset import _fixed_length_path
+    from .images import resize_gray, to_tensor
+
+    x = to_tensor(resize_gray(gray, reader.preprocess), reader.preprocess).unsqueeze(0)
+    with torch.inference_mode():
+        lp = reader.model(x).log_softmax(2)[0].numpy()
+    path = _fixed_length_path(lp, len(label), target=reader.charset.encode(label))
+    scale = gray.shape[1] / lp.shape[0]  # image columns per frame
+    frames: list[list[int]] = [[] for _ in label]
+    k, prev = -1, 0
+    for t, c in enumerate(path):
+        if c != 0 and c != prev:
+            k += 1
+        if c != 0:
+            frames[k].append(t)
+        prev = c
+    centres = [(np.mean(f) + 0.5) * scale for f in frames]
+    gaps = np.diff(centres) if len(centres) > 1 else np.array([gray.shape[1] / 6])
+    width = float(np.median(gaps))
+    return [(c, width) for c in centres]
+
+
+def crop(gray: np.ndarray, centre: float, width: float, margin: float = 1.3) -> np.ndarray:
+    """A full-height window around ``centre``, resized to 32x52 like the 118K glyphs."""
+    h, w = gray.shape
+    half = width * margin / 2
+    a, b = int(round(max(0, centre - half))), int(round(min(w, centre + half)))
+    if b - a < 2:
+        a, b = max(0, a - 1), min(w, a + 2)
+    img = Image.fromarray(np.ascontiguousarray(gray[:, a:b]), "L").resize((GLYPH_W, GLYPH_H), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def cut_glyphs(
+    samples: Sequence[Sample], method: str = "projection", reader=None
+) -> list[tuple[str, np.ndarray, str]]:
+    """``(char, 32x52 crop, source file)`` for every character of every sample."""
+    grays = [load_gray(s.path) for s in samples]
+    if method == "fixed":
+        spans = [text_extent(g) for g in grays]
+        fixed = (float(np.median([s[0] for s in spans])), float(np.median([s[1] for s in spans])))
+    out = []
+    for s, g in zip(samples, grays):
+        if method == "projection":
+            cells = split_extent(*text_extent(g), len(s.label))
+        elif method == "fixed":
+            cells = split_extent(*fixed, len(s.label))
+        elif method == "ctc":
+            if reader is None:
+                raise ValueError("--method ctc needs --align-checkpoint")
+            cells = ctc_cells(g, s.label, reader)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        for ch, (c, w) in zip(s.label, cells):
+            out.append((ch, crop(g, c, w), str(s.path)))
+    return out
+
+
+def contact_sheet(glyphs: Sequence[tuple[str, np.ndarray]], per_class: int = 12) -> Image.Image:
+    """One row per class: up to ``per_class`` glyphs of it."""
+    by_class: dict[str, list[np.ndarray]] = {}
+    for ch, img in glyphs:
+        by_class.setdefault(ch, [])
+        if len(by_class[ch]) < per_class:
+            by_class[ch].append(img)
+    rows = []
+    for ch in sorted(by_class):
+        cells = by_class[ch] + [np.full((GLYPH_H, GLYPH_W), 255, np.uint8)] * (per_class - len(by_class[ch]))
+        rows.append(np.concatenate([np.pad(c, 1, constant_values=255) for c in cells], axis=1))
+    sheet = np.concatenate(rows, axis=0) if rows else np.full((GLYPH_H, GLYPH_W), 255, np.uint8)
+    return Image.fromarray(sheet, "L")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Cut a leak-free 32x52 glyph set from one split's captchas.")
+    ap.add_argument("--split", required=True, help="manifest (CSV path,label) or folder; use the TRAIN split")
+    ap.add_argument("--out", required=True, help="folder to write <char>_<n>.png files into")
+    ap.add_argument("--copies", type=int, default=20, help="augmented copies per crop (0: crops only)")
+    ap.add_argument("--method", choices=["projection", "fixed", "ctc"], default="projection")
+    ap.add_argument("--align-checkpoint", help="CRNN checkpoint for --method ctc")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force", action="store_true", help="write into a folder that already holds glyphs")
+    args = ap.parse_args(argv)
+
+    out = Path(args.out)
+    if out.exists() and any(out.glob("*.png")) and not args.force:
+        print(f"error: {out} already holds glyphs; pass --force to add to it or choose another --out", file=sys.stderr)
+        return 1
+    try:
+        samples = load_samples(args.split, length=None)
+        reader = None
+        if args.method == "ctc":
+            from .reader import CaptchaReader
+
+            reader = CaptchaReader(args.align_checkpoint, device="cpu")
+        crops = cut_glyphs(samples, args.method, reader)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    augment = Augmenter(strength=0.8, strike_line=False, seed=args.seed) if args.copies else None
+    counts: Counter = Counter()
+    written = []
+    for ch, img, _ in crops:
+        versions = [img] + [augment(img) for _ in range(args.copies)] if augment else [img]
+        for v in versions:
+            Image.fromarray(v, "L").save(out / f"{ch}_{counts[ch]}.png")
+            counts[ch] += 1
+        written.append((ch, img))
+    sheet = out.parent / f"{out.name}_contact_sheet.png"  # beside, not inside: the folder holds glyphs only
+    contact_sheet(written).save(sheet)
+    print(f"{len(crops)} crops from {len(samples)} captchas ({args.method}); {sum(counts.values())} files in {out}")
+    print("per class: " + " ".join(f"{c}:{counts[c]}" for c in sorted(counts)))
+    print(f"contact sheet: {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

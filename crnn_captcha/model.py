@@ -1,0 +1,143 @@
+"""The CRNN: a CNN backbone, a bidirectional LSTM and a linear head that returns CTC logits.
+
+Loss lives in the training code and decoding with the charset, so the module stays a plain
+``nn.Module`` that is easy to test and export.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+@dataclass
+class CRNNConfig:
+    """Everything needed to rebuild a :class:`CRNN`; stored in every checkpoint.
+
+    Attributes:
+        num_classes: outputs per frame: the characters plus the CTC blank (index 0).
+        height, width: input size (gray, one channel).
+        channels: output channels of the five conv blocks.
+        hidden: LSTM hidden size per direction.
+        lstm_layers: stacked bidirectional LSTM layers.
+        dropout: dropout before the head (and between LSTM layers).
+        max_label_length: the longest label the model must read; checked against the frames.
+    """
+
+    num_classes: int
+    height: int = 32
+    width: int = 128
+    channels: tuple[int, ...] = (16, 32, 64, 64, 96)
+    hidden: int = 128
+    lstm_layers: int = 2
+    dropout: float = 0.2
+    max_label_length: int = 5
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        if len(self.channels) != 5:
+            raise ValueError(f"channels needs 5 values, got {self.channels}")
+        if self.height % 16 or self.width % 4:
+            raise ValueError(f"height must be a multiple of 16 and width of 4, got {self.height}x{self.width}")
+        # CTC needs a frame per character and a blank between two equal neighbours, so a label of
+        # length L can need up to 2L-1 frames ("ggg" -> g _ g _ g).
+        need = 2 * self.max_label_length - 1
+        if self.frames < need:
+            raise ValueError(
+                f"the model gives {self.frames} frames for width {self.width}, fewer than the "
+                f"{need} (2L-1) that a {self.max_label_length}-character label with repeats needs"
+            )
+
+    @property
+    def frames(self) -> int:
+        """T, the number of output frames: the width after two 2x poolings."""
+        return self.width // 4
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CRNNConfig":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Backbone(nn.Module):
+    """Five conv blocks; (N, 1, H, W) -> (N, C, H/16, W/4).
+
+    The height is pooled 16x and the width only 4x, so each output column is a frame covering a
+    narrow vertical strip of the image.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = CRNNConfig.channels):
+        super().__init__()
+        c1, c2, c3, c4, c5 = channels
+        self.features = nn.Sequential(
+            _block(1, c1), nn.MaxPool2d(2),                  # H/2,  W/2
+            _block(c1, c2), nn.MaxPool2d(2),                 # H/4,  W/4
+            _block(c2, c3), _block(c3, c4), nn.MaxPool2d((2, 1)),  # H/8,  W/4
+            _block(c4, c5), nn.MaxPool2d((2, 1)),            # H/16, W/4
+        )
+        self.out_channels = c5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class CRNN(nn.Module):
+    """(N, 1, H, W) images -> (N, T, num_classes) logits, T = W / 4."""
+
+    def __init__(self, config: CRNNConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = Backbone(config.channels)
+        feat = self.backbone.out_channels * (config.height // 16)
+        self.rnn = nn.LSTM(
+            feat, config.hidden, num_layers=config.lstm_layers, bidirectional=True, batch_first=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(2 * config.hidden, config.num_classes)
+
+    def fuse_batchnorm(self) -> "CRNN":
+        """Fold each BatchNorm into its convolution, in place, for faster inference (eval only;
+        the logits stay the same to float precision). Returns self."""
+        if self.training:
+            raise RuntimeError("fuse_batchnorm() is for a model in eval mode")
+        for block in self.backbone.features:
+            if isinstance(block, nn.Sequential) and isinstance(block[1], nn.BatchNorm2d):
+                block[0] = fuse_conv_bn_eval(block[0], block[1])
+                block[1] = nn.Identity()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.backbone(x)                      # (N, C, H', W')
+        n, c, h, w = f.shape
+        f = f.permute(0, 3, 1, 2).reshape(n, w, c * h)  # (N, C, H', W') -> (N, T=W', C*H')
+        f, _ = self.rnn(f)                        # (N, T, 2*hidden)
+        return self.head(self.dropout(f))         # (N, T, num_classes)
+
+
+class GlyphClassifier(nn.Module):
+    """The same backbone with global pooling and a linear head: single-character pretraining."""
+
+    def __init__(self, num_classes: int, channels: tuple[int, ...] = CRNNConfig.channels):
+        super().__init__()
+        self.backbone = Backbone(channels)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(self.backbone.out_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.backbone(x)).flatten(1))  # (N, num_classes)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,115 @@
+"""Pretrain the CRNN's backbone as a single-character classifier on a glyph set.
+
+    python scripts/make_glyphs.py --split data/splits/train.csv --out data/glyphs/train
+    python scripts/make_glyphs.py --split data/splits/val.csv --out data/glyphs/val --copies 0
+    python -m crnn_captcha.pretrain --glyphs data/glyphs/train --val-glyphs data/glyphs/val --out runs/glyphs
+    python -m crnn_captcha.train --splits data/splits --pretrained-backbone runs/glyphs/backbone.pt --out runs/pre
+
+Reads glyphs in the Kaggle 118K format (``<char>_<n>.png``; a folder, class folders or a .tar.gz).
+Do not pretrain on the Kaggle 118K set itself if you test on captcha v2: it was cut from the captcha
+v2 images, test images included (data/README.md). Writes ``backbone.pt`` (kind "glyph").
+
+Glyphs are resized to the height the CRNN reads (32) and a width that keeps a character at the same
+scale as inside a 200x50 captcha resized to 128x32 (about 20 px), so the backbone's filters see
+characters at the size they will meet later.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .augment import Augmenter
+from .charset import Charset
+from .checkpoint import atomic_save, make_checkpoint
+from .data import GlyphDataset, LabelError
+from .images import ImageError, PreprocessConfig
+from .model import CRNNConfig, GlyphClassifier
+from .train import TrainingError, log, pick_device, seed_everything
+
+
+def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, int]:
+    model.eval()
+    correct = total = 0
+    with torch.inference_mode():
+        for x, y in loader:
+            pred = model(x.to(device)).argmax(1).cpu()
+            correct += int((pred == y).sum())
+            total += len(y)
+    return correct / max(total, 1), total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Pretrain the backbone as a glyph classifier.")
+    ap.add_argument("--glyphs", required=True, help="glyph folder or .tar.gz (<char>_<n>.png)")
+    ap.add_argument("--val-glyphs", help="held-out glyphs to report accuracy on (e.g. cut from the val split)")
+    ap.add_argument("--subfolder", help="only files below this folder of --glyphs")
+    ap.add_argument("--out", default="runs/glyphs")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--channels", type=int, nargs=5, default=list(CRNNConfig.channels))
+    ap.add_argument("--height", type=int, default=32)
+    ap.add_argument("--width", type=int, default=20)
+    ap.add_argument("--aug-strength", type=float, default=0.0, help="on-the-fly augmentation (the glyph set may already hold augmented copies)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--skip-invalid", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except (TrainingError, LabelError, ImageError, FileNotFoundError, ValueError) as e:
+        log(f"error: {e}")
+        return 1
+
+
+def run(args) -> int:
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    pre = PreprocessConfig(height=args.height, width=args.width, max_aspect_error=0.0)
+    augment = Augmenter(args.aug_strength, strike_line=False, seed=args.seed) if args.aug_strength > 0 else None
+    train_ds = GlyphDataset(args.glyphs, pre, augment=augment, subfolder=args.subfolder, skip_invalid=args.skip_invalid)
+    charset: Charset = train_ds.charset
+    val_ds = GlyphDataset(args.val_glyphs, pre, charset=charset, skip_invalid=True) if args.val_glyphs else None
+    log(f"glyphs: train {len(train_ds)}" + (f", val {len(val_ds)}" if val_ds else "") + f", {len(charset)} classes, device {device}")
+    cuda = device.type == "cuda"
+    loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, pin_memory=cuda,
+                        generator=torch.Generator().manual_seed(args.seed))
+    val_loader = DataLoader(val_ds, batch_size=512) if val_ds else None
+    model = GlyphClassifier(len(charset), tuple(args.channels)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * len(loader))
+    loss_fn = nn.CrossEntropyLoss()
+    metrics: dict = {}
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        t0, loss_sum, n = time.time(), 0.0, 0
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = loss_fn(model(x), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {float(loss)} in epoch {epoch}; try a lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(y)
+            n += len(y)
+        metrics = {"epoch": epoch, "train_loss": loss_sum / n, "epoch_seconds": time.time() - t0}
+        if val_loader:
+            metrics["val_accuracy"], metrics["val_n"] = accuracy(model, val_loader, device)
+        log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    out = Path(args.out)
+    path = out / "backbone.pt"
+    atomic_save(make_checkpoint(model, charset, pre, metrics, vars(args), kind="glyph", channels=args.channels), path)
+    print(f"wrote {path}" + (f"; val glyph accuracy {metrics['val_accuracy']:.4f} (n={metrics['val_n']})" if val_loader else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,207 @@
+"""Benchmark our reader side by side with ddddocr and captcha-whisperer, on the same images.
+
+    python -m pip install -e ".[bench]"        # the peers are optional
+    python scripts/benchmark.py --data data/splits/test.csv --threads 2 --json bench.json
+
+Each reader runs in its own fresh process (so peak memory is its own) with the same number of
+threads, on the same encoded image bytes held in memory: the timings cover decoding, preprocessing,
+the model and decoding of the text. Reported per reader: full-string and character accuracy,
+single-image latency (median and p95 over repeated reads after warm-up), throughput at batch 1, 16
+and 64 (where the reader takes batches), model load time, peak resident memory and model file size.
+captcha-whisperer reads upper case, so its text is compared case-insensitively. Readers that are not
+installed are listed as such. Also reports our training throughput (samples/s) on this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+READERS = ["crnn_captcha", "ddddocr", "ddddocr_ranges", "captcha_whisperer"]
+
+
+# ----- one reader, inside its own process ------------------------------------------------------
+def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
+    """(read one bytes -> str, read a batch or None, model file size in bytes)."""
+    if name == "crnn_captcha":
+        import torch
+
+        from crnn_captcha import CaptchaReader
+
+        torch.set_num_threads(threads)
+        r = CaptchaReader(checkpoint, device="cpu")
+        return r.read, lambda xs: r.read_batch(xs, batch_size=len(xs)), r.checkpoint_path.stat().st_size
+    if name.startswith("ddddocr"):
+        import ddddocr
+
+        ocr = ddddocr.DdddOcr(show_ad=False)
+        if name == "ddddocr_ranges":
+            ocr.set_ranges(alphabet)
+        pkg = Path(ddddocr.__file__).parent
+        size = max((p.stat().st_size for p in pkg.rglob("*.onnx")), default=0)
+        return ocr.classification, None, size
+    if name == "captcha_whisperer":
+        import captcha_whisperer as cw
+        from captcha_whisperer.recognizer import preprocess_bytes
+
+        r = cw.CaptchaRecognizer(threads=threads)
+        model = Path(cw.default_model_path())
+        size = model.stat().st_size + sum(p.stat().st_size for p in model.parent.glob("*.data"))
+
+        def one(b: bytes) -> str:
+            return r.recognize_bytes(b)["text"].lower()
+
+        def batch(xs: list[bytes]) -> list[str]:
+            return [d["text"].lower() for d in r.recognize_batch([preprocess_bytes(b) for b in xs])]
+
+        return one, batch, size
+    raise ValueError(name)
+
+
+def worker(name: str, data: str, threads: int, repeats: int, checkpoint: str | None) -> dict:
+    import editdistance  # noqa: F401  (imported by our metrics)
+
+    from crnn_captcha.data import load_samples
+    from crnn_captcha.metrics import score, summarize
+
+    samples = load_samples(data, length=None)
+    blobs = [s.path.read_bytes() for s in samples]
+    truths = [s.label for s in samples]
+    alphabet = "".join(sorted(set("".join(truths))))
+    t0 = time.perf_counter()
+    try:
+        read, read_batch, size = make_reader(name, alphabet, threads, checkpoint)
+    except ImportError as e:
+        return {"reader": name, "installed": False, "why": str(e)}
+    load_s = time.perf_counter() - t0
+    preds = [read(b) for b in blobs]  # also the warm-up
+    m = summarize(score(preds, truths))
+    lat = []
+    for _ in range(repeats):
+        for b in blobs:
+            t = time.perf_counter()
+            read(b)
+            lat.append((time.perf_counter() - t) * 1000)
+    lat.sort()
+    out = {
+        "reader": name, "installed": True, "n": m["n"], "accuracy": m["accuracy"], "accuracy_ci95": m["accuracy_ci95"],
+        "char_accuracy": m["char_accuracy"], "latency_ms_median": statistics.median(lat),
+        "latency_ms_p95": lat[int(0.95 * (len(lat) - 1))], "load_s": load_s, "model_bytes": size,
+    }
+    for bs in (1, 16, 64):
+        if bs > 1 and read_batch is None:
+            out[f"images_per_s_batch{bs}"] = None
+            continue
+        chunks = [blobs[i : i + bs] for i in range(0, len(blobs), bs)]
+        fn = (lambda c: [read(c[0])]) if bs == 1 else read_batch
+        fn(chunks[0])
+        t = time.perf_counter()
+        for _ in range(repeats):
+            for c in chunks:
+                fn(c)
+        out[f"images_per_s_batch{bs}"] = repeats * len(blobs) / (time.perf_counter() - t)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def train_throughput(data: str, threads: int, steps: int = 30) -> dict:
+    """Samples/s of training steps (forward, CTC loss, backward, AdamW step) on the CPU."""
+    import torch
+    from torch import nn
+
+    from crnn_captcha.charset import Charset
+    from crnn_captcha.data import CaptchaDataset, collate_ctc, load_samples
+    from crnn_captcha.images import PreprocessConfig
+    from crnn_captcha.model import CRNN, CRNNConfig
+
+    torch.set_num_threads(threads)
+    samples = load_samples(data, length=None)
+    cs = Charset.from_labels(s.label for s in samples)
+    ds = CaptchaDataset(samples, cs, PreprocessConfig())
+    batch = collate_ctc([ds[i % len(ds)] for i in range(16)])
+    model = CRNN(CRNNConfig(num_classes=cs.num_classes))
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    ctc = nn.CTCLoss(zero_infinity=True)
+
+    def step():
+        lp = model(batch[0]).log_softmax(2).permute(1, 0, 2)
+        loss = ctc(lp, batch[1], torch.full((16,), lp.shape[0]), batch[2])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return {"device": "cpu", "batch_size": 16, "samples_per_s": steps * 16 / (time.perf_counter() - t)}
+
+
+# ----- the parent: run each reader in a fresh process, print one table ------------------------
+def fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Benchmark captcha readers side by side.")
+    ap.add_argument("--data", required=True, help="manifest or folder of labelled captchas (use the test split)")
+    ap.add_argument("--readers", nargs="+", default=READERS, choices=READERS)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int, default=3, help="passes over the images for the timings")
+    ap.add_argument("--checkpoint", help="our checkpoint (default: the shipped model)")
+    ap.add_argument("--json", help="write all numbers here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        res = train_throughput(args.data, args.threads) if args.worker == "train" else worker(
+            args.worker, args.data, args.threads, args.repeats, args.checkpoint)
+        print(json.dumps(res))
+        return 0
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    results = []
+    for name in args.readers + ["train"]:
+        cmd = [sys.executable, __file__, "--data", args.data, "--threads", str(args.threads),
+               "--repeats", str(args.repeats), "--worker", name]
+        if args.checkpoint:
+            cmd += ["--checkpoint", args.checkpoint]
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            results.append({"reader": name, "installed": False, "why": proc.stderr.strip().splitlines()[-1:]})
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    train = next((r for r in results if r.get("reader") == "train" or "samples_per_s" in r), None)
+    readers = [r for r in results if r is not train]
+    print(f"\n{datetime.date.today()}  {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{args.threads} threads, data {args.data}\n")
+    print("| reader | n | accuracy (95% CI) | char acc | latency median / p95 (ms) | img/s b1 | img/s b16 | img/s b64 | load (s) | peak RSS (MB) | model (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in readers:
+        if not r.get("installed"):
+            print(f"| {r['reader']} | not installed | | | | | | | | | |")
+            continue
+        lo, hi = r["accuracy_ci95"]
+        print(f"| {r['reader']} | {r['n']} | {r['accuracy']:.4f} ({lo:.3f}-{hi:.3f}) | {r['char_accuracy']:.4f} | "
+              f"{r['latency_ms_median']:.2f} / {r['latency_ms_p95']:.2f} | {fmt(r['images_per_s_batch1'], '.0f')} | "
+              f"{fmt(r['images_per_s_batch16'], '.0f')} | {fmt(r['images_per_s_batch64'], '.0f')} | {r['load_s']:.2f} | "
+              f"{r['peak_rss_mb']:.0f} | {r['model_bytes'] / 1e6:.2f} |")
+    if train and "samples_per_s" in train:
+        print(f"\ntraining throughput (crnn_captcha, CPU, batch {train['batch_size']}): {train['samples_per_s']:.0f} samples/s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"date": str(datetime.date.today()), "cpu_count": os.cpu_count(),
+                                               "threads": args.threads, "data": args.data, "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

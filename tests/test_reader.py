@@ -1,0 +1,167 @@
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from crnn_captcha import CaptchaReader
+from crnn_captcha.charset import Charset
+from crnn_captcha.checkpoint import CheckpointError, atomic_save, make_checkpoint
+from crnn_captcha.data import scan_folder
+from crnn_captcha.evaluate import main as evaluate_main
+from crnn_captcha.images import ImageError, PreprocessConfig
+from crnn_captcha.model import CRNN, CRNNConfig
+from crnn_captcha.predict import main as predict_main
+from crnn_captcha.reader import default_checkpoint
+from crnn_captcha.split import split_samples
+from conftest import CAPTCHA_V2, need
+from synth import make_folder, render
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return CaptchaReader(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("imgs")
+    make_folder(folder, 3, seed=11)
+    return sorted(folder.iterdir())
+
+
+def test_shipped_model_is_packaged_and_loads(reader):
+    assert default_checkpoint().exists()
+    assert reader.charset.chars == "2345678bcdefgmnpwxy"
+
+
+def test_input_types_give_same_text(reader, images):
+    path = images[0]
+    img = Image.open(path)
+    arr = np.asarray(img)
+    inputs = [path, str(path), path.read_bytes(), img, arr, arr[:, :, :3], torch.from_numpy(arr[:, :, 0].copy())]
+    texts = [reader.read(x) for x in inputs]
+    assert len(set(texts)) == 1, texts
+
+
+def test_prediction_fields(reader, images):
+    p = reader.predict(images[0])
+    assert isinstance(p.confidence, float) and 0.0 <= p.confidence <= 1.0
+    assert len(p.char_confidences) == len(p.text)
+    assert all(isinstance(c, float) and 0.0 <= c <= 1.0 for c in p.char_confidences)
+    fixed = reader.predict(images[0], length=5)
+    assert len(fixed.text) == 5
+    beam = reader.predict(images[0], decoder="beam")
+    assert isinstance(beam.text, str) and 0.0 <= beam.confidence <= 1.0
+
+
+def test_batch_keeps_order_and_marks_failures(reader, images, tmp_path):
+    singles = [reader.read(p) for p in images]
+    assert reader.read_batch(images, batch_size=2) == singles
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    mixed = [images[0], bad, images[1]]
+    with pytest.raises(ImageError, match="bad.png"):
+        reader.read_batch(mixed)
+    preds = reader.predict_batch(mixed, errors="mark")
+    assert [p.ok for p in preds] == [True, False, True]
+    assert "bad.png" in preds[1].error
+    assert reader.read_batch(mixed, errors="mark") == [singles[0], None, singles[1]]
+
+
+def test_thread_safe(reader, images):
+    expected = [reader.read(p) for p in images]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(reader.read, images * 8))
+    assert got == expected * 8
+
+
+def test_allowed_characters_unknown_to_model(reader):
+    with pytest.raises(ValueError, match="'A'"):
+        CaptchaReader(device="cpu", allowed="A")
+
+
+def test_real_captchas_confident_noise_not(reader):
+    folder = need(CAPTCHA_V2)
+    real = [p.confidence for p in reader.predict_batch(sorted(folder.glob("*.png"))[:40])]
+    rng = np.random.default_rng(0)
+    noise = [reader.predict(rng.integers(0, 256, (50, 200), dtype=np.uint8)).confidence for _ in range(20)]
+    assert np.median(real) > 0.9
+    assert np.median(noise) < np.median(real) and max(noise) < np.median(real)
+
+
+def test_shipped_model_reads_test_split():
+    folder = need(CAPTCHA_V2)
+    test = split_samples(scan_folder(folder), seed=0)["test"]  # the split the model was selected without
+    reader = CaptchaReader(device="cpu")
+    texts = reader.read_batch([s.path for s in test])
+    acc = np.mean([t == s.label for t, s in zip(texts, test)])
+    assert len(test) == 125 and acc >= 0.98, acc
+
+
+# ----- CLIs ------------------------------------------------------------------------------------
+def test_predict_one_image_prints_text(images, capsys):
+    assert predict_main([str(images[0])]) == 0
+    out = capsys.readouterr().out.strip()
+    assert "\t" not in out and out == CaptchaReader(device="cpu").read(images[0])
+
+
+def test_predict_many_tab_separated_and_json(images, capsys):
+    assert predict_main([str(p) for p in images]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    path, text, conf = lines[0].split("\t")
+    assert path == str(images[0]) and 0.0 <= float(conf) <= 1.0
+    assert predict_main([str(images[0].parent), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in rows] == [str(p) for p in images]
+
+
+def test_predict_failures_exit_1_one_line_each(images, tmp_path, capsys):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(images[0].read_bytes()[:200])
+    assert predict_main([str(images[0]), str(empty), str(corrupt)]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and "empty.png" in err[0] and "corrupt.png" in err[1]
+    assert len(captured.out.strip().splitlines()) == 1  # the good one is still read
+
+
+def test_predict_usage_errors_exit_2(tmp_path, images, capsys):
+    (tmp_path / "nothing").mkdir()
+    assert predict_main([str(tmp_path / "nothing")]) == 2
+    assert "no images" in capsys.readouterr().err
+    assert predict_main([str(images[0]), "--checkpoint", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"\x00garbage")
+    assert predict_main([str(images[0]), "--checkpoint", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "corrupt.pt" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit) as e:
+        predict_main([])
+    assert e.value.code == 2
+
+
+def test_evaluate_reports_interval_and_misreads(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    make_folder(folder, 6, seed=5)
+    cs = Charset("2345678bcdefgmnpwxy")
+    model = CRNN(CRNNConfig(num_classes=cs.num_classes, channels=(8, 16, 16, 16, 24), hidden=32, lstm_layers=1))
+    ckpt = tmp_path / "random.pt"
+    atomic_save(make_checkpoint(model, cs, PreprocessConfig()), ckpt)
+    gallery = tmp_path / "mis.png"
+    assert evaluate_main([str(folder), "--checkpoint", str(ckpt), "--json", "--gallery", str(gallery)]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["n"] == 6 and len(res["misreads"]) == 6 - round(res["accuracy"] * 6)
+    lo, hi = res["accuracy_ci95"]
+    assert 0.0 <= lo <= res["accuracy"] <= hi <= 1.0
+    assert gallery.exists()
+    assert evaluate_main([str(folder), "--checkpoint", str(ckpt)]) == 0
+    assert "95% CI" in capsys.readouterr().out
+    assert evaluate_main([str(tmp_path / "nope.csv")]) == 2
