@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from .charset import Charset
@@ -163,11 +164,32 @@ def alphabet_of(samples: Iterable[Sample]) -> str:
 Augment = Callable[[np.ndarray], np.ndarray]
 
 
+def text_extent(gray: np.ndarray, dark: int = 128, min_dark: int = 4) -> tuple[int, int]:
+    """Columns [x0, x1) where at least ``min_dark`` pixels are dark: the text's horizontal extent
+    (a captcha's thin strike line alone stays below the threshold)."""
+    cols = np.flatnonzero((gray < dark).sum(axis=0) >= min_dark)
+    if cols.size == 0:
+        return 0, gray.shape[1]
+    return int(cols[0]), int(cols[-1]) + 1
+
+
+def char_boundaries(gray: np.ndarray, n: int) -> np.ndarray:
+    """``n + 1`` x positions cutting the text extent into ``n`` equal cells, one per character."""
+    x0, x1 = text_extent(gray)
+    return x0 + (x1 - x0) * np.arange(n + 1) / n
+
+
 class CaptchaDataset(Dataset):
     """Whole captchas: item ``i`` is ``(image (1, H, W), target indices (L,), label)``.
 
     Images are decoded once and kept in memory at model size (a captcha set of a few thousand
     images is a few MB); augmentation, if any, is applied each time an item is read.
+
+    With ``mix_prob`` > 0 an item is, with that probability, spliced with another captcha of the
+    same label length: the first ``k`` characters of one and the rest of the other, cut at the
+    boundary between character cells (the text extent split evenly). The new strings never occur
+    in the data, so the model cannot pass by memorising whole training strings and must read each
+    character where it stands.
     """
 
     def __init__(
@@ -176,22 +198,52 @@ class CaptchaDataset(Dataset):
         charset: Charset,
         cfg: PreprocessConfig,
         augment: Augment | None = None,
+        mix_prob: float = 0.0,
+        seed: int = 0,
     ):
         self.samples = list(samples)
         self.charset = charset
         self.cfg = cfg
         self.augment = augment
+        self.mix_prob = mix_prob
         self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
-        self.images = [resize_gray(load_gray(s.path), cfg, str(s.path)) for s in self.samples]
+        self.images, self.cuts = [], []
+        for s in self.samples:
+            gray = load_gray(s.path)
+            self.images.append(resize_gray(gray, cfg, str(s.path)))
+            if mix_prob > 0:  # cell boundaries in model-size columns
+                self.cuts.append(char_boundaries(gray, len(s.label)) * cfg.width / gray.shape[1])
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random stream of splicing (and augmentation); each loader worker calls it."""
+        self.rng = np.random.default_rng(seed)
+        if self.augment is not None and hasattr(self.augment, "pipeline"):
+            self.augment.pipeline.set_random_seed(seed)
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _splice(self, i: int) -> tuple[np.ndarray, list[int], str]:
+        n = len(self.targets[i])
+        j = int(self.rng.integers(len(self.samples)))
+        if len(self.targets[j]) != n or n < 2:
+            return self.images[i], self.targets[i], self.samples[i].label
+        k = int(self.rng.integers(1, n))
+        a, b = int(round(self.cuts[i][k])), int(round(self.cuts[j][k]))
+        joined = np.concatenate([self.images[i][:, :a], self.images[j][:, b:]], axis=1)
+        if joined.shape[1] != self.cfg.width:
+            joined = np.asarray(Image.fromarray(joined, "L").resize((self.cfg.width, self.cfg.height), Image.BILINEAR))
+        label = self.samples[i].label[:k] + self.samples[j].label[k:]
+        return joined, self.targets[i][:k] + self.targets[j][k:], label
+
     def __getitem__(self, i: int):
-        gray = self.images[i]
+        gray, target, label = self.images[i], self.targets[i], self.samples[i].label
+        if self.mix_prob > 0 and self.rng.random() < self.mix_prob:
+            gray, target, label = self._splice(i)
         if self.augment is not None:
             gray = self.augment(gray)
-        return to_tensor(gray, self.cfg), torch.tensor(self.targets[i], dtype=torch.long), self.samples[i].label
+        return to_tensor(gray, self.cfg), torch.tensor(target, dtype=torch.long), label
 
 
 def collate_ctc(batch):

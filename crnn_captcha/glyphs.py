@@ -27,19 +27,10 @@ import torch
 from PIL import Image
 
 from .augment import Augmenter
-from .data import Sample, load_samples
+from .data import Sample, load_samples, text_extent
 from .images import load_gray
 
 GLYPH_W, GLYPH_H = 32, 52
-
-
-def text_extent(gray: np.ndarray, dark: int = 128, min_dark: int = 4) -> tuple[int, int]:
-    """Columns [x0, x1) where enough pixels are dark; the strike line alone stays below."""
-    counts = (gray < dark).sum(axis=0)
-    cols = np.flatnonzero(counts >= min_dark)
-    if cols.size == 0:
-        return 0, gray.shape[1]
-    return int(cols[0]), int(cols[-1]) + 1
 
 
 def split_extent(x0: float, x1: float, n: int) -> list[tuple[float, float]]:

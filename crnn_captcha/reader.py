@@ -37,6 +37,37 @@ def default_checkpoint() -> Path:
     return Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
 
 
+def _onnx_session(checkpoint: Path, threads: int, required: bool):
+    """An ONNX Runtime session for the export beside ``checkpoint`` (``<name>.onnx``), or None
+    where there is none, onnxruntime is missing, or the export was made from another checkpoint."""
+    onnx_path = checkpoint.with_suffix(".onnx")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        if required:
+            raise ValueError("backend 'onnx' needs the onnxruntime package") from None
+        return None
+    if not onnx_path.exists():
+        if required:
+            raise CheckpointError(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --onnx --checkpoint {checkpoint}")
+        return None
+    from .export import SHA_KEY, file_sha256
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own types for a bad file
+        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+    made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
+    if made_from != file_sha256(checkpoint):
+        if required:
+            raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
+        return None
+    return session
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What the reader made of one image.
@@ -70,7 +101,9 @@ class CaptchaReader:
         beam_width: beams for "beam".
         length: if given, read exactly this many characters.
         allowed: if given, read only these characters (a subset of the model's charset).
-        threads: torch CPU threads to use (default: leave torch's setting).
+        threads: CPU threads to use (default: torch's setting).
+        backend: "auto" (ONNX Runtime on the CPU when onnxruntime is installed and an up-to-date
+            export sits beside the checkpoint, else PyTorch), "torch" or "onnx".
 
     Reading runs under ``torch.inference_mode()`` and changes no state, so one reader may be
     shared by several threads.
@@ -85,6 +118,7 @@ class CaptchaReader:
         length: int | None = None,
         allowed: str | None = None,
         threads: int | None = None,
+        backend: str = "auto",
     ):
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         if checkpoint is None and not path.exists():
@@ -101,17 +135,28 @@ class CaptchaReader:
         if threads:
             torch.set_num_threads(threads)
         self.model.to(self.device).eval().fuse_batchnorm()
+        if backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"unknown backend {backend!r}; use 'auto', 'torch' or 'onnx'")
+        self.session = None
+        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+            self.session = _onnx_session(path, threads or torch.get_num_threads(), required=backend == "onnx")
+        self.backend = "onnx" if self.session is not None else "torch"
         if decoder not in ("greedy", "beam"):
             raise ValueError(f"unknown decoder {decoder!r}; use 'greedy' or 'beam'")
         self.charset.char_mask(allowed)  # fail now on characters the model cannot read
         self.decoder, self.beam_width, self.length, self.allowed = decoder, beam_width, length, allowed
 
     def __repr__(self) -> str:
-        return f"CaptchaReader({str(self.checkpoint_path)!r}, device={str(self.device)!r}, charset={self.charset.chars!r})"
+        return (f"CaptchaReader({str(self.checkpoint_path)!r}, device={str(self.device)!r}, "
+                f"backend={self.backend!r}, charset={self.charset.chars!r})")
 
     # ----- core ---------------------------------------------------------------------------------
     def log_probs(self, batch: torch.Tensor) -> np.ndarray:
         """(N, 1, H, W) preprocessed images -> (N, T, C) log-probabilities."""
+        if self.session is not None:
+            logits = self.session.run(None, {"image": batch.numpy()})[0].astype(np.float64)
+            logits -= logits.max(axis=2, keepdims=True)
+            return logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
         with torch.inference_mode():
             logits = self.model(batch.to(self.device))
             return logits.float().log_softmax(2).cpu().numpy()

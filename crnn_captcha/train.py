@@ -104,7 +104,7 @@ def log(msg: str) -> None:
 def rng_state() -> dict[str, Any]:
     state = {
         "python": random.getstate(),
-        "numpy": [int(v) if not isinstance(v, np.ndarray) else v.tolist() for v in np.random.get_state()[1:]],
+        "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()[1:]],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -137,8 +137,7 @@ def _manifests(args) -> tuple[Path, Path]:
 def _worker_init(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     ds = info.dataset.dataset if isinstance(info.dataset, Subset) else info.dataset
-    if ds.augment is not None:  # each worker its own augmentation stream
-        ds.augment.pipeline.set_random_seed(info.seed % 2**31)
+    ds.reseed(info.seed % 2**31)  # each worker its own splicing and augmentation stream
 
 
 def evaluate(model: nn.Module, loader: DataLoader, charset: Charset, device: torch.device, dist_: Dist) -> dict:
@@ -182,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--width", type=int, default=PreprocessConfig.width)
     d.add_argument("--aug-strength", type=float, default=1.0, help="0 turns augmentation off")
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
+    d.add_argument("--mix-prob", type=float, default=0.0,
+                   help="share of training items spliced from two captchas at a character boundary (0: off)")
     m = ap.add_argument_group("model")
     m.add_argument("--channels", type=int, nargs=5, default=list(CRNNConfig.channels))
     m.add_argument("--hidden", type=int, default=CRNNConfig.hidden)
@@ -228,7 +229,7 @@ def run(args) -> int:
         if not last_path.exists():
             raise TrainingError(f"--resume: {last_path} does not exist; start without --resume")
         resume_ckpt = load_checkpoint(last_path)
-    elif last_path.exists() and dist_.main:
+    elif last_path.exists():  # every process checks, so none is left waiting for the others
         raise TrainingError(f"{out} already holds a run ({last_path}); pass --resume to continue it or choose another --out")
 
     train_src, val_src = _manifests(args)
@@ -257,7 +258,7 @@ def run(args) -> int:
             f"parameters {count_parameters(model):,}  frames {config.frames}")
 
     augment = Augmenter(args.aug_strength, not args.no_strike_line, seed=args.seed + dist_.rank) if args.aug_strength > 0 else None
-    train_ds = CaptchaDataset(train_samples, charset, pre, augment)
+    train_ds = CaptchaDataset(train_samples, charset, pre, augment, mix_prob=args.mix_prob, seed=args.seed + dist_.rank)
     val_ds = CaptchaDataset(val_samples, charset, pre)
     cuda = device.type == "cuda"
     workers = (4 if cuda else 0) if args.workers < 0 else args.workers
@@ -290,7 +291,8 @@ def run(args) -> int:
     if resume_ckpt is not None:
         opt.load_state_dict(resume_ckpt["optimizer"])
         sched.load_state_dict(resume_ckpt["scheduler"])  # the step count; --epochs may have changed
-        scaler.load_state_dict(resume_ckpt.get("scaler", {})) if cuda and resume_ckpt.get("scaler") else None
+        if cuda and resume_ckpt.get("scaler"):
+            scaler.load_state_dict(resume_ckpt["scaler"])
         start_epoch = int(resume_ckpt["epoch"]) + 1
         history = list(resume_ckpt.get("history", []))
         best = dict(resume_ckpt.get("best", best))

@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for r in results:
         lo, hi = r["test_ci95"]
-        print(f"| {r['run']} | {r['epochs_to_90']} | {r['best_epoch']} | {r['epochs_run']} | {r['train_seconds']} | "
+        print(f"| {r['run']} | {r['epochs_to_90'] or 'never'} | {r['best_epoch']} | {r['epochs_run']} | {r['train_seconds']} | "
               f"{r['test_accuracy']:.4f} ({r['test_n']}, {lo:.3f}-{hi:.3f}) | {r['test_cer']:.4f} |")
     for recipe in args.recipes:
         rs = [r for r in results if r["recipe"] == recipe]
         if rs:
             e90 = [r["epochs_to_90"] for r in rs if r["epochs_to_90"] is not None]
-            print(f"| **{recipe} mean of {len(rs)}** | {statistics.mean(e90):.1f} | | | "
+            reached = f"{statistics.mean(e90):.1f} ({len(e90)} of {len(rs)} reached 90%)" if e90 else f"none of {len(rs)} reached 90%"
+            print(f"| **{recipe} mean of {len(rs)}** | {reached} | | | "
                   f"{statistics.mean(r['train_seconds'] for r in rs):.0f} | "
                   f"{statistics.mean(r['test_accuracy'] for r in rs):.4f} | "
                   f"{statistics.mean(r['test_cer'] for r in rs):.4f} |")

@@ -38,7 +38,11 @@ def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
 
         torch.set_num_threads(threads)
         r = CaptchaReader(checkpoint, device="cpu")
-        return r.read, lambda xs: r.read_batch(xs, batch_size=len(xs)), r.checkpoint_path.stat().st_size
+        size = r.checkpoint_path.stat().st_size  # config, charset, weights
+        if r.backend == "onnx":
+            size += r.checkpoint_path.with_suffix(".onnx").stat().st_size  # and the weights ONNX Runtime runs
+        print(f"crnn_captcha backend: {r.backend}", file=sys.stderr)
+        return r.read, lambda xs: r.read_batch(xs, batch_size=len(xs)), size
     if name.startswith("ddddocr"):
         import ddddocr
 

@@ -93,3 +93,23 @@ def test_real_glyph_files_read_without_unpacking():
         counts[ds.charset.chars[k]] += 1
     assert counts["n"] == 57 and counts["a"] == 5
     assert hashlib.sha256(tar.read_bytes()).hexdigest() == digest  # the archive is untouched
+
+
+def test_splicing_makes_consistent_new_strings(tmp_path):
+    labels = make_folder(tmp_path, 8, seed=4)
+    cs = Charset.from_labels(labels)
+    ds = CaptchaDataset(load_samples(tmp_path), cs, PreprocessConfig(), mix_prob=1.0, seed=0)
+    seen_new = False
+    for i in range(len(ds)):
+        x, y, label = ds[i]
+        assert x.shape == (1, 32, 128)
+        assert cs.decode_indices(y.tolist()) == label and len(label) == 5
+        # a prefix of this item's own label joined to the same-length suffix of some label
+        k = next(k for k in range(5, 0, -1) if label[:k] == ds.samples[i].label[:k])
+        assert any(other[k:] == label[k:] for other in labels)
+        seen_new |= label not in labels
+    assert seen_new
+    ds.reseed(3)
+    first = [ds[i][2] for i in range(8)]
+    ds.reseed(3)
+    assert [ds[i][2] for i in range(8)] == first  # repeatable for a seed

@@ -165,3 +165,44 @@ def test_evaluate_reports_interval_and_misreads(tmp_path, capsys):
     assert evaluate_main([str(folder), "--checkpoint", str(ckpt)]) == 0
     assert "95% CI" in capsys.readouterr().out
     assert evaluate_main([str(tmp_path / "nope.csv")]) == 2
+
+
+# ----- ONNX export and backends ----------------------------------------------------------------
+def test_shipped_reader_uses_current_onnx_export(reader):
+    # onnxruntime is a dependency, and the shipped export must match the shipped checkpoint
+    assert reader.backend == "onnx"
+
+
+def test_onnx_export_reads_like_pytorch(tmp_path, images):
+    import shutil
+
+    from crnn_captcha.export import main as export_main
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(default_checkpoint(), ckpt)
+    assert export_main(["--onnx", "--checkpoint", str(ckpt)]) == 0
+    torch_reader = CaptchaReader(ckpt, device="cpu", backend="torch")
+    onnx_reader = CaptchaReader(ckpt, device="cpu", backend="onnx")
+    assert onnx_reader.backend == "onnx" and torch_reader.backend == "torch"
+    sources = list(images)
+    if CAPTCHA_V2.exists():
+        sources += sorted(CAPTCHA_V2.glob("*.png"))[:60]
+    assert onnx_reader.read_batch(sources) == torch_reader.read_batch(sources)
+    x = torch.stack([torch.zeros(1, 32, 128), torch.randn(1, 32, 128)])
+    assert np.allclose(onnx_reader.log_probs(x), torch_reader.log_probs(x), atol=1e-4)
+
+
+def test_stale_onnx_export_is_not_used(tmp_path):
+    import shutil
+
+    ckpt = tmp_path / "m.pt"
+    cs = Charset("2345678bcdefgmnpwxy")
+    model = CRNN(CRNNConfig(num_classes=cs.num_classes, channels=(8, 16, 16, 16, 24), hidden=32, lstm_layers=1))
+    atomic_save(make_checkpoint(model, cs, PreprocessConfig()), ckpt)
+    shutil.copy(default_checkpoint().with_suffix(".onnx"), tmp_path / "m.onnx")  # made from another model
+    assert CaptchaReader(ckpt, device="cpu").backend == "torch"
+    with pytest.raises(CheckpointError, match="another checkpoint"):
+        CaptchaReader(ckpt, device="cpu", backend="onnx")
+    (tmp_path / "m.onnx").unlink()
+    with pytest.raises(CheckpointError, match="no ONNX export"):
+        CaptchaReader(ckpt, device="cpu", backend="onnx")
