@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, build_crnn, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write, build_crnn, load_checkpoint
 
 SHA_KEY = "crnn_captcha.checkpoint_sha256"
 
@@ -38,9 +36,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     model.fuse_batchnorm()
     out = Path(out) if out else checkpoint.with_suffix(".onnx")
     dummy = torch.zeros(1, 1, pre.height, pre.width)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         # The TorchScript-based exporter (dynamo=False) needs no onnxscript; torch warns that it is
         # the legacy one and that an LSTM's batch handling is fixed at export: both expected here.
         with warnings.catch_warnings():
@@ -52,11 +49,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         proto = onnx.load(tmp)
         proto.metadata_props.add(key=SHA_KEY, value=file_sha256(checkpoint))
         onnx.save(proto, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(out, write)
     return out
 
 
