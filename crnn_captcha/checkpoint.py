@@ -108,11 +108,15 @@ def load_checkpoint(path: str | Path, kind: str | None = "crnn") -> dict[str, An
         raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty checkpoint file (0 bytes)")
+    with path.open("rb") as f:
+        head = f.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip (or, long ago, a pickle)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint file (it starts with {head!r})")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file; all mean the same here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first[:200]})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not a crnn_captcha checkpoint (no format_version)")
     if ckpt["format_version"] > FORMAT_VERSION:

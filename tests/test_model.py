@@ -94,13 +94,24 @@ def test_mismatched_charset_refused(tmp_path):
         build_crnn(load_checkpoint(path), path)
 
 
-@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"garbage" * 10, "not a readable checkpoint")])
+@pytest.mark.parametrize("content,match", [(b"", "empty"), (b"garbage" * 10, "not a PyTorch checkpoint")])
 def test_bad_checkpoint_files(tmp_path, content, match):
     path = tmp_path / "x.pt"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=match) as e:
         load_checkpoint(path)
     assert "x.pt" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_checkpoint(tmp_path):
+    cs = Charset("abc")
+    path = tmp_path / "full.pt"
+    atomic_save(make_checkpoint(CRNN(CRNNConfig(num_classes=cs.num_classes, **TINY)), cs, PreprocessConfig()), path)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="cut.pt: not a readable checkpoint") as e:
+        load_checkpoint(cut)
+    assert "\n" not in str(e.value)
 
 
 def test_checkpoint_of_other_things_refused(tmp_path):
