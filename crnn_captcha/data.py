@@ -173,10 +173,14 @@ def text_extent(gray: np.ndarray, dark: int = 128, min_dark: int = 4) -> tuple[i
     return int(cols[0]), int(cols[-1]) + 1
 
 
-def char_boundaries(gray: np.ndarray, n: int) -> np.ndarray:
-    """``n + 1`` x positions cutting the text extent into ``n`` equal cells, one per character."""
-    x0, x1 = text_extent(gray)
+def cell_edges(x0: float, x1: float, n: int) -> np.ndarray:
+    """``n + 1`` x positions cutting [x0, x1) into ``n`` equal cells, one per character."""
     return x0 + (x1 - x0) * np.arange(n + 1) / n
+
+
+def char_boundaries(gray: np.ndarray, n: int) -> np.ndarray:
+    """:func:`cell_edges` of the text extent of ``gray``."""
+    return cell_edges(*text_extent(gray), n)
 
 
 class CaptchaDataset(Dataset):

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .augment import Augmenter
-from .data import Sample, load_samples, text_extent
+from .data import Sample, cell_edges, load_samples, text_extent
 from .images import load_gray
 
 GLYPH_W, GLYPH_H = 32, 52
@@ -35,18 +34,16 @@ GLYPH_W, GLYPH_H = 32, 52
 
 def split_extent(x0: float, x1: float, n: int) -> list[tuple[float, float]]:
     """``n`` equal (centre, width) cells across [x0, x1)."""
-    step = (x1 - x0) / n
-    return [(x0 + (i + 0.5) * step, step) for i in range(n)]
+    edges = cell_edges(x0, x1, n)
+    return [((a + b) / 2, b - a) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def ctc_cells(gray: np.ndarray, label: str, reader) -> list[tuple[float, float]]:
     """(centre, width) of each character from a forced CTC alignment to ``label``."""
     from .charset import _fixed_length_path
-    from .images import resize_gray, to_tensor
+    from .images import preprocess
 
-    x = to_tensor(resize_gray(gray, reader.preprocess), reader.preprocess).unsqueeze(0)
-    with torch.inference_mode():
-        lp = reader.model(x).log_softmax(2)[0].numpy()
+    lp = reader.log_probs(preprocess(gray, reader.preprocess).unsqueeze(0))[0]  # (T, C)
     path = _fixed_length_path(lp, len(label), target=reader.charset.encode(label))
     scale = gray.shape[1] / lp.shape[0]  # image columns per frame
     frames: list[list[int]] = [[] for _ in label]

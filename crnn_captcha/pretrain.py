@@ -16,7 +16,6 @@ characters at the size they will meet later.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 

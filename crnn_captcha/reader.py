@@ -105,8 +105,8 @@ class CaptchaReader:
         backend: "auto" (ONNX Runtime on the CPU when onnxruntime is installed and an up-to-date
             export sits beside the checkpoint, else PyTorch), "torch" or "onnx".
 
-    Reading runs under ``torch.inference_mode()`` and changes no state, so one reader may be
-    shared by several threads.
+    Reading changes no state (PyTorch runs under ``torch.inference_mode()``, and an ONNX Runtime
+    session may be run from several threads), so one reader may be shared by several threads.
     """
 
     def __init__(

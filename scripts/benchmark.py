@@ -71,8 +71,6 @@ def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
 
 
 def worker(name: str, data: str, threads: int, repeats: int, checkpoint: str | None) -> dict:
-    import editdistance  # noqa: F401  (imported by our metrics)
-
     from crnn_captcha.data import load_samples
     from crnn_captcha.metrics import score, summarize
 

@@ -3,7 +3,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 from crnn_captcha.charset import Charset
 from crnn_captcha.data import (

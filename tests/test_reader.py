@@ -1,4 +1,3 @@
-import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +17,7 @@ from crnn_captcha.predict import main as predict_main
 from crnn_captcha.reader import default_checkpoint
 from crnn_captcha.split import split_samples
 from conftest import CAPTCHA_V2, need
-from synth import make_folder, render
+from synth import make_folder
 
 
 @pytest.fixture(scope="module")
