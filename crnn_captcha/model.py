@@ -31,8 +31,8 @@ class CRNNConfig:
     height: int = 32
     width: int = 128
     channels: tuple[int, ...] = (16, 32, 64, 64, 96)
-    hidden: int = 128
-    lstm_layers: int = 2
+    hidden: int = 64
+    lstm_layers: int = 1
     dropout: float = 0.2
     max_label_length: int = 5
 
