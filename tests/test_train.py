@@ -131,3 +131,25 @@ def test_pretrained_backbone_is_loaded(tmp_path, splits):
     # a backbone of another width is refused with a message naming it
     assert train_main(["--splits", str(splits), "--out", str(tmp_path / "r2"), "--epochs", "1",
                        "--pretrained-backbone", str(tmp_path / "g" / "backbone.pt"), "--no-progress"]) == 1
+
+
+def test_ablation_report_val_only_and_with_test(splits, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import ablation_report
+    finally:
+        sys.path.pop(0)
+    runs = tmp_path / "runs"
+    assert train_main(["--splits", str(splits), "--out", str(runs / "scratch_s0"), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    # --no-test must not read the test split at all: point it at a file that does not exist
+    assert ablation_report.main(["--runs", str(runs), "--recipes", "scratch", "--no-test",
+                                 "--test", str(tmp_path / "absent.csv")]) == 0
+    table = capsys.readouterr().out
+    assert "| scratch_s0 |" in table and "best val accuracy" in table and "test accuracy" not in table
+    out_json = tmp_path / "report.json"
+    assert ablation_report.main(["--runs", str(runs), "--recipes", "scratch", "--test", str(splits / "test.csv"),
+                                 "--json", str(out_json)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    (row,) = json.loads(out_json.read_text())
+    assert row["run"] == "scratch_s0" and row["test_n"] == 6 and 0.0 <= row["test_accuracy"] <= 1.0
