@@ -15,7 +15,7 @@ EPOCHS=${EPOCHS:-120}
 MIX=${MIX:-0}
 ARGS=${ARGS:-}
 RUNS=${RUNS:-runs/ablation}
-export SEEDS EPOCHS MIX ARGS RUNS
+export EPOCHS MIX ARGS RUNS   # read by run_one in the xargs subshells
 if [[ " $RECIPES " == *" pre "* && ! -f runs/glyphs/backbone.pt ]]; then
   [ -d data/glyphs/train ] || python scripts/make_glyphs.py --split data/splits/train.csv --out data/glyphs/train
   [ -d data/glyphs/val ] || python scripts/make_glyphs.py --split data/splits/val.csv --out data/glyphs/val --copies 0
