@@ -3,10 +3,19 @@
     from crnn_captcha import CaptchaReader
     CaptchaReader().read("226md.png")
 """
-__version__ = "0.1.0"
+from ._version import __version__
+from .charset import Charset
+from .checkpoint import LoadedModel, load_model
+from .ctc import DecodeOptions
+from .errors import (
+    CaptchaError, CheckpointError, ImageError, LabelError, OptionError, OverwriteError, TrainingError,
+    UnknownCharacterError,
+)
+from .model import CRNN, CRNNConfig
+from .reader import CaptchaReader, Prediction
 
-from .charset import Charset  # noqa: E402
-from .model import CRNN, CRNNConfig  # noqa: E402
-from .reader import CaptchaReader, Prediction  # noqa: E402
-
-__all__ = ["CaptchaReader", "Prediction", "CRNN", "CRNNConfig", "Charset", "__version__"]
+__all__ = [
+    "CaptchaReader", "Prediction", "DecodeOptions", "CRNN", "CRNNConfig", "Charset", "load_model", "LoadedModel",
+    "CaptchaError", "CheckpointError", "ImageError", "LabelError", "OptionError", "OverwriteError", "TrainingError",
+    "UnknownCharacterError", "__version__",
+]

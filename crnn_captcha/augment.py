@@ -9,13 +9,14 @@ at evaluation or reading time.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
 
+from . import cli
+from .errors import OptionError
 from .images import PreprocessConfig
 
 
@@ -94,27 +95,29 @@ def sample_grid(images: list[np.ndarray], augmenter: Augmenter, copies: int = 5)
     return np.concatenate(rows[:-1], axis=0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.augment", __doc__)
+    ap.add_argument("--data", required=True, help="folder of labelled captchas or a CSV manifest")
+    ap.add_argument("--out", default="augment_grid.png", help="PNG to write")
+    ap.add_argument("--n", type=cli.positive_int, default=8, help="number of source images (rows)")
+    ap.add_argument("--copies", type=cli.positive_int, default=5, help="augmented copies per row")
+    ap.add_argument("--height", type=cli.positive_int, default=PreprocessConfig.height, help="model input height")
+    ap.add_argument("--width", type=cli.positive_int, default=PreprocessConfig.width, help="model input width")
+    ap.add_argument("--scale", type=cli.positive_int, default=2, help="enlarge the grid this many times")
+    ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="augmentation seed")
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .data import load_samples
     from .images import load_gray, resize_gray
 
-    ap = argparse.ArgumentParser(description="Write a PNG grid of augmented training samples.")
-    ap.add_argument("--data", required=True, help="folder of labelled captchas or a CSV manifest")
-    ap.add_argument("--out", default="augment_grid.png", help="PNG to write")
-    ap.add_argument("--n", type=int, default=8, help="number of source images (rows)")
-    ap.add_argument("--copies", type=int, default=5, help="augmented copies per row")
-    ap.add_argument("--height", type=int, default=PreprocessConfig.height)
-    ap.add_argument("--width", type=int, default=PreprocessConfig.width)
-    ap.add_argument("--scale", type=int, default=2, help="enlarge the grid this many times")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
     cfg = PreprocessConfig(height=args.height, width=args.width)
     samples = load_samples(args.data, length=None, skip_invalid=True)[: args.n]
     if not samples:
-        print(f"error: no images in {args.data}", file=sys.stderr)
-        return 1
+        raise OptionError(f"{args.data}: no labelled images")
     grays = [resize_gray(load_gray(s.path), cfg, str(s.path)) for s in samples]
     grid = sample_grid(grays, Augmenter(seed=args.seed), args.copies)
     img = Image.fromarray(grid, "L")
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}: {len(samples)} rows x {args.copies} augmented copies")
     return 0
 
+
+main = cli.command(build_parser, run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

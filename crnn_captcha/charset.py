@@ -1,4 +1,4 @@
-"""The alphabet, label encoding and CTC decoding.
+"""The alphabet: characters to class indices and back (CTC itself lives in :mod:`crnn_captcha.ctc`).
 
 Index 0 is the CTC blank. Keeping the blank at 0 means the real characters are 1..C-1, so
 ``torch.nn.CTCLoss(blank=0)`` needs no extra argument and a charset's string maps one-to-one onto the
@@ -6,30 +6,9 @@ head's remaining outputs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-import numpy as np
-
-
-class UnknownCharacterError(ValueError):
-    """A label holds a character that the charset does not know."""
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One decoded string with its confidences.
-
-    Attributes:
-        text: the decoded string.
-        confidence: probability-like score of the whole string in [0, 1] (product of the
-            per-character confidences; 1.0 for an empty string only if every frame was blank).
-        char_confidences: one value in [0, 1] per character of ``text``.
-    """
-
-    text: str
-    confidence: float
-    char_confidences: tuple[float, ...]
+from .errors import LabelError, UnknownCharacterError
 
 
 class Charset:
@@ -41,10 +20,10 @@ class Charset:
 
     def __init__(self, chars: str):
         if not chars:
-            raise ValueError("a charset needs at least one character")
+            raise LabelError("a charset needs at least one character")
         if len(set(chars)) != len(chars):
             dup = sorted({c for c in chars if chars.count(c) > 1})
-            raise ValueError(f"charset has repeated characters: {''.join(dup)!r}")
+            raise LabelError(f"charset has repeated characters: {''.join(dup)!r}")
         self.chars = chars
         self._index = {c: i + 1 for i, c in enumerate(chars)}
 
@@ -96,177 +75,3 @@ class Charset:
         """Characters for 1-based class indices (no CTC collapsing)."""
         return "".join(self.chars[i - 1] for i in indices if i > 0)
 
-    def char_mask(self, allowed: str | None) -> np.ndarray | None:
-        """Boolean mask over the classes that keeps the blank and ``allowed`` characters."""
-        if allowed is None:
-            return None
-        bad = [c for c in dict.fromkeys(allowed) if c not in self._index]
-        if bad:
-            raise UnknownCharacterError(
-                f"allowed characters {''.join(bad)!r} are not in the model's charset {self.chars!r}"
-            )
-        mask = np.zeros(self.num_classes, dtype=bool)
-        mask[0] = True
-        for c in allowed:
-            mask[self._index[c]] = True
-        return mask
-
-    # ----- CTC decoding ------------------------------------------------------------------------
-    def decode(
-        self,
-        log_probs: np.ndarray,
-        method: str = "greedy",
-        beam_width: int = 10,
-        length: int | None = None,
-        allowed: str | None = None,
-    ) -> Decoded:
-        """Decode one sequence of per-frame log-probabilities.
-
-        Args:
-            log_probs: array (T, C) of log-softmax outputs, C == ``num_classes``.
-            method: "greedy" (best path) or "beam" (CTC prefix beam search).
-            beam_width: beams kept by "beam".
-            length: if given, the best path that reads exactly this many characters.
-            allowed: if given, only these characters may be read.
-
-        Returns:
-            a :class:`Decoded` with the text and its confidences.
-        """
-        lp = np.asarray(log_probs, dtype=np.float64)
-        if lp.ndim != 2 or lp.shape[1] != self.num_classes:
-            raise ValueError(f"expected log-probs of shape (T, {self.num_classes}), got {lp.shape}")
-        mask = self.char_mask(allowed)
-        if mask is not None:
-            lp = np.where(mask[None, :], lp, -np.inf)
-        if length is not None:
-            path = _fixed_length_path(lp, length)
-            return self._from_path(lp, path)
-        if method == "greedy":
-            return self._from_path(lp, lp.argmax(axis=1))
-        if method == "beam":
-            return self._beam(lp, beam_width)
-        raise ValueError(f"unknown decoding method {method!r}; use 'greedy' or 'beam'")
-
-    def _from_path(self, lp: np.ndarray, path: np.ndarray) -> Decoded:
-        """Collapse a frame path (repeats merged, blanks dropped); a character's confidence is the
-        highest frame probability within its run."""
-        chars: list[str] = []
-        confs: list[float] = []
-        prev = 0
-        for t, k in enumerate(path):
-            k = int(k)
-            if k != 0:
-                p = float(np.exp(lp[t, k]))
-                if k != prev:
-                    chars.append(self.chars[k - 1])
-                    confs.append(p)
-                else:
-                    confs[-1] = max(confs[-1], p)
-            prev = k
-        return Decoded("".join(chars), float(np.prod(confs)) if confs else 0.0, tuple(confs))
-
-    def _beam(self, lp: np.ndarray, beam_width: int) -> Decoded:
-        """CTC prefix beam search; per-character confidences come from the best path that
-        reads the winning prefix (its frames, scored as in greedy decoding)."""
-        # beams: prefix -> (log p ending in blank, log p ending in a character)
-        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -np.inf)}
-        T, C = lp.shape
-        for t in range(T):
-            row = lp[t]
-            cands = [c for c in np.argsort(row)[::-1][: beam_width + 1] if np.isfinite(row[c])]
-            nxt: dict[tuple[int, ...], list[float]] = {}
-
-            def add(prefix: tuple[int, ...], blank: float, char: float) -> None:
-                cur = nxt.setdefault(prefix, [-np.inf, -np.inf])
-                cur[0] = np.logaddexp(cur[0], blank)
-                cur[1] = np.logaddexp(cur[1], char)
-
-            for prefix, (pb, pc) in beams.items():
-                total = np.logaddexp(pb, pc)
-                for c in cands:
-                    p = row[c]
-                    if c == 0:
-                        add(prefix, total + p, -np.inf)
-                    elif prefix and prefix[-1] == c:
-                        add(prefix, -np.inf, pc + p)  # the same character continues
-                        add(prefix + (c,), -np.inf, pb + p)  # a new copy after a blank
-                    else:
-                        add(prefix + (c,), -np.inf, total + p)
-            ranked = sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]), reverse=True)
-            beams = {k: (v[0], v[1]) for k, v in ranked[:beam_width]}
-        best = max(beams.items(), key=lambda kv: np.logaddexp(*kv[1]))[0]
-        decoded = self._from_path(lp, _fixed_length_path(lp, len(best), target=best))
-        return Decoded(self.decode_indices(best), decoded.confidence, decoded.char_confidences)
-
-
-def _fixed_length_path(
-    lp: np.ndarray, length: int, target: Sequence[int] | None = None
-) -> np.ndarray:
-    """Best frame path (Viterbi) that reads exactly ``length`` characters.
-
-    With ``target`` the characters are fixed too (a forced alignment). State ``(k, c)``: ``k``
-    characters read so far, last frame was class ``c`` (0 = blank). A new character starts when the
-    class changes to a non-blank or follows a blank, which is why a repeat needs a blank between.
-    """
-    T, C = lp.shape
-    if length < 0:
-        raise ValueError("length must be >= 0")
-    neg = -np.inf
-    # score[k, c]; back[t, k, c] = (previous k, previous c)
-    score = np.full((length + 1, C), neg)
-    back = np.zeros((T, length + 1, C, 2), dtype=np.int32)
-    # a character state (k, c) exists only for k >= 1, and with a target only for its k-th class
-    valid = np.zeros((length + 1, C), dtype=bool)
-    valid[:, 0] = True
-    for k in range(1, length + 1):
-        if target is None:
-            valid[k, 1:] = True
-        else:
-            valid[k, int(target[k - 1])] = True
-    cls = np.arange(C)
-    score[0, 0] = lp[0, 0]
-    if length >= 1:
-        score[1, 1:] = np.where(valid[1, 1:], lp[0, 1:], neg)
-    for t in range(1, T):
-        new = np.full_like(score, neg)
-        for k in range(length + 1):
-            # blank: from any state with the same k
-            j = int(np.argmax(score[k]))
-            new[k, 0] = score[k, j] + lp[t, 0]
-            back[t, k, 0] = (k, j)
-            if k == 0:
-                continue
-            # a character: the same one continues, or a new one starts from (k-1, c') with
-            # c' != c (a repeat must pass through a blank); the best c' != c is the best or the
-            # runner-up of the previous row
-            prev = score[k - 1]
-            order = np.argsort(prev)[::-1]
-            first, second = order[0], order[1]
-            start_from = np.where(cls == first, second, first)
-            start_score = prev[start_from]
-            stay = score[k]
-            use_start = start_score > stay
-            best = np.where(use_start, start_score, stay) + lp[t]
-            best[~valid[k]] = neg
-            best[0] = new[k, 0]
-            new[k, 1:] = best[1:]
-            back[t, k, 1:, 0] = np.where(use_start, k - 1, k)[1:]
-            back[t, k, 1:, 1] = np.where(use_start, start_from, cls)[1:]
-        score = new
-    k, c = length, int(np.argmax(score[length]))
-    if not np.isfinite(score[k, c]):
-        raise ValueError(f"no path reads exactly {length} characters in {T} frames")
-    path = np.zeros(T, dtype=np.int64)
-    for t in range(T - 1, -1, -1):
-        path[t] = c
-        if t > 0:
-            k, c = (int(v) for v in back[t, k, c])
-    return path
-
-
-def greedy_texts(best: np.ndarray, charset: Charset) -> list[str]:
-    """Greedy CTC decoding of a batch of best-class indices (N, T): merge repeats, drop blanks."""
-    best = np.asarray(best)
-    keep = best != 0
-    keep[:, 1:] &= best[:, 1:] != best[:, :-1]
-    return [charset.decode_indices(row[k]) for row, k in zip(best, keep)]

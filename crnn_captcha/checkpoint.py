@@ -1,42 +1,71 @@
-"""The one checkpoint format, for training and for reading.
+"""The one checkpoint format, for training and for reading, and where checkpoints live.
 
 A plain dict of plain Python values and tensors, so ``torch.load(path, weights_only=True)`` always
 works (nothing is unpickled that could run code):
 
-    format_version, kind ("crnn" or "glyph"), model_config, charset (blank = 0), preprocess,
-    state_dict, metrics, train_args, versions
+    format_version, kind ("crnn" or "glyph"), model_config, charset, preprocess, state_dict,
+    metrics, train_args, versions
     + in a resumable "last" checkpoint: optimizer, scheduler, scaler, epoch, best, history, rng
 
+``charset`` is the model's characters in class order. A CRNN's class 0 is the CTC blank, so its
+character ``i`` is class ``i + 1``; a glyph classifier has no blank, so its character ``i`` is
+class ``i``.
+
 Writes go to a temporary file in the same folder that is then renamed into place, so an interrupted
-run never leaves a half-written checkpoint.
+run never leaves a half-written checkpoint. An ONNX export records the SHA-256 of the checkpoint it
+was made from (:data:`SHA_KEY`), so a stale export is never used in place of a retrained model.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .charset import Charset
+from .errors import CheckpointError
 from .images import PreprocessConfig
-from .model import CRNN, CRNNConfig
+from .model import CRNN, CRNNConfig, GlyphClassifier
 
 FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT_NAME = "captcha_v2.pt"
+#: The ONNX metadata key that holds the SHA-256 of the checkpoint an export was made from.
+SHA_KEY = "crnn_captcha.checkpoint_sha256"
 
 
-class CheckpointError(ValueError):
-    """A file that is not a usable checkpoint; the message names it and what is wrong."""
+def default_checkpoint() -> Path:
+    """The shipped model: packaged as ``crnn_captcha.checkpoints`` (the repository's
+    ``checkpoints/`` folder), found in the source tree for an editable install."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("crnn_captcha.checkpoints") / DEFAULT_CHECKPOINT_NAME))
+        if path.exists():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP's ``module`` and torch.compile's ``_orig_mod`` wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
 
 
 def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """State dict without DDP's ``module.`` or torch.compile's ``_orig_mod.`` prefixes."""
-    model = getattr(model, "module", model)
-    model = getattr(model, "_orig_mod", model)
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -75,16 +104,17 @@ def make_checkpoint(
     preprocess: PreprocessConfig,
     metrics: dict[str, Any] | None = None,
     train_args: dict[str, Any] | None = None,
-    kind: str = "crnn",
     **extra: Any,
 ) -> dict[str, Any]:
-    """The checkpoint dict for ``model`` (a CRNN, or a glyph classifier with ``kind="glyph"``)."""
-    inner = getattr(getattr(model, "module", model), "_orig_mod", getattr(model, "module", model))
-    config = inner.config.to_dict() if kind == "crnn" else {"channels": list(extra.pop("channels"))}
+    """The checkpoint dict for ``model`` (a CRNN or a glyph classifier; either carries its config).
+
+    ``extra`` adds fields, e.g. the optimizer state of a resumable checkpoint.
+    """
+    inner = unwrap(model)
     return {
         "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "model_config": config,
+        "kind": "glyph" if isinstance(inner, GlyphClassifier) else "crnn",
+        "model_config": inner.config.to_dict(),
         "charset": charset.chars,
         "preprocess": preprocess.to_dict(),
         "state_dict": clean_state_dict(model),
@@ -157,3 +187,24 @@ def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[C
         raise CheckpointError(f"{path}: weights do not fit the model config ({first[:200]})") from None
     model.eval()
     return model, charset, preprocess
+
+
+class LoadedModel(NamedTuple):
+    """A CRNN rebuilt from its checkpoint, in eval mode on the CPU."""
+
+    model: CRNN
+    charset: Charset
+    preprocess: PreprocessConfig
+    checkpoint: dict[str, Any]
+
+
+def load_model(path: str | Path | None = None) -> LoadedModel:
+    """Load a CRNN checkpoint (default: the shipped model) and rebuild its model.
+
+    Raises:
+        CheckpointError: naming the file and what is wrong with it.
+    """
+    path = Path(path) if path is not None else default_checkpoint()
+    ckpt = load_checkpoint(path)
+    model, charset, preprocess = build_crnn(ckpt, path)
+    return LoadedModel(model, charset, preprocess, ckpt)

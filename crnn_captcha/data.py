@@ -7,7 +7,6 @@ label is the part of its name before the first underscore (``d_7678.png`` is a `
 from __future__ import annotations
 
 import csv
-import io
 import os
 import sys
 import tarfile
@@ -22,13 +21,11 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .charset import Charset
+from .errors import LabelError
 from .images import PreprocessConfig, load_gray, resize_gray, to_tensor
+from .layout import char_boundaries
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class LabelError(ValueError):
-    """One or more files whose names are not valid labels."""
 
 
 @dataclass(frozen=True)
@@ -162,25 +159,6 @@ def alphabet_of(samples: Iterable[Sample]) -> str:
 
 # ----- datasets --------------------------------------------------------------------------------
 Augment = Callable[[np.ndarray], np.ndarray]
-
-
-def text_extent(gray: np.ndarray, dark: int = 128, min_dark: int = 4) -> tuple[int, int]:
-    """Columns [x0, x1) where at least ``min_dark`` pixels are dark: the text's horizontal extent
-    (a captcha's thin strike line alone stays below the threshold)."""
-    cols = np.flatnonzero((gray < dark).sum(axis=0) >= min_dark)
-    if cols.size == 0:
-        return 0, gray.shape[1]
-    return int(cols[0]), int(cols[-1]) + 1
-
-
-def cell_edges(x0: float, x1: float, n: int) -> np.ndarray:
-    """``n + 1`` x positions cutting [x0, x1) into ``n`` equal cells, one per character."""
-    return x0 + (x1 - x0) * np.arange(n + 1) / n
-
-
-def char_boundaries(gray: np.ndarray, n: int) -> np.ndarray:
-    """:func:`cell_edges` of the text extent of ``gray``."""
-    return cell_edges(*text_extent(gray), n)
 
 
 class CaptchaDataset(Dataset):
@@ -347,12 +325,3 @@ class GlyphDataset(Dataset):
         if self.augment is not None:
             gray = self.augment(gray)
         return to_tensor(gray, self.cfg), self.labels[i]
-
-
-def encode_png(gray: np.ndarray) -> bytes:
-    """uint8 gray array -> PNG bytes."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(gray, "L").save(buf, format="PNG")
-    return buf.getvalue()

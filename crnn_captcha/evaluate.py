@@ -19,8 +19,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .checkpoint import CheckpointError
-from .data import LabelError, load_samples
+from . import cli
+from .data import load_samples
+from .errors import OptionError
 from .images import load_gray
 from .metrics import confusions, score, summarize
 
@@ -46,31 +47,22 @@ def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int =
     sheet.save(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m crnn_captcha.evaluate", description="Evaluate a checkpoint on labelled captchas.")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.evaluate", __doc__)
     ap.add_argument("data", metavar="MANIFEST_OR_DIR", help="a CSV manifest (path,label) or a folder of <label>.png files")
-    ap.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--beam", type=int, default=0, metavar="WIDTH", help="beam search (default: greedy)")
-    ap.add_argument("--length", type=int, help="read exactly this many characters")
+    cli.add_reader_options(ap)
     ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
     ap.add_argument("--gallery", help="write a PNG of the misread images here")
-    ap.add_argument("--top", type=int, default=10, help="confused pairs to list")
+    ap.add_argument("--top", type=cli.non_negative_int, default=10, help="confused pairs to list")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = ap.parse_args(argv)
+    return ap
 
-    from .reader import CaptchaReader
 
-    try:
-        samples = load_samples(args.data, length=None, skip_invalid=args.skip_invalid)
-        if not samples:
-            raise FileNotFoundError(f"{args.data}: no labelled images")
-        reader = CaptchaReader(args.checkpoint, device=args.device, decoder="beam" if args.beam else "greedy",
-                               beam_width=args.beam or 10, length=args.length)
-    except (CheckpointError, LabelError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    samples = load_samples(args.data, length=None, skip_invalid=args.skip_invalid)
+    if not samples:
+        raise OptionError(f"{args.data}: no labelled images")
+    reader = cli.reader_from_args(args)
     preds = reader.predict_batch([s.path for s in samples], batch_size=args.batch_size, errors="mark")
     failed = [p for p in preds if not p.ok]
     for p in failed:
@@ -92,19 +84,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        lo, hi = result["accuracy_ci95"]
-        print(f"images          {result['n']}")
-        print(f"accuracy        {result['accuracy']:.4f}  (95% CI {lo:.4f}-{hi:.4f}, Wilson)")
-        print(f"char accuracy   {result['char_accuracy']:.4f}")
-        print(f"CER             {result['cer']:.4f}")
-        if result["confusions"]:
-            print("confused (truth->read): " + ", ".join(f"{t}->{p} x{n}" for t, p, n in result["confusions"]))
-        for m in result["misreads"]:
-            print(f"misread  {m['path']}  true {m['truth']}  read {m['read'] or '-'}  conf {m['confidence']:.3f}")
-        if args.gallery:
-            print(f"gallery of misreads: {args.gallery}")
+        print_report(result, args.gallery)
     return 1 if failed else 0
 
+
+def print_report(result: dict, gallery_path: str | None) -> None:
+    lo, hi = result["accuracy_ci95"]
+    print(f"images          {result['n']}")
+    print(f"accuracy        {result['accuracy']:.4f}  (95% CI {lo:.4f}-{hi:.4f}, Wilson)")
+    print(f"char accuracy   {result['char_accuracy']:.4f}")
+    print(f"CER             {result['cer']:.4f}")
+    if result["confusions"]:
+        print("confused (truth->read): " + ", ".join(f"{t}->{p} x{n}" for t, p, n in result["confusions"]))
+    for m in result["misreads"]:
+        print(f"misread  {m['path']}  true {m['truth']}  read {m['read'] or '-'}  conf {m['confidence']:.3f}")
+    if gallery_path:
+        print(f"gallery of misreads: {gallery_path}")
+
+
+main = cli.command(build_parser, run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

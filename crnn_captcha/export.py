@@ -10,20 +10,14 @@ read in place of a retrained model. Needs the `onnx` package (`pip install -e ".
 from __future__ import annotations
 
 import argparse
-import hashlib
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, atomic_write, build_crnn, load_checkpoint
-
-SHA_KEY = "crnn_captcha.checkpoint_sha256"
-
-
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+from . import cli
+from .checkpoint import SHA_KEY, atomic_write, build_crnn, default_checkpoint, file_sha256, load_checkpoint
+from .errors import OptionError
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
@@ -54,24 +48,24 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m crnn_captcha.export", description="Export a checkpoint.")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.export", __doc__)
     ap.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
     ap.add_argument("--checkpoint", help="checkpoint to export (default: the shipped model)")
     ap.add_argument("--out", help="output path (default: the checkpoint's path with .onnx)")
-    args = ap.parse_args(argv)
-    from .reader import default_checkpoint
+    return ap
 
+
+def run(args: argparse.Namespace) -> int:
     try:
         path = export_onnx(args.checkpoint or default_checkpoint(), args.out)
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except ImportError as e:
-        print(f"error: exporting needs the onnx package ({e}); pip install onnx", file=sys.stderr)
-        return 2
+        raise OptionError(f"exporting needs the onnx package ({e}); pip install onnx") from None
     print(f"wrote {path}")
     return 0
+
+
+main = cli.command(build_parser, run)
 
 
 if __name__ == "__main__":

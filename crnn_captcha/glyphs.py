@@ -17,7 +17,6 @@ How the characters are found (``--method``):
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -25,9 +24,13 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from . import cli
 from .augment import Augmenter
-from .data import Sample, cell_edges, load_samples, text_extent
-from .images import load_gray
+from .ctc import force_align
+from .data import Sample, load_samples
+from .errors import OptionError, OverwriteError
+from .images import load_gray, preprocess
+from .layout import cell_edges, text_extent
 
 GLYPH_W, GLYPH_H = 32, 52
 
@@ -40,21 +43,10 @@ def split_extent(x0: float, x1: float, n: int) -> list[tuple[float, float]]:
 
 def ctc_cells(gray: np.ndarray, label: str, reader) -> list[tuple[float, float]]:
     """(centre, width) of each character from a forced CTC alignment to ``label``."""
-    from .charset import _fixed_length_path
-    from .images import preprocess
-
     lp = reader.log_probs(preprocess(gray, reader.preprocess).unsqueeze(0))[0]  # (T, C)
-    path = _fixed_length_path(lp, len(label), target=reader.charset.encode(label))
+    spans = force_align(lp, reader.charset.encode(label))
     scale = gray.shape[1] / lp.shape[0]  # image columns per frame
-    frames: list[list[int]] = [[] for _ in label]
-    k, prev = -1, 0
-    for t, c in enumerate(path):
-        if c != 0 and c != prev:
-            k += 1
-        if c != 0:
-            frames[k].append(t)
-        prev = c
-    centres = [(np.mean(f) + 0.5) * scale for f in frames]
+    centres = [((a + b - 1) / 2 + 0.5) * scale for a, b in spans]  # the mean frame of each run
     gaps = np.diff(centres) if len(centres) > 1 else np.array([gray.shape[1] / 6])
     width = float(np.median(gaps))
     return [(c, width) for c in centres]
@@ -87,10 +79,10 @@ def cut_glyphs(
             cells = split_extent(*fixed, len(s.label))
         elif method == "ctc":
             if reader is None:
-                raise ValueError("--method ctc needs --align-checkpoint")
+                raise OptionError("--method ctc needs a reader (--align-checkpoint)")
             cells = ctc_cells(g, s.label, reader)
         else:
-            raise ValueError(f"unknown method {method!r}")
+            raise OptionError(f"unknown method {method!r}; use projection, fixed or ctc")
         for ch, (c, w) in zip(s.label, cells):
             out.append((ch, crop(g, c, w), str(s.path)))
     return out
@@ -111,32 +103,31 @@ def contact_sheet(glyphs: Sequence[tuple[str, np.ndarray]], per_class: int = 12)
     return Image.fromarray(sheet, "L")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Cut a leak-free 32x52 glyph set from one split's captchas.")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.glyphs", __doc__)
     ap.add_argument("--split", required=True, help="manifest (CSV path,label) or folder; use the TRAIN split")
     ap.add_argument("--out", required=True, help="folder to write <char>_<n>.png files into")
-    ap.add_argument("--copies", type=int, default=20, help="augmented copies per crop (0: crops only)")
-    ap.add_argument("--method", choices=["projection", "fixed", "ctc"], default="projection")
+    ap.add_argument("--copies", type=cli.non_negative_int, default=20, help="augmented copies per crop (0: crops only)")
+    ap.add_argument("--method", choices=["projection", "fixed", "ctc"], default="projection", help="how characters are found")
     ap.add_argument("--align-checkpoint", help="CRNN checkpoint for --method ctc")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the augmented copies")
     ap.add_argument("--force", action="store_true", help="write into a folder that already holds glyphs")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.glob("*.png")) and not args.force:
-        print(f"error: {out} already holds glyphs; pass --force to add to it or choose another --out", file=sys.stderr)
-        return 1
-    try:
-        samples = load_samples(args.split, length=None)
-        reader = None
-        if args.method == "ctc":
-            from .reader import CaptchaReader
+        raise OverwriteError(f"{out} already holds glyphs; pass --force to add to it or choose another --out")
+    samples = load_samples(args.split, length=None)
+    reader = None
+    if args.method == "ctc":
+        if not args.align_checkpoint:
+            raise OptionError("--method ctc needs --align-checkpoint")
+        from .reader import CaptchaReader
 
-            reader = CaptchaReader(args.align_checkpoint, device="cpu")
-        crops = cut_glyphs(samples, args.method, reader)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        reader = CaptchaReader(args.align_checkpoint, device="cpu")
+    crops = cut_glyphs(samples, args.method, reader)
     out.mkdir(parents=True, exist_ok=True)
     augment = Augmenter(strength=0.8, strike_line=False, seed=args.seed) if args.copies else None
     counts: Counter = Counter()
@@ -154,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"contact sheet: {sheet}")
     return 0
 
+
+main = cli.command(build_parser, run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

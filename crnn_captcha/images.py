@@ -18,15 +18,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from .errors import ImageError
+
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor]
 
 #: Images with more pixels than this are refused before they are decoded (a decompression bomb
 #: or a wrong file); a captcha is a few thousand pixels.
 MAX_PIXELS = 16_000_000
-
-
-class ImageError(ValueError):
-    """An input that cannot be read as an image; the message names the source."""
 
 
 @dataclass(frozen=True)

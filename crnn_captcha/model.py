@@ -1,6 +1,6 @@
 """The CRNN: a CNN backbone, a bidirectional LSTM and a linear head that returns CTC logits.
 
-Loss lives in the training code and decoding with the charset, so the module stays a plain
+The CTC loss and decoding live in :mod:`crnn_captcha.ctc`, so the module stays a plain
 ``nn.Module`` that is easy to test and export.
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .ctc import frames_needed
 
 
 @dataclass
@@ -44,7 +46,7 @@ class CRNNConfig:
             raise ValueError(f"height must be a multiple of 16 and width of 4, got {self.height}x{self.width}")
         # CTC needs a frame per character and a blank between two equal neighbours, so a label of
         # length L can need up to 2L-1 frames ("ggg" -> g _ g _ g).
-        need = 2 * self.max_label_length - 1
+        need = frames_needed(self.max_label_length)
         if self.frames < need:
             raise ValueError(
                 f"the model gives {self.frames} frames for width {self.width}, fewer than the "
@@ -126,12 +128,36 @@ class CRNN(nn.Module):
         return self.head(self.dropout(f))         # (N, T, num_classes)
 
 
+@dataclass
+class GlyphConfig:
+    """Everything needed to rebuild a :class:`GlyphClassifier`; stored in glyph checkpoints.
+
+    Attributes:
+        num_classes: the glyph classes (characters only: a classifier has no blank).
+        channels: output channels of the backbone's five conv blocks.
+    """
+
+    num_classes: int
+    channels: tuple[int, ...] = CRNNConfig.channels
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, "channels": list(self.channels)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "GlyphConfig":
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
 class GlyphClassifier(nn.Module):
     """The same backbone with global pooling and a linear head: single-character pretraining."""
 
     def __init__(self, num_classes: int, channels: tuple[int, ...] = CRNNConfig.channels):
         super().__init__()
-        self.backbone = Backbone(channels)
+        self.config = GlyphConfig(num_classes, channels)
+        self.backbone = Backbone(self.config.channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(self.backbone.out_channels, num_classes)
 

@@ -23,13 +23,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import cli
 from .augment import Augmenter
 from .charset import Charset
 from .checkpoint import atomic_save, make_checkpoint
-from .data import GlyphDataset, LabelError
-from .images import ImageError, PreprocessConfig
+from .data import GlyphDataset
+from .errors import TrainingError
+from .images import PreprocessConfig
 from .model import CRNNConfig, GlyphClassifier
-from .train import TrainingError, log, pick_device, seed_everything
+from .runtime import log, pick_device, seed_everything
 
 
 def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, int]:
@@ -43,28 +45,15 @@ def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tupl
     return correct / max(total, 1), total
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Pretrain the backbone as a glyph classifier.")
-    ap.add_argument("--glyphs", required=True, help="glyph folder or .tar.gz (<char>_<n>.png)")
-    ap.add_argument("--val-glyphs", help="held-out glyphs to report accuracy on (e.g. cut from the val split)")
-    ap.add_argument("--subfolder", help="only files below this folder of --glyphs")
-    ap.add_argument("--out", default="runs/glyphs")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--channels", type=int, nargs=5, default=list(CRNNConfig.channels))
-    ap.add_argument("--height", type=int, default=32)
-    ap.add_argument("--width", type=int, default=20)
-    ap.add_argument("--aug-strength", type=float, default=0.0, help="on-the-fly augmentation (the glyph set may already hold augmented copies)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--skip-invalid", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        return run(args)
-    except (TrainingError, LabelError, ImageError, FileNotFoundError, ValueError) as e:
-        log(f"error: {e}")
-        return 1
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.pretrain", __doc__)
+    groups = cli.add_training_options(ap, out="runs/glyphs", epochs=3, batch_size=128, lr=2e-3, height=32, width=20,
+                                      aug_strength=0.0, channels=CRNNConfig.channels)
+    d = groups["data"]
+    d.add_argument("--glyphs", required=True, help="glyph folder or .tar.gz (<char>_<n>.png)")
+    d.add_argument("--val-glyphs", help="held-out glyphs to report accuracy on (e.g. cut from the val split)")
+    d.add_argument("--subfolder", help="only files below this folder of --glyphs")
+    return ap
 
 
 def run(args) -> int:
@@ -103,12 +92,14 @@ def run(args) -> int:
         if val_loader:
             metrics["val_accuracy"], metrics["val_n"] = accuracy(model, val_loader, device)
         log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
-    out = Path(args.out)
-    path = out / "backbone.pt"
-    atomic_save(make_checkpoint(model, charset, pre, metrics, vars(args), kind="glyph", channels=args.channels), path)
+    path = Path(args.out) / "backbone.pt"
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    atomic_save(make_checkpoint(model, charset, pre, metrics, settings), path)
     print(f"wrote {path}" + (f"; val glyph accuracy {metrics['val_accuracy']:.4f} (n={metrics['val_n']})" if val_loader else ""))
     return 0
 
+
+main = cli.command(build_parser, run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,67 +5,86 @@
     reader.read("226md.png")                     # -> "226md"
     reader.predict("226md.png")                  # -> Prediction(text, confidence, char_confidences)
     reader.read_batch(["a.png", "b.png"], batch_size=64)
+    reader.read("226md.png", decoder="beam", length=5)   # options for one call (keyword-only)
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 
-from .charset import Decoded
-from .checkpoint import CheckpointError, build_crnn, load_checkpoint
-from .images import ImageError, ImageInput, describe, preprocess
+from .checkpoint import SHA_KEY, CheckpointError, build_crnn, default_checkpoint, file_sha256, load_checkpoint
+from .ctc import DecodeOptions, Decoded, allowed_mask, decode_batch, log_softmax
+from .errors import ImageError, OptionError
+from .images import ImageInput, describe, preprocess
+from .model import CRNN
+from .runtime import pick_device
 
-DEFAULT_CHECKPOINT_NAME = "captcha_v2.pt"
-
-
-def default_checkpoint() -> Path:
-    """The shipped model: packaged as ``crnn_captcha.checkpoints`` (the repository's
-    ``checkpoints/`` folder), found in the source tree for an editable install."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("crnn_captcha.checkpoints") / DEFAULT_CHECKPOINT_NAME))
-        if path.exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+BACKENDS = ("auto", "torch", "onnx")
+#: Stands for "the reader's own setting" in the per-call options of read/predict.
+KEEP: Any = type("Keep", (), {"__repr__": lambda self: "<the reader's setting>"})()
 
 
-def _onnx_session(checkpoint: Path, threads: int, required: bool):
-    """An ONNX Runtime session for the export beside ``checkpoint`` (``<name>.onnx``), or None
-    where there is none, onnxruntime is missing, or the export was made from another checkpoint."""
-    onnx_path = checkpoint.with_suffix(".onnx")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        if required:
-            raise ValueError("backend 'onnx' needs the onnxruntime package") from None
-        return None
-    if not onnx_path.exists():
-        if required:
-            raise CheckpointError(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --onnx --checkpoint {checkpoint}")
-        return None
-    from .export import SHA_KEY, file_sha256
+class TorchRunner:
+    """The model in PyTorch, on the CPU or a GPU."""
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own types for a bad file
-        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
-    made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
-    if made_from != file_sha256(checkpoint):
-        if required:
-            raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
-        return None
-    return session
+    name = "torch"
+
+    def __init__(self, model: CRNN, device: torch.device):
+        self.device = device
+        self.model = model.to(device).eval().fuse_batchnorm()
+
+    def log_probs(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
+        with torch.inference_mode():
+            logits = self.model(batch.to(self.device))
+            return logits.float().log_softmax(2).cpu().numpy()
+
+
+class OnnxRunner:
+    """The model's ONNX export on ONNX Runtime (CPU): the faster path for one image at a time."""
+
+    name = "onnx"
+
+    def __init__(self, session):
+        self.session = session
+
+    def log_probs(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
+        return log_softmax(self.session.run(None, {"image": batch.numpy()})[0])
+
+    @classmethod
+    def open(cls, checkpoint: Path, threads: int, required: bool) -> "OnnxRunner | None":
+        """A runner for the export beside ``checkpoint`` (``<name>.onnx``), or None where there
+        is none, onnxruntime is missing, or the export was made from another checkpoint."""
+        onnx_path = checkpoint.with_suffix(".onnx")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            if required:
+                raise OptionError("backend 'onnx' needs the onnxruntime package") from None
+            return None
+        if not onnx_path.exists():
+            if required:
+                raise CheckpointError(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --onnx --checkpoint {checkpoint}")
+            return None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for a bad file
+            raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
+        if made_from != file_sha256(checkpoint):
+            if required:
+                raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
+            return None
+        return cls(session)
 
 
 @dataclass(frozen=True)
@@ -101,17 +120,20 @@ class CaptchaReader:
         beam_width: beams for "beam".
         length: if given, read exactly this many characters.
         allowed: if given, read only these characters (a subset of the model's charset).
-        threads: CPU threads to use (default: torch's setting).
+        threads: CPU threads for ONNX Runtime (default: torch's current setting). The reader never
+            changes the process's PyTorch thread count; call ``torch.set_num_threads`` for that.
         backend: "auto" (ONNX Runtime on the CPU when onnxruntime is installed and an up-to-date
             export sits beside the checkpoint, else PyTorch), "torch" or "onnx".
 
-    Reading changes no state (PyTorch runs under ``torch.inference_mode()``, and an ONNX Runtime
-    session may be run from several threads), so one reader may be shared by several threads.
+    Every argument after ``checkpoint`` is keyword-only. Reading changes no state (PyTorch runs
+    under ``torch.inference_mode()``, and an ONNX Runtime session may be run from several threads),
+    so one reader may be shared by several threads.
     """
 
     def __init__(
         self,
         checkpoint: str | os.PathLike | None = None,
+        *,
         device: str = "auto",
         decoder: str = "greedy",
         beam_width: int = 10,
@@ -120,31 +142,24 @@ class CaptchaReader:
         threads: int | None = None,
         backend: str = "auto",
     ):
+        if backend not in BACKENDS:
+            raise OptionError(f"backend {backend!r} is unknown; use 'auto', 'torch' or 'onnx'")
+        self.options = DecodeOptions(decoder, beam_width, length, allowed)
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         if checkpoint is None and not path.exists():
             raise CheckpointError(f"{path}: the shipped default model is missing from this install")
         ckpt = load_checkpoint(path)
         self.checkpoint_path = path
-        self.model, self.charset, self.preprocess = build_crnn(ckpt, path)
+        model, self.charset, self.preprocess = build_crnn(ckpt, path)
+        allowed_mask(self.charset, allowed)  # fail now on characters the model cannot read
         self.metrics = dict(ckpt.get("metrics", {}))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for, but no CUDA GPU is available")
-        self.device = torch.device(device)
-        if threads:
-            torch.set_num_threads(threads)
-        self.model.to(self.device).eval().fuse_batchnorm()
-        if backend not in ("auto", "torch", "onnx"):
-            raise ValueError(f"unknown backend {backend!r}; use 'auto', 'torch' or 'onnx'")
-        self.session = None
+        self.device = pick_device(device)
+        self.runner: TorchRunner | OnnxRunner | None = None
         if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
-            self.session = _onnx_session(path, threads or torch.get_num_threads(), required=backend == "onnx")
-        self.backend = "onnx" if self.session is not None else "torch"
-        if decoder not in ("greedy", "beam"):
-            raise ValueError(f"unknown decoder {decoder!r}; use 'greedy' or 'beam'")
-        self.charset.char_mask(allowed)  # fail now on characters the model cannot read
-        self.decoder, self.beam_width, self.length, self.allowed = decoder, beam_width, length, allowed
+            self.runner = OnnxRunner.open(path, threads or torch.get_num_threads(), required=backend == "onnx")
+        if self.runner is None:
+            self.runner = TorchRunner(model, self.device)
+        self.backend = self.runner.name
 
     def __repr__(self) -> str:
         return (f"CaptchaReader({str(self.checkpoint_path)!r}, device={str(self.device)!r}, "
@@ -152,55 +167,53 @@ class CaptchaReader:
 
     # ----- core ---------------------------------------------------------------------------------
     def log_probs(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, 1, H, W) preprocessed images -> (N, T, C) log-probabilities."""
-        if self.session is not None:
-            logits = self.session.run(None, {"image": batch.numpy()})[0].astype(np.float64)
-            logits -= logits.max(axis=2, keepdims=True)
-            return logits - np.log(np.exp(logits).sum(axis=2, keepdims=True))
-        with torch.inference_mode():
-            logits = self.model(batch.to(self.device))
-            return logits.float().log_softmax(2).cpu().numpy()
+        """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
+        return self.runner.log_probs(batch)
 
-    def _decode(self, lp: np.ndarray, source: str, **opts) -> Prediction:
-        d: Decoded = self.charset.decode(
-            lp,
-            method=opts.get("decoder") or self.decoder,
-            beam_width=opts.get("beam_width") or self.beam_width,
-            length=opts.get("length", self.length),
-            allowed=opts.get("allowed", self.allowed),
-        )
-        return Prediction(d.text, d.confidence, d.char_confidences, source)
+    def _options(self, decoder, beam_width, length, allowed) -> DecodeOptions:
+        given = {k: v for k, v in (("decoder", decoder), ("beam_width", beam_width), ("length", length),
+                                   ("allowed", allowed)) if v is not KEEP}
+        return self.options.replace(**given) if given else self.options
 
     # ----- public API ---------------------------------------------------------------------------
-    def predict(self, image: ImageInput, **opts) -> Prediction:
+    def predict(self, image: ImageInput, *, decoder: str = KEEP, beam_width: int = KEEP,
+                length: int | None = KEEP, allowed: str | None = KEEP) -> Prediction:
         """Read one image; returns text, confidence and per-character confidences.
 
-        ``opts`` may override ``decoder``, ``beam_width``, ``length`` and ``allowed`` for this call.
+        The keyword-only options override the reader's ``decoder``, ``beam_width``, ``length`` and
+        ``allowed`` for this call.
 
         Raises:
             ImageError: naming the image and what is wrong with it.
+            OptionError: a bad option value.
         """
+        opts = self._options(decoder, beam_width, length, allowed)
         name = describe(image)
         x = preprocess(image, self.preprocess, name).unsqueeze(0)
-        return self._decode(self.log_probs(x)[0], name, **opts)
+        d: Decoded = decode_batch(self.log_probs(x), self.charset, opts)[0]
+        return Prediction(d.text, d.confidence, d.char_confidences, name)
 
-    def read(self, image: ImageInput, **opts) -> str:
-        """Read one image and return its text."""
-        return self.predict(image, **opts).text
+    def read(self, image: ImageInput, *, decoder: str = KEEP, beam_width: int = KEEP,
+             length: int | None = KEEP, allowed: str | None = KEEP) -> str:
+        """Read one image and return its text (options as for :meth:`predict`)."""
+        return self.predict(image, decoder=decoder, beam_width=beam_width, length=length, allowed=allowed).text
 
     def predict_batch(
-        self, images: Iterable[ImageInput], batch_size: int = 64, errors: str = "raise", **opts
+        self, images: Iterable[ImageInput], batch_size: int = 64, errors: str = "raise", *,
+        decoder: str = KEEP, beam_width: int = KEEP, length: int | None = KEEP, allowed: str | None = KEEP,
     ) -> list[Prediction]:
         """Read many images in batches; results in input order.
 
         Args:
+            batch_size: images per model call.
             errors: "raise" (an unreadable image raises :class:`ImageError` naming it) or "mark"
                 (its entry has ``ok == False`` and ``error`` set; the rest are read).
         """
         if errors not in ("raise", "mark"):
-            raise ValueError("errors must be 'raise' or 'mark'")
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise OptionError(f"errors must be 'raise' or 'mark', got {errors!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise OptionError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+        opts = self._options(decoder, beam_width, length, allowed)
         images = list(images)
         results: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(images), batch_size):
@@ -215,13 +228,16 @@ class CaptchaReader:
                         raise
                     results[i] = Prediction("", 0.0, (), name, str(e))
             if tensors:
-                lps = self.log_probs(torch.stack(tensors))
-                for (i, name), lp in zip(where, lps):
-                    results[i] = self._decode(lp, name, **opts)
+                decoded = decode_batch(self.log_probs(torch.stack(tensors)), self.charset, opts)
+                for (i, name), d in zip(where, decoded):
+                    results[i] = Prediction(d.text, d.confidence, d.char_confidences, name)
         return results  # type: ignore[return-value]
 
     def read_batch(
-        self, images: Sequence[ImageInput], batch_size: int = 64, errors: str = "raise", **opts
+        self, images: Sequence[ImageInput], batch_size: int = 64, errors: str = "raise", *,
+        decoder: str = KEEP, beam_width: int = KEEP, length: int | None = KEEP, allowed: str | None = KEEP,
     ) -> list[str | None]:
         """Texts of many images in input order; with ``errors="mark"`` a failed image gives None."""
-        return [p.text if p.ok else None for p in self.predict_batch(images, batch_size, errors, **opts)]
+        preds = self.predict_batch(images, batch_size, errors, decoder=decoder, beam_width=beam_width,
+                                   length=length, allowed=allowed)
+        return [p.text if p.ok else None for p in preds]

@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .data import LabelError, Sample, alphabet_of, scan_folder, write_manifest
+from . import cli
+from .data import Sample, alphabet_of, scan_folder, write_manifest
+from .errors import OptionError, OverwriteError
 
 SPLITS = ("train", "val", "test")
 
@@ -27,7 +29,7 @@ def split_samples(
     Sizes are ``round(n * ratio)`` for val and test, the rest for train.
     """
     if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise ValueError(f"ratios must be three non-negative numbers, got {list(ratios)}")
+        raise OptionError(f"ratios must be three non-negative numbers, got {list(ratios)}")
     total = float(sum(ratios))
     ordered = sorted(samples, key=lambda s: (s.path.name, s.label))
     random.Random(seed).shuffle(ordered)
@@ -42,37 +44,32 @@ def split_samples(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Split a folder of <label>.png captchas into train/val/test CSV manifests.")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.split", __doc__)
     ap.add_argument("--src", required=True, help="folder of <label>.<png|jpg> files (only read)")
     ap.add_argument("--out", default="data/splits", help="folder for train.csv, val.csv, test.csv")
-    ap.add_argument("--ratios", type=float, nargs=3, default=(0.75, 0.125, 0.125), metavar=("TRAIN", "VAL", "TEST"))
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--length", type=int, default=5, help="label length (0: any)")
+    ap.add_argument("--ratios", type=cli.non_negative_float, nargs=3, default=(0.75, 0.125, 0.125),
+                    metavar=("TRAIN", "VAL", "TEST"), help="relative sizes of the three parts")
+    ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the shuffle")
+    ap.add_argument("--length", type=cli.non_negative_int, default=5, help="label length (0: any)")
     ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
     ap.add_argument("--force", action="store_true", help="overwrite existing split files")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     existing = [out / f"{name}.csv" for name in SPLITS if (out / f"{name}.csv").exists()]
     if existing and not args.force:
-        print(f"error: {existing[0]} already exists; pass --force to overwrite the split", file=sys.stderr)
-        return 1
-    try:
-        samples = scan_folder(args.src, length=args.length or None, skip_invalid=args.skip_invalid)
-        parts = split_samples(samples, args.ratios, args.seed)
-    except (FileNotFoundError, LabelError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise OverwriteError(f"{existing[0]} already exists; pass --force to overwrite the split")
+    samples = scan_folder(args.src, length=args.length or None, skip_invalid=args.skip_invalid)
+    parts = split_samples(samples, args.ratios, args.seed)
     if not samples:
-        print(f"error: no labelled images in {args.src}", file=sys.stderr)
-        return 1
-
+        raise OptionError(f"no labelled images in {args.src}")
     out.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         write_manifest(out / f"{name}.csv", parts[name])
     alphabet = alphabet_of(samples)
-    train_chars = set(alphabet_of(parts["train"])) if parts["train"] else set()
     info = {
         "src": str(Path(args.src).resolve()),
         "seed": args.seed,
@@ -85,12 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"alphabet ({len(alphabet)}): {alphabet}")
     for name in SPLITS:
         print(f"{name:5s} {len(parts[name]):5d}  -> {out / (name + '.csv')}")
+    train_chars = set(alphabet_of(parts["train"])) if parts["train"] else set()
     for name in ("val", "test"):
         missing = sorted(set(alphabet_of(parts[name])) - train_chars) if parts[name] else []
         if missing:
             print(f"warning: {name} holds character(s) {''.join(missing)!r} that never occur in train", file=sys.stderr)
     return 0
 
+
+main = cli.command(build_parser, run)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from crnn_captcha.data import read_manifest
 from crnn_captcha.metrics import score, summarize
-from crnn_captcha.reader import CaptchaReader
+from crnn_captcha import CaptchaReader
 
 
 def first_epoch(rows: list[dict], threshold: float) -> int | None:

@@ -36,8 +36,8 @@ def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
 
         from crnn_captcha import CaptchaReader
 
-        torch.set_num_threads(threads)
-        r = CaptchaReader(checkpoint, device="cpu")
+        torch.set_num_threads(threads)  # for the PyTorch path; ONNX Runtime takes threads below
+        r = CaptchaReader(checkpoint, device="cpu", threads=threads)
         size = r.checkpoint_path.stat().st_size  # config, charset, weights
         if r.backend == "onnx":
             size += r.checkpoint_path.with_suffix(".onnx").stat().st_size  # and the weights ONNX Runtime runs
@@ -117,9 +117,9 @@ def worker(name: str, data: str, threads: int, repeats: int, checkpoint: str | N
 def train_throughput(data: str, threads: int, steps: int = 30) -> dict:
     """Samples/s of training steps (forward, CTC loss, backward, AdamW step) on the CPU."""
     import torch
-    from torch import nn
 
     from crnn_captcha.charset import Charset
+    from crnn_captcha.ctc import ctc_loss
     from crnn_captcha.data import CaptchaDataset, collate_ctc, load_samples
     from crnn_captcha.images import PreprocessConfig
     from crnn_captcha.model import CRNN, CRNNConfig
@@ -131,11 +131,9 @@ def train_throughput(data: str, threads: int, steps: int = 30) -> dict:
     batch = collate_ctc([ds[i % len(ds)] for i in range(16)])
     model = CRNN(CRNNConfig(num_classes=cs.num_classes))
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    ctc = nn.CTCLoss(zero_infinity=True)
 
     def step():
-        lp = model(batch[0]).log_softmax(2).permute(1, 0, 2)
-        loss = ctc(lp, batch[1], torch.full((16,), lp.shape[0]), batch[2])
+        loss = ctc_loss(model(batch[0]), batch[1], batch[2])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,14 +1,6 @@
-import itertools
-
-import numpy as np
 import pytest
 
 from crnn_captcha.charset import Charset, UnknownCharacterError
-
-
-def log_softmax(x):
-    x = x - x.max(axis=1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
 
 
 def test_blank_is_zero_and_round_trip():
@@ -34,59 +26,3 @@ def test_unknown_character_names_char_label_and_file():
 def test_repeated_chars_in_charset_refused():
     with pytest.raises(ValueError, match="repeated"):
         Charset("abca")
-
-
-def path_logprobs(cs, path, sharp=8.0):
-    """Log-probs whose best path is ``path`` (class indices per frame)."""
-    x = np.zeros((len(path), cs.num_classes))
-    x[np.arange(len(path)), path] = sharp
-    return log_softmax(x)
-
-
-def test_greedy_keeps_repeats_split_by_blank():
-    cs = Charset("abg")
-    g = cs._index["g"]
-    # g g _ g _ g g  ->  "ggg"
-    lp = path_logprobs(cs, [g, g, 0, g, 0, g, g])
-    d = cs.decode(lp)
-    assert d.text == "ggg"
-    assert len(d.char_confidences) == 3
-    assert all(0.0 <= c <= 1.0 for c in d.char_confidences)
-    assert d.confidence == pytest.approx(np.prod(d.char_confidences))
-
-
-def brute_force_best_label(lp, cs):
-    """The most probable label by summing every path (tiny T only)."""
-    T, C = lp.shape
-    scores = {}
-    for path in itertools.product(range(C), repeat=T):
-        out, prev = [], 0
-        for k in path:
-            if k and k != prev:
-                out.append(k)
-            prev = k
-        key = tuple(out)
-        scores[key] = np.logaddexp(scores.get(key, -np.inf), sum(lp[t, k] for t, k in enumerate(path)))
-    return cs.decode_indices(max(scores, key=scores.get))
-
-
-def test_beam_search_finds_most_probable_label():
-    cs = Charset("ab")
-    rng = np.random.default_rng(1)
-    for _ in range(10):
-        lp = log_softmax(rng.normal(size=(5, 3)) * 2)
-        assert cs.decode(lp, method="beam", beam_width=50).text == brute_force_best_label(lp, cs)
-
-
-def test_fixed_length_and_allowed_constrain_output():
-    cs = Charset("abc")
-    a, b = cs._index["a"], cs._index["b"]
-    lp = path_logprobs(cs, [a, 0, b, b, 0, 0, 0, 0], sharp=3.0)
-    assert cs.decode(lp).text == "ab"
-    three = cs.decode(lp, length=3)
-    assert len(three.text) == 3
-    assert cs.decode(lp, allowed="bc").text.replace("b", "").replace("c", "") == ""
-    with pytest.raises(UnknownCharacterError):
-        cs.decode(lp, allowed="z")
-    with pytest.raises(ValueError, match="exactly 5"):
-        cs.decode(lp[:4], length=5)

@@ -8,13 +8,14 @@ from PIL import Image
 
 from crnn_captcha import CaptchaReader
 from crnn_captcha.charset import Charset
-from crnn_captcha.checkpoint import CheckpointError, atomic_save, make_checkpoint
+from crnn_captcha.checkpoint import atomic_save, make_checkpoint
+from crnn_captcha.errors import CheckpointError, ImageError
 from crnn_captcha.data import scan_folder
 from crnn_captcha.evaluate import main as evaluate_main
-from crnn_captcha.images import ImageError, PreprocessConfig
+from crnn_captcha.images import PreprocessConfig
 from crnn_captcha.model import CRNN, CRNNConfig
 from crnn_captcha.predict import main as predict_main
-from crnn_captcha.reader import default_checkpoint
+from crnn_captcha.checkpoint import default_checkpoint
 from crnn_captcha.split import split_samples
 from conftest import CAPTCHA_V2, need
 from synth import make_folder
@@ -172,6 +173,7 @@ def test_shipped_reader_uses_current_onnx_export(reader):
     assert reader.backend == "onnx"
 
 
+@pytest.mark.slow
 def test_onnx_export_reads_like_pytorch(tmp_path, images):
     import shutil
 
@@ -205,3 +207,33 @@ def test_stale_onnx_export_is_not_used(tmp_path):
     (tmp_path / "m.onnx").unlink()
     with pytest.raises(CheckpointError, match="no ONNX export"):
         CaptchaReader(ckpt, device="cpu", backend="onnx")
+
+
+# ----- options that cannot be mistyped --------------------------------------------------------
+def test_mistyped_or_bad_decoding_options_fail(reader, images):
+    with pytest.raises(TypeError, match="lenght"):
+        reader.read(images[0], lenght=5)
+    with pytest.raises(TypeError):
+        reader.read(images[0], "beam")  # options are keyword-only
+    with pytest.raises(TypeError):
+        CaptchaReader(None, "cpu")
+    from crnn_captcha import OptionError
+
+    for bad in ({"beam_width": -1}, {"beam_width": 0}, {"length": 0}, {"length": -3}, {"decoder": "best"}):
+        with pytest.raises(OptionError):
+            reader.read(images[0], **bad)
+    assert reader.read(images[0], length=5) == reader.read(images[0], decoder="greedy", length=5)
+
+
+def test_reader_leaves_torch_threads_alone(images):
+    before = torch.get_num_threads()
+    r = CaptchaReader(device="cpu", threads=1, backend="torch")
+    r.read(images[0])
+    assert torch.get_num_threads() == before
+
+
+def test_evaluate_takes_the_same_reader_options_as_predict(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    make_folder(folder, 3, seed=2)
+    assert evaluate_main([str(folder), "--allowed", "2345678bcdefgmnpwxy", "--decoder", "beam", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3

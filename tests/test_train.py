@@ -12,11 +12,18 @@ import torch
 
 from crnn_captcha.checkpoint import load_checkpoint
 from crnn_captcha.split import main as split_main
+from crnn_captcha.train import TrainConfig, run
 from crnn_captcha.train import main as train_main
 from synth import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--channels", "8", "16", "16", "16", "24", "--hidden", "32", "--lstm-layers", "1", "--no-progress"]
+
+
+def tiny_config(splits, **changes) -> TrainConfig:
+    """The TINY model's recipe on a split, as a config."""
+    return TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), channels=(8, 16, 16, 16, 24),
+                       hidden=32, lstm_layers=1, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +38,15 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_metrics_and_curves(splits, tmp_path):
     out = tmp_path / "run"
     assert train_main(["--splits", str(splits), "--out", str(out), "--epochs", "2", "--seed", "1", *TINY]) == 0
     for name in ("best.pt", "last.pt", "metrics.jsonl", "curves.png"):
         assert (out / name).exists(), name
+    stored = TrainConfig.from_dict(load_checkpoint(out / "best.pt")["train_args"])
+    assert stored.epochs == 2 and stored.seed == 1 and stored.train == str(splits / "train.csv")
+    assert not {"out", "resume", "no_progress"} & set(load_checkpoint(out / "best.pt")["train_args"])
     rows = read_jsonl(out / "metrics.jsonl")
     assert [r["epoch"] for r in rows] == [1, 2]
     assert all(r["val_n"] == 6 for r in rows)
@@ -47,11 +58,12 @@ def test_train_writes_checkpoints_metrics_and_curves(splits, tmp_path):
 
 def test_cpu_runs_repeatable(splits, tmp_path):
     for name in ("a", "b"):
-        assert train_main(["--splits", str(splits), "--out", str(tmp_path / name), "--epochs", "1", "--seed", "3", *TINY]) == 0
+        assert run(tiny_config(splits, epochs=1, seed=3), tmp_path / name, progress=False) == 0
     a, b = (load_checkpoint(tmp_path / n / "last.pt")["state_dict"] for n in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_last_epoch(splits, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "crnn_captcha.train", "--splits", str(splits), "--out", str(out),
@@ -96,6 +108,7 @@ def test_nan_loss_stops_with_clear_message(splits, tmp_path, capsys, monkeypatch
     assert load_checkpoint(out / "last.pt")["epoch"] == 1  # the last good checkpoint is kept
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(splits, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -123,8 +136,8 @@ def test_pretrained_backbone_is_loaded(tmp_path, splits):
     assert pretrain_main(["--glyphs", str(glyphs), "--out", str(tmp_path / "g"), "--epochs", "1", *chans]) == 0
     backbone = load_checkpoint(tmp_path / "g" / "backbone.pt", kind="glyph")
     out = tmp_path / "run"
-    assert train_main(["--splits", str(splits), "--out", str(out), "--epochs", "1", "--lr", "1e-12",
-                       "--pretrained-backbone", str(tmp_path / "g" / "backbone.pt"), *TINY]) == 0
+    config = tiny_config(splits, epochs=1, lr=1e-12, pretrained_backbone=str(tmp_path / "g" / "backbone.pt"))
+    assert run(config, out, progress=False) == 0
     trained = load_checkpoint(out / "last.pt")["state_dict"]
     w = "backbone.features.0.0.weight"
     assert torch.allclose(trained[w], backbone["state_dict"][w], atol=1e-6)

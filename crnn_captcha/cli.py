@@ -1,0 +1,145 @@
+"""The command-line layer every command shares: option groups, value checks, one error wrapper.
+
+Each command module has ``main(argv=None, prog=None) -> int``; ``prog`` is how the user called it
+(``crnn-captcha predict`` or ``python -m crnn_captcha.predict``), so ``--help`` names the real
+program. :func:`run_main` turns the library's errors into one line on stderr and the exit code the
+error class carries (see :mod:`crnn_captcha.errors`), so no traceback reaches a user.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Callable
+
+from .errors import CaptchaError, OptionError
+
+INTERRUPTED = 130
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (where it has one its help does not already name) and keeps the
+    description's own line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+def make_parser(prog: str | None, module: str, doc: str | None) -> argparse.ArgumentParser:
+    """A parser named after how the command was called, described by the module's docstring."""
+    return argparse.ArgumentParser(prog=prog or f"python -m {module}", description=doc,
+                                   formatter_class=HelpFormatter)
+
+
+# ----- value checks (argparse types: a bad value is a usage error naming the option) -----------
+def _number(kind: type, low: float | None, name: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {name}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} is below the smallest allowed value, {low:g}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 1, "whole number of at least 1")
+non_negative_int = _number(int, 0, "whole number of at least 0")
+non_negative_float = _number(float, 0.0, "non-negative number")
+positive_float = _number(float, 1e-300, "positive number")
+
+
+def any_int(text: str) -> int:
+    return _number(int, None, "whole number")(text)
+
+
+# ----- shared option groups --------------------------------------------------------------------
+def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> None:
+    """--checkpoint, --device, --backend, --batch-size and the decoding options."""
+    m = ap.add_argument_group("model")
+    m.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
+    m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+    m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
+                   help="auto: ONNX Runtime on the CPU when an up-to-date export is beside the checkpoint")
+    m.add_argument("--batch-size", type=positive_int, default=64, help="images per model call")
+    d = ap.add_argument_group("decoding")
+    d.add_argument("--decoder", default="greedy", choices=["greedy", "beam"], help="best path or CTC beam search")
+    d.add_argument("--beam-width", type=positive_int, default=10, help="beams kept by --decoder beam")
+    d.add_argument("--length", type=positive_int, help="read exactly this many characters")
+    if allowed:
+        d.add_argument("--allowed", help="read only these characters")
+
+
+def reader_from_args(args: argparse.Namespace):
+    """The CaptchaReader the reader options ask for."""
+    from .reader import CaptchaReader  # torch loads here, so --help stays quick
+
+    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, decoder=args.decoder,
+                         beam_width=args.beam_width, length=args.length, allowed=getattr(args, "allowed", None))
+
+
+def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int, batch_size: int, lr: float,
+                         height: int, width: int, aug_strength: float, channels: tuple[int, ...]
+                         ) -> dict[str, argparse._ArgumentGroup]:
+    """The options training and pretraining share, with each command's own defaults; returns the
+    groups ("data", "model", "optimisation", "run") for the command to add its own options to."""
+    d = ap.add_argument_group("data")
+    d.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
+    d.add_argument("--height", type=positive_int, default=height, help="input height in pixels")
+    d.add_argument("--width", type=positive_int, default=width, help="input width in pixels")
+    d.add_argument("--aug-strength", type=non_negative_float, default=aug_strength, help="0 turns augmentation off")
+    m = ap.add_argument_group("model")
+    m.add_argument("--channels", type=positive_int, nargs=5, default=list(channels), metavar="C",
+                   help="output channels of the five conv blocks")
+    o = ap.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=non_negative_int, default=epochs, help="passes over the training set")
+    o.add_argument("--batch-size", type=positive_int, default=batch_size, help="images per optimizer step")
+    o.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
+    o.add_argument("--seed", type=non_negative_int, default=0, help="random seed (repeatable runs on the CPU)")
+    r = ap.add_argument_group("run")
+    r.add_argument("--out", default=out, help="folder for checkpoints and metrics")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
+    return {"data": d, "model": m, "optimisation": o, "run": r}
+
+
+# ----- the error wrapper -----------------------------------------------------------------------
+def command(build_parser: Callable[[str | None], argparse.ArgumentParser],
+            work: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """A command's ``main(argv=None, prog=None) -> int``: parse, then :func:`run_main` the work."""
+
+    def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+        args = build_parser(prog).parse_args(argv)
+        return run_main(lambda: work(args))
+
+    return main
+
+def one_line(error: BaseException) -> str:
+    """An error's message as one line (newlines in file names and listings escaped)."""
+    text = str(error).strip() or type(error).__name__
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def run_main(work: Callable[[], int]) -> int:
+    """Run a command's work; a library error or an OS error becomes one line and its exit code."""
+    try:
+        return work()
+    except CaptchaError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
+    except OSError as e:  # a folder that cannot be written, a disk that is full, ...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or one_line(e)}", file=sys.stderr)
+        return OptionError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED

@@ -1,0 +1,64 @@
+"""The library's errors: one base class, a subclass per kind of problem.
+
+Every error the library raises on purpose derives from :class:`CaptchaError`; its message is one
+line that names the input (a file, an option, a checkpoint field) and says what is wrong with it.
+The command-line tools print that line and exit with the class's ``exit_code``:
+
+==========  ==============================================================================
+exit code   meaning
+==========  ==============================================================================
+0           everything asked for was done
+1           the work failed on the data or was refused: unreadable images or labels, an
+            output that already exists, a training run that had to stop; what was done
+            is kept
+2           the command was called wrongly: a bad option value, or a file, folder or
+            checkpoint named on the command line that is missing or unusable
+130         interrupted (Ctrl-C)
+==========  ==============================================================================
+
+The classes also derive from the built-in exception they refine (``ValueError`` for bad values,
+``RuntimeError`` for a run that cannot go on), so ``except ValueError`` keeps working.
+"""
+from __future__ import annotations
+
+
+class CaptchaError(Exception):
+    """Base class of the library's errors; the message is one line naming the input."""
+
+    exit_code = 2
+
+
+class ImageError(CaptchaError, ValueError):
+    """An input that cannot be read as an image; the message names the source."""
+
+    exit_code = 1
+
+
+class CheckpointError(CaptchaError, ValueError):
+    """A file that is not a usable checkpoint; the message names it and what is wrong."""
+
+
+class LabelError(CaptchaError, ValueError):
+    """Labels that cannot be used: bad file names or manifests, characters a model cannot read."""
+
+    exit_code = 1
+
+
+class UnknownCharacterError(LabelError):
+    """A label (or an ``allowed`` set) holds a character that the charset does not know."""
+
+
+class OptionError(CaptchaError, ValueError):
+    """An option value that makes no sense (a negative beam width, an unknown decoder, ...)."""
+
+
+class OverwriteError(CaptchaError, FileExistsError):
+    """An output that already exists and would be overwritten; says how to go on."""
+
+    exit_code = 1
+
+
+class TrainingError(CaptchaError, RuntimeError):
+    """A run that cannot go on (NaN loss, a clash with an earlier run); says what to do."""
+
+    exit_code = 1

@@ -1,0 +1,108 @@
+"""Where and how code runs: device choice, seeding and random state, logging, the process group.
+
+Shared by training, pretraining and the reader, so "auto" means the same thing everywhere.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .errors import OptionError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``"auto"`` (CUDA when a GPU is there, else the CPU), ``"cpu"`` or ``"cuda"``.
+
+    Raises:
+        OptionError: an unknown name, or "cuda" without a GPU.
+    """
+    if name not in DEVICES:
+        raise OptionError(f"device {name!r} is unknown; use one of {', '.join(DEVICES)}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError("device 'cuda' was asked for, but no CUDA GPU is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def log(msg: str) -> None:
+    """A progress or status line, on stderr (results go to stdout)."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global generators' states, in plain types a weights-only checkpoint can hold."""
+    state = {
+        "python": random.getstate(),
+        "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()[1:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    random.setstate(_tuples(state["python"]))
+    keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class Dist:
+    """The process group, when started by torchrun; a single process otherwise."""
+
+    def __init__(self, device_name: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = pick_device(device_name, self.local_rank)
+        if self.world > 1:
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Sum numbers over all processes."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,69 @@
+"""CTC decoding: greedy, beam and fixed-length paths, allowed characters."""
+import itertools
+
+import numpy as np
+import pytest
+
+from crnn_captcha.charset import Charset, UnknownCharacterError
+from crnn_captcha.ctc import decode
+
+
+def log_softmax(x):
+    x = x - x.max(axis=1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+
+def path_logprobs(cs, path, sharp=8.0):
+    """Log-probs whose best path is ``path`` (class indices per frame)."""
+    x = np.zeros((len(path), cs.num_classes))
+    x[np.arange(len(path)), path] = sharp
+    return log_softmax(x)
+
+
+def test_greedy_keeps_repeats_split_by_blank():
+    cs = Charset("abg")
+    g = cs._index["g"]
+    # g g _ g _ g g  ->  "ggg"
+    lp = path_logprobs(cs, [g, g, 0, g, 0, g, g])
+    d = decode(lp, cs)
+    assert d.text == "ggg"
+    assert len(d.char_confidences) == 3
+    assert all(0.0 <= c <= 1.0 for c in d.char_confidences)
+    assert d.confidence == pytest.approx(np.prod(d.char_confidences))
+
+
+def brute_force_best_label(lp, cs):
+    """The most probable label by summing every path (tiny T only)."""
+    T, C = lp.shape
+    scores = {}
+    for path in itertools.product(range(C), repeat=T):
+        out, prev = [], 0
+        for k in path:
+            if k and k != prev:
+                out.append(k)
+            prev = k
+        key = tuple(out)
+        scores[key] = np.logaddexp(scores.get(key, -np.inf), sum(lp[t, k] for t, k in enumerate(path)))
+    return cs.decode_indices(max(scores, key=scores.get))
+
+
+def test_beam_search_finds_most_probable_label():
+    cs = Charset("ab")
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        lp = log_softmax(rng.normal(size=(5, 3)) * 2)
+        assert decode(lp, cs, decoder="beam", beam_width=50).text == brute_force_best_label(lp, cs)
+
+
+def test_fixed_length_and_allowed_constrain_output():
+    cs = Charset("abc")
+    a, b = cs._index["a"], cs._index["b"]
+    lp = path_logprobs(cs, [a, 0, b, b, 0, 0, 0, 0], sharp=3.0)
+    assert decode(lp, cs).text == "ab"
+    three = decode(lp, cs, length=3)
+    assert len(three.text) == 3
+    assert decode(lp, cs, allowed="bc").text.replace("b", "").replace("c", "") == ""
+    with pytest.raises(UnknownCharacterError):
+        decode(lp, cs, allowed="z")
+    with pytest.raises(ValueError, match="exactly 5"):
+        decode(lp[:4], cs, length=5)

@@ -1,0 +1,62 @@
+"""The package's shape: no import cycles, short functions, one error family."""
+import ast
+from pathlib import Path
+
+import pytest
+
+import crnn_captcha
+from crnn_captcha import errors
+
+PACKAGE = Path(crnn_captcha.__file__).resolve().parent
+MODULES = sorted(p for p in PACKAGE.glob("*.py"))
+
+
+def package_imports(path: Path) -> set[str]:
+    """Modules of the package that ``path`` imports (``from . import x``, ``from .x import y``),
+    at any depth of the file (imports inside functions count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crnn_captcha"):
+            parts = node.module.split(".")
+            found.add(parts[1] if len(parts) > 1 else "__init__")
+    return found - {path.stem}
+
+
+def test_no_import_cycles():
+    graph = {p.stem: package_imports(p) & {m.stem for m in MODULES} for p in MODULES}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        if state.get(node) == 1:
+            pytest.fail("import cycle: " + " -> ".join(trail[trail.index(node):] + [node]))
+        if state.get(node) == 2:
+            return
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in graph:
+        visit(name, [])
+    assert not any("__init__" in deps for name, deps in graph.items() if name != "__main__"), graph
+
+
+def test_no_function_over_80_lines():
+    long = [f"{p.name}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+            for p in MODULES for n in ast.walk(ast.parse(p.read_text()))
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80]
+    assert not long, long
+
+
+def test_every_error_is_a_captcha_error_and_exported():
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    assert len(classes) >= 7
+    for cls in classes:
+        assert issubclass(cls, errors.CaptchaError), cls
+        assert getattr(crnn_captcha, cls.__name__) is cls, cls
+        assert cls.exit_code in (1, 2)
