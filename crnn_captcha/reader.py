@@ -6,9 +6,11 @@
     reader.predict("226md.png")                  # -> Prediction(text, confidence, char_confidences)
     reader.read_batch(["a.png", "b.png"], batch_size=64)
     reader.read("226md.png", decoder="beam", length=5)   # options for one call (keyword-only)
+    text = await reader.aread("226md.png")       # from an event loop: the model runs in a thread
 """
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,3 +243,18 @@ class CaptchaReader:
         preds = self.predict_batch(images, batch_size, errors, decoder=decoder, beam_width=beam_width,
                                    length=length, allowed=allowed)
         return [p.text if p.ok else None for p in preds]
+
+    # ----- for callers in an event loop --------------------------------------------------------
+    async def apredict(self, image: ImageInput, **options) -> Prediction:
+        """:meth:`predict` in a worker thread, so the event loop keeps running meanwhile."""
+        return await asyncio.to_thread(lambda: self.predict(image, **options))
+
+    async def aread(self, image: ImageInput, **options) -> str:
+        """:meth:`read` in a worker thread, so the event loop keeps running meanwhile."""
+        return (await self.apredict(image, **options)).text
+
+    async def apredict_batch(self, images: Iterable[ImageInput], batch_size: int = 64, errors: str = "raise",
+                             **options) -> list[Prediction]:
+        """:meth:`predict_batch` in a worker thread."""
+        images = list(images)
+        return await asyncio.to_thread(lambda: self.predict_batch(images, batch_size, errors, **options))

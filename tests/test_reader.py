@@ -237,3 +237,19 @@ def test_evaluate_takes_the_same_reader_options_as_predict(tmp_path, capsys):
     make_folder(folder, 3, seed=2)
     assert evaluate_main([str(folder), "--allowed", "2345678bcdefgmnpwxy", "--decoder", "beam", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 3
+
+
+def test_async_calls_read_like_sync_ones(reader, images):
+    import asyncio
+
+    async def both():
+        one = await reader.aread(images[0])
+        many = await asyncio.gather(*(reader.apredict(p) for p in images))
+        batch = await reader.apredict_batch(images, errors="mark")
+        with pytest.raises(TypeError):
+            await reader.aread(images[0], lenght=5)
+        return one, [p.text for p in many], [p.text for p in batch]
+
+    one, many, batch = asyncio.run(both())
+    expected = [reader.read(p) for p in images]
+    assert one == expected[0] and many == expected and batch == expected
