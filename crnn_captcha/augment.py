@@ -112,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from .data import load_samples
-    from .images import load_gray, resize_gray
+    from .images import load_gray, resize_image
 
     cfg = PreprocessConfig(height=args.height, width=args.width)
     samples = load_samples(args.data, length=None, skip_invalid=True)[: args.n]
     if not samples:
         raise OptionError(f"{args.data}: no labelled images")
-    grays = [resize_gray(load_gray(s.path), cfg, str(s.path)) for s in samples]
+    grays = [resize_image(load_gray(s.path), cfg, str(s.path)) for s in samples]
     grid = sample_grid(grays, Augmenter(seed=args.seed), args.copies)
     img = Image.fromarray(grid, "L")
     img = img.resize((img.width * args.scale, img.height * args.scale), Image.NEAREST)

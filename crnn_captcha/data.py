@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from .charset import Charset
 from .errors import LabelError
-from .images import PreprocessConfig, load_gray, resize_gray, to_tensor
+from .images import PreprocessConfig, load_image, resize_image, to_tensor
 from .layout import char_boundaries
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -162,7 +162,7 @@ Augment = Callable[[np.ndarray], np.ndarray]
 
 
 class CaptchaDataset(Dataset):
-    """Whole captchas: item ``i`` is ``(image (1, H, W), target indices (L,), label)``.
+    """Whole captchas: item ``i`` is ``(image (C, H, W), target indices (L,), label)``.
 
     Images are decoded once and kept in memory at model size (a captcha set of a few thousand
     images is a few MB); augmentation, if any, is applied each time an item is read.
@@ -189,12 +189,10 @@ class CaptchaDataset(Dataset):
         self.augment = augment
         self.mix_prob = mix_prob
         self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
-        self.images, self.cuts = [], []
-        for s in self.samples:
-            gray = load_gray(s.path)
-            self.images.append(resize_gray(gray, cfg, str(s.path)))
-            if mix_prob > 0:  # cell boundaries in model-size columns
-                self.cuts.append(char_boundaries(gray, len(s.label)) * cfg.width / gray.shape[1])
+        self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in self.samples]
+        # cell boundaries (model-size columns) of each image's text, for splicing
+        self.cuts = [char_boundaries(_gray(img), len(s.label)) for img, s in zip(self.images, self.samples)] \
+            if mix_prob > 0 else []
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -215,17 +213,23 @@ class CaptchaDataset(Dataset):
         a, b = int(round(self.cuts[i][k])), int(round(self.cuts[j][k]))
         joined = np.concatenate([self.images[i][:, :a], self.images[j][:, b:]], axis=1)
         if joined.shape[1] != self.cfg.width:
-            joined = np.asarray(Image.fromarray(joined, "L").resize((self.cfg.width, self.cfg.height), Image.BILINEAR))
+            mode = "L" if joined.ndim == 2 else "RGB"
+            joined = np.asarray(Image.fromarray(joined, mode).resize((self.cfg.width, self.cfg.height), Image.BILINEAR))
         label = self.samples[i].label[:k] + self.samples[j].label[k:]
         return joined, self.targets[i][:k] + self.targets[j][k:], label
 
     def __getitem__(self, i: int):
-        gray, target, label = self.images[i], self.targets[i], self.samples[i].label
+        pixels, target, label = self.images[i], self.targets[i], self.samples[i].label
         if self.mix_prob > 0 and self.rng.random() < self.mix_prob:
-            gray, target, label = self._splice(i)
+            pixels, target, label = self._splice(i)
         if self.augment is not None:
-            gray = self.augment(gray)
-        return to_tensor(gray, self.cfg), torch.tensor(target, dtype=torch.long), label
+            pixels = self.augment(pixels)
+        return to_tensor(pixels, self.cfg), torch.tensor(target, dtype=torch.long), label
+
+
+def _gray(pixels: np.ndarray) -> np.ndarray:
+    """uint8 gray of (H, W) or (H, W, 3) pixels."""
+    return pixels if pixels.ndim == 2 else np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
 
 
 def collate_ctc(batch):
@@ -315,7 +319,7 @@ class GlyphDataset(Dataset):
         self.augment = augment
         self.names = [n for n, _, _ in files]
         self.labels = [charset.encode(lbl, source=n)[0] - 1 for n, lbl, _ in files]  # 0-based class
-        self.images = [resize_gray(load_gray(b, n), self.cfg, n) for n, _, b in files]
+        self.images = [resize_image(load_image(b, n, color=self.cfg.color), self.cfg, n) for n, _, b in files]
 
     def __len__(self) -> int:
         return len(self.images)

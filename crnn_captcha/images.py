@@ -1,22 +1,26 @@
 """Image loading and the one preprocessing function.
 
 Training, evaluation and :class:`~crnn_captcha.CaptchaReader` all go through :func:`preprocess`
-(or its two halves, :func:`load_gray` and :func:`to_tensor`, with augmentation in between during
-training), and its parameters travel inside the checkpoint, so a reader never prepares an image
-differently from how its model was trained.
+(or its parts, :func:`load_image`, :func:`resize_image` and :func:`to_tensor`, with augmentation
+between the last two during training), and its parameters travel inside the checkpoint, so a reader
+never prepares an image differently from how its model was trained.
+
+Every problem with an input becomes an :class:`~crnn_captcha.errors.ImageError` whose one-line
+message names the input. Reading never touches process-wide state (no warning filters, no PIL
+settings), so it is safe from several threads and leaves a host application's own PIL use alone.
 """
 from __future__ import annotations
 
 import io
+import math
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -25,6 +29,9 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, 
 #: Images with more pixels than this are refused before they are decoded (a decompression bomb
 #: or a wrong file); a captcha is a few thousand pixels.
 MAX_PIXELS = 16_000_000
+#: Files (and byte strings) larger than this are refused before they are read whole.
+MAX_FILE_BYTES = 32 * 1024 * 1024
+RESIZE_MODES = ("stretch", "pad")
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,14 @@ class PreprocessConfig:
     """How an image becomes the model's input; stored in every checkpoint.
 
     Attributes:
-        height, width: the size every image is resized to (the captcha v2 images are 50x200).
-        mean, std: the gray values in [0, 1] are normalised as (x - mean) / std.
+        height, width: the size of the model's input (the captcha v2 model reads 32x128).
+        mean, std: values in [0, 1] are normalised as (x - mean) / std.
         max_aspect_error: an image whose width/height ratio differs from width/height by more
             than this factor is refused as the wrong shape (e.g. a single glyph given to a
             captcha reader); 0 disables the check.
+        channels: 1 reads gray, 3 reads colour (RGB).
+        resize: "stretch" scales width and height to the input size independently; "pad" keeps
+            the image's aspect ratio and pads the rest with the colour of the image's border.
     """
 
     height: int = 32
@@ -44,6 +54,28 @@ class PreprocessConfig:
     mean: float = 0.5
     std: float = 0.5
     max_aspect_error: float = 3.0
+    channels: int = 1
+    resize: str = "stretch"
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
+                raise ValueError(f"preprocess {name} must be a whole number from 1 to 4096, got {value!r}")
+        for name in ("mean", "std", "max_aspect_error"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"preprocess {name} must be a finite number, got {value!r}")
+        if self.std <= 0 or self.max_aspect_error < 0:
+            raise ValueError(f"preprocess std must be > 0 and max_aspect_error >= 0, got {self.std!r}, {self.max_aspect_error!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"preprocess channels must be 1 (gray) or 3 (RGB), got {self.channels!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"preprocess resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
+
+    @property
+    def color(self) -> bool:
+        return self.channels == 3
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,10 +86,17 @@ class PreprocessConfig:
         return cls(**known)
 
 
+def printable(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so it stays on one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def describe(src: Any) -> str:
-    """A short name for an input, used in error messages."""
+    """A short one-line name for an input, used in error messages."""
     if isinstance(src, (str, os.PathLike)):
-        return str(src)
+        return printable(os.fsdecode(src))
     if isinstance(src, (bytes, bytearray)):
         return f"<{len(src)} bytes>"
     if isinstance(src, Image.Image):
@@ -69,155 +108,250 @@ def describe(src: Any) -> str:
     return f"<{type(src).__name__}>"
 
 
-def _open_pil(data: Union[str, os.PathLike, bytes, bytearray], name: str) -> Image.Image:
-    if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
+def file_problem(path: Path, what: str = "file", max_bytes: int | None = None) -> str | None:
+    """Why ``path`` is not a readable regular file of at most ``max_bytes``, or None."""
+    try:
         if not path.exists():
-            raise ImageError(f"{name}: no such file")
+            return f"no such {what}"
         if path.is_dir():
-            raise ImageError(f"{name}: is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{name}: empty file (0 bytes)")
-        data = path.read_bytes()
+            return f"is a directory, not a {what}"
+        size = path.stat().st_size
+    except OSError as e:  # a name too long for the file system, a permission, ...
+        return f"cannot be read ({e.strerror or type(e).__name__})"
+    if size == 0:
+        return f"empty {what} (0 bytes)"
+    if max_bytes is not None and size > max_bytes:
+        return f"{what} is {size:,} bytes, more than the {max_bytes:,} allowed (not a captcha image)"
+    return None
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    problem = file_problem(path, "file", MAX_FILE_BYTES)
+    if problem:
+        raise ImageError(f"{name}: {problem}")
+    try:
+        with path.open("rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise ImageError(f"{name}: cannot be read ({e.strerror or type(e).__name__})") from None
+
+
+def _check_pixels(img: Image.Image, name: str) -> None:
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{name}: image is {w}x{h} ({w * h:,} pixels), more than the {MAX_PIXELS:,} "
+                         "allowed (a decompression bomb or not a captcha)")
+    if w == 0 or h == 0:
+        raise ImageError(f"{name}: empty image ({w}x{h})")
+
+
+def _decode(data: bytes, name: str) -> Image.Image:
+    """Encoded bytes -> a loaded PIL image, upright (EXIF orientation applied)."""
     if len(data) == 0:
         raise ImageError(f"{name}: empty input (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: input is more than the {MAX_FILE_BYTES:,} bytes allowed (not a captcha image)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(bytes(data)))
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: image is {w}x{h} ({w * h:,} pixels), more than the {MAX_PIXELS:,} "
-                    "allowed (a decompression bomb or not a captcha)"
-                )
-            img.load()  # decode now so a truncated file fails here, not later
+        img = Image.open(io.BytesIO(data))
+        _check_pixels(img, name)  # from the header, before anything is decoded
+        img.load()  # decode now so a truncated file fails here, not later
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (unrecognised format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name}: refused as a decompression bomb ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"{name}: corrupt or truncated image ({e})") from None
-    return img
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: refused as a decompression bomb (more than {MAX_PIXELS:,} pixels)") from None
+    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, RuntimeError, ...
+        raise ImageError(f"{name}: corrupt or truncated image ({_short(e)})") from None
+    return _upright(img, name)
 
 
-def _pil_to_gray(img: Image.Image, name: str) -> np.ndarray:
-    """Any PIL mode -> uint8 gray array (H, W); transparency is laid on white."""
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        if mode in ("I", "F") and arr.max() <= 255:
-            top = 255.0
-        return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
+def _upright(img: Image.Image, name: str) -> Image.Image:
+    """Apply EXIF orientation (a phone photo or an editor may store the pixels rotated)."""
     try:
-        return np.asarray(img.convert("L"), dtype=np.uint8)
-    except (OSError, ValueError) as e:
-        raise ImageError(f"{name}: cannot convert image mode {mode} to gray ({e})") from None
+        return ImageOps.exif_transpose(img)
+    except Exception:  # a corrupt EXIF block: read the pixels as stored
+        return img
 
 
-def _array_to_gray(arr: np.ndarray, name: str) -> np.ndarray:
-    """(H, W), (H, W, 1|3|4) array, uint8/uint16/bool/float -> uint8 gray (H, W)."""
+def _short(e: BaseException) -> str:
+    text = printable(" ".join(str(e).split()))[:200]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _pil_to_array(img: Image.Image, name: str, color: bool) -> np.ndarray:
+    """Any PIL mode -> uint8 (H, W) gray or (H, W, 3) RGB; transparency is laid on white."""
+    try:
+        mode = img.mode
+        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+            return _array_to_image(_wide_to_uint8(np.asarray(img, dtype=np.float64), mode, name), name, color)
+        if mode == "P" or mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            rgba = img.convert("RGBA")
+            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        return np.asarray(img.convert("RGB" if color else "L"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except Exception as e:  # a closed image, a bad transparency value, an unusual mode, ...
+        raise ImageError(f"{name}: cannot convert image mode {img.mode} ({_short(e)})") from None
+
+
+def _wide_to_uint8(arr: np.ndarray, mode: str, name: str) -> np.ndarray:
+    """16-bit, 32-bit integer or float pixels -> uint8, refusing NaN and infinities (as arrays are)."""
+    if not np.all(np.isfinite(arr)):
+        raise ImageError(f"{name}: image holds NaN or infinite values")
+    top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
+    if mode in ("I", "F") and arr.max() <= 255:
+        top = 255.0
+    if mode == "F" and arr.max() <= 1.0:
+        top = 1.0  # floats in [0, 1]
+    return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _array_to_image(arr: np.ndarray, name: str, color: bool) -> np.ndarray:
+    """(H, W), (H, W, 1|3|4) array, uint8/uint16/bool/int/float -> uint8 gray (H, W) or RGB (H, W, 3)."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise ImageError(
-            f"{name}: wrong shape {tuple(arr.shape)}; expected (H, W), (H, W, 3) or (H, W, 4)"
-        )
+        raise ImageError(f"{name}: wrong shape {tuple(arr.shape)}; expected (H, W), (H, W, 3) or (H, W, 4)")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageError(f"{name}: empty image of shape {tuple(arr.shape)}")
+    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
+        raise ImageError(f"{name}: {arr.shape[1]}x{arr.shape[0]} pixels, more than the {MAX_PIXELS:,} allowed")
+    arr = _to_uint8(arr, name)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2) if color else arr)
+    mode = "RGB" if arr.shape[2] == 3 else "RGBA"
+    return _pil_to_array(Image.fromarray(np.ascontiguousarray(arr), mode), name, color)
+
+
+def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
     if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * 255
-    elif arr.dtype == np.uint16:
-        arr = (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        return (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise ImageError(f"{name}: array holds NaN or infinite values")
         scale = 255.0 if arr.max() <= 1.0 else 1.0  # floats in [0, 1] or in [0, 255]
-        arr = np.clip(arr.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
-    elif arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 255:
-            arr = arr.astype(np.uint8)
-        else:
-            raise ImageError(f"{name}: unsupported array dtype {arr.dtype} or values outside 0-255")
-    if arr.ndim == 2:
-        return np.ascontiguousarray(arr)
-    mode = "RGB" if arr.shape[2] == 3 else "RGBA"
-    return _pil_to_gray(Image.fromarray(np.ascontiguousarray(arr), mode), name)
+        return np.clip(arr.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 255:
+        return arr.astype(np.uint8)
+    raise ImageError(f"{name}: unsupported array dtype {arr.dtype} or values outside 0-255")
 
 
-def load_gray(src: ImageInput, name: str | None = None) -> np.ndarray:
-    """Read any supported input as a uint8 gray array (H, W), at its own size.
+def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
+    """A tensor of any layout and dtype -> a numpy array (H, W) or (H, W, C)."""
+    if t.is_nested or t.device.type == "meta":
+        raise ImageError(f"{name}: a {'nested' if t.is_nested else 'meta'} tensor holds no pixels to read")
+    try:
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        if t.is_quantized:
+            t = t.dequantize()
+        if t.is_complex():
+            raise ImageError(f"{name}: complex tensors are not images")
+        t = t.detach().cpu().resolve_conj().resolve_neg()
+        if t.dtype not in (torch.uint8, torch.bool, torch.float32, torch.float64, torch.int16, torch.int32, torch.int64):
+            t = t.to(torch.float32)  # bfloat16, float16, float8, unsigned 16/32/64, int8 ...
+    except ImageError:
+        raise
+    except Exception as e:
+        raise ImageError(f"{name}: cannot read this tensor ({_short(e)})") from None
+    if t.ndim == 3:
+        t = t.permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    return t.numpy()
+
+
+def load_image(src: ImageInput, name: str | None = None, color: bool = False) -> np.ndarray:
+    """Read any supported input as uint8 pixels at its own size: gray (H, W), or RGB (H, W, 3)
+    with ``color``.
 
     Args:
         src: a path, encoded bytes, a PIL image, a numpy array ((H, W), (H, W, 3) or (H, W, 4);
-            uint8, uint16 or float in [0, 1]) or a tensor ((H, W) or (C, H, W) with C in 1, 3, 4).
+            uint8, uint16, bool, small integers or float in [0, 1]) or a tensor ((H, W) or
+            (C, H, W) with C in 1, 3, 4; any dtype, dense, sparse or quantized).
         name: how to call the source in errors (default: the path or a description).
 
     Raises:
         ImageError: naming the source and what is wrong.
     """
     name = name or describe(src)
-    if isinstance(src, (str, os.PathLike, bytes, bytearray)):
-        gray = _pil_to_gray(_open_pil(src, name), name)
-    elif isinstance(src, Image.Image):
-        if src.width * src.height > MAX_PIXELS:
-            raise ImageError(f"{name}: image is {src.width}x{src.height}, too large")
-        gray = _pil_to_gray(src, name)
-    elif isinstance(src, torch.Tensor):
-        t = src.detach().cpu()
-        if t.ndim == 3:
-            t = t.permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
-        gray = _array_to_gray(t.numpy(), name)
-    elif isinstance(src, np.ndarray):
-        gray = _array_to_gray(src, name)
-    else:
-        raise ImageError(f"{name}: unsupported input type {type(src).__name__}")
-    if gray.shape[0] == 0 or gray.shape[1] == 0:
-        raise ImageError(f"{name}: empty image")
-    return gray
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            path = Path(src)
+        except (TypeError, ValueError) as e:
+            raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
+        return _pil_to_array(_decode(_read_bytes(path, name), name), name, color)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return _pil_to_array(_decode(bytes(src), name), name, color)
+    if isinstance(src, Image.Image):
+        try:
+            _check_pixels(src, name)
+            src.load()
+        except ImageError:
+            raise
+        except Exception as e:  # a closed file, a truncated file the caller opened, ...
+            raise ImageError(f"{name}: cannot read the PIL image ({_short(e)})") from None
+        return _pil_to_array(_upright(src, name), name, color)
+    if isinstance(src, torch.Tensor):
+        return _array_to_image(_tensor_to_array(src, name), name, color)
+    if isinstance(src, np.ndarray):
+        if src.dtype.kind not in "biuf":
+            raise ImageError(f"{name}: unsupported array dtype {src.dtype}")
+        return _array_to_image(src, name, color)
+    raise ImageError(f"{name}: unsupported input type {type(src).__name__}; give a path, bytes, a PIL image, "
+                     "a numpy array or a tensor")
 
 
-def resize_gray(gray: np.ndarray, cfg: PreprocessConfig, name: str = "image") -> np.ndarray:
-    """Check the aspect ratio and resize a uint8 gray array to the model's size."""
-    h, w = gray.shape
+def load_gray(src: ImageInput, name: str | None = None) -> np.ndarray:
+    """:func:`load_image` as gray (H, W)."""
+    return load_image(src, name, color=False)
+
+
+def check_aspect(h: int, w: int, cfg: PreprocessConfig, name: str) -> None:
+    """Refuse an image whose shape is far from the model's (see ``max_aspect_error``)."""
     if cfg.max_aspect_error:
         ratio = (w / h) / (cfg.width / cfg.height)
         if ratio > cfg.max_aspect_error or ratio < 1.0 / cfg.max_aspect_error:
-            raise ImageError(
-                f"{name}: wrong shape {w}x{h} (width x height); this model reads images shaped "
-                f"like {cfg.width}x{cfg.height} (e.g. 200x50 captchas)"
-            )
+            raise ImageError(f"{name}: wrong shape {w}x{h} (width x height); this model reads images shaped "
+                             f"like {cfg.width}x{cfg.height} (within a factor {cfg.max_aspect_error:g} of that ratio)")
+
+
+def resize_image(pixels: np.ndarray, cfg: PreprocessConfig, name: str = "image") -> np.ndarray:
+    """Check the aspect ratio and bring uint8 pixels (gray or RGB) to the model's size."""
+    h, w = pixels.shape[:2]
+    check_aspect(h, w, cfg, name)
     if (h, w) == (cfg.height, cfg.width):
-        return gray
-    img = Image.fromarray(gray, "L").resize((cfg.width, cfg.height), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+        return pixels
+    mode = "L" if pixels.ndim == 2 else "RGB"
+    img = Image.fromarray(pixels, mode)
+    if cfg.resize == "stretch":
+        return np.asarray(img.resize((cfg.width, cfg.height), Image.BILINEAR), dtype=np.uint8)
+    scale = min(cfg.width / w, cfg.height / h)
+    nw, nh = max(1, min(cfg.width, round(w * scale))), max(1, min(cfg.height, round(h * scale)))
+    inner = img.resize((nw, nh), Image.BILINEAR)
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).reshape(-1, channels)
+    fill = tuple(int(v) for v in np.median(border, axis=0))  # the colour around the text
+    canvas = Image.new(mode, (cfg.width, cfg.height), fill[0] if channels == 1 else fill)
+    canvas.paste(inner, ((cfg.width - nw) // 2, (cfg.height - nh) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
 
 
-def to_tensor(gray: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
-    """uint8 gray (H, W) at model size -> normalised float tensor (1, H, W)."""
-    x = torch.from_numpy(gray.astype(np.float32)).div_(255.0)  # astype copies: writable
-    return x.sub_(cfg.mean).div_(cfg.std).unsqueeze(0)
+def to_tensor(pixels: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+    """uint8 pixels at model size, (H, W) or (H, W, 3) -> normalised float tensor (C, H, W)."""
+    x = torch.from_numpy(pixels.astype(np.float32)).div_(255.0)  # astype copies: writable
+    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
+    return x.sub_(cfg.mean).div_(cfg.std)
 
 
 def preprocess(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> torch.Tensor:
-    """Any supported input -> the model's input tensor (1, H, W).
+    """Any supported input -> the model's input tensor (C, H, W), C = ``cfg.channels``.
 
     Raises:
         ImageError: naming the source and what is wrong.
     """
     name = name or describe(src)
-    return to_tensor(resize_gray(load_gray(src, name), cfg, name), cfg)
-
-
-# Let PIL refuse truncated files instead of padding them with grey.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return to_tensor(resize_image(load_image(src, name, color=cfg.color), cfg, name), cfg)
