@@ -25,6 +25,7 @@ COMMANDS = {
     "glyphs": ("glyphs", "cut a leak-free glyph set from a split's captchas"),
     "augment": ("augment", "write a grid of augmented training images"),
     "export": ("export", "export a checkpoint to ONNX for the fast CPU path"),
+    "serve": ("serve", "read captchas over HTTP (needs pip install \"crnn_captcha[serve]\")"),
 }
 
 

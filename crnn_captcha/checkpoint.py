@@ -29,7 +29,7 @@ from torch import nn
 from ._version import __version__
 from .charset import Charset
 from .errors import CheckpointError
-from .images import PreprocessConfig
+from .images import PreprocessConfig, file_problem
 from .model import CRNN, CRNNConfig, GlyphClassifier
 
 FORMAT_VERSION = 1
@@ -98,6 +98,17 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, write)
 
 
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the weights (names, dtypes, shapes and bytes, in name order): stored in every
+    checkpoint and checked on load, so a damaged file is refused instead of reading wrongly."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def make_checkpoint(
     model: nn.Module,
     charset: Charset,
@@ -111,13 +122,15 @@ def make_checkpoint(
     ``extra`` adds fields, e.g. the optimizer state of a resumable checkpoint.
     """
     inner = unwrap(model)
+    state = clean_state_dict(model)
     return {
         "format_version": FORMAT_VERSION,
         "kind": "glyph" if isinstance(inner, GlyphClassifier) else "crnn",
         "model_config": inner.config.to_dict(),
         "charset": charset.chars,
         "preprocess": preprocess.to_dict(),
-        "state_dict": clean_state_dict(model),
+        "state_dict": state,
+        "weights_sha256": weights_sha256(state),
         "metrics": dict(metrics or {}),
         "train_args": dict(train_args or {}),
         "versions": {"crnn_captcha": __version__, "torch": str(torch.__version__)},  # plain str: weights_only
@@ -125,19 +138,29 @@ def make_checkpoint(
     }
 
 
+def _load_error(path: Path, e: Exception) -> CheckpointError:
+    """One line for what ``torch.load`` refused, keeping the reason a file with code in it was refused."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    reason = next((line for line in lines if "GLOBAL" in line or "Unsupported" in line or "WeightsUnpickler" in line),
+                  None)
+    if reason:
+        return CheckpointError(f"{path}: refused: the file holds objects that would run code when loaded, not only "
+                               f"weights ({reason[:200]})")
+    first = lines[0][:200] if lines else ""
+    return CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})")
+
+
 def load_checkpoint(path: str | Path, kind: str | None = "crnn") -> dict[str, Any]:
-    """Load and check a checkpoint (``weights_only=True``, on the CPU).
+    """Load and check a checkpoint (``weights_only=True``, on the CPU): every field is checked,
+    and the weights against their checksum.
 
     Raises:
-        CheckpointError: naming the file and what is wrong with it.
+        CheckpointError: naming the file, the field and what is wrong with it.
     """
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty checkpoint file (0 bytes)")
+    problem = file_problem(path, "checkpoint file")
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
     with path.open("rb") as f:
         head = f.read(4)
     if not head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save writes a zip (or, long ago, a pickle)
@@ -145,21 +168,53 @@ def load_checkpoint(path: str | Path, kind: str | None = "crnn") -> dict[str, An
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file; all mean the same here
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first[:200]})") from None
+        raise _load_error(path, e) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not a crnn_captcha checkpoint (no format_version)")
-    if ckpt["format_version"] > FORMAT_VERSION:
+    version = ckpt["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: format_version {version!r} is not a checkpoint format version")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{path}: checkpoint format {ckpt['format_version']} is newer than this crnn_captcha "
-            f"reads ({FORMAT_VERSION}); upgrade crnn_captcha"
+            f"{path}: checkpoint format {version} is newer than this crnn_captcha reads ({FORMAT_VERSION}); "
+            "upgrade crnn_captcha"
         )
     missing = [k for k in ("model_config", "charset", "preprocess", "state_dict") if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     if kind is not None and ckpt.get("kind", "crnn") != kind:
         raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} model, expected {kind!r}")
+    check_fields(ckpt, path)
     return ckpt
+
+
+def check_fields(ckpt: dict[str, Any], path: Path) -> None:
+    """Every field of a loaded checkpoint has the type and values it should.
+
+    Raises:
+        CheckpointError: naming the field.
+    """
+    for key in ("model_config", "preprocess", "metrics", "train_args"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            raise CheckpointError(f"{path}: field {key} should be a dict, found {type(ckpt[key]).__name__}")
+    if not isinstance(ckpt["charset"], str):
+        raise CheckpointError(f"{path}: field charset should be a string, found {type(ckpt['charset']).__name__}")
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: field state_dict should map names to tensors")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad:
+        raise CheckpointError(f"{path}: field state_dict: weights {bad!r} hold NaN or infinite values")
+    stored = ckpt.get("weights_sha256")
+    if stored is not None and stored != weights_sha256(state):
+        raise CheckpointError(f"{path}: the weights do not match the checksum stored with them: the file is damaged")
+
+
+def _field(path: Path | str, name: str, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except (TypeError, ValueError, KeyError) as e:  # a hand-edited or damaged description
+        raise CheckpointError(f"{path}: field {name} is not valid ({' '.join(str(e).split())[:200]})") from None
 
 
 def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[CRNN, Charset, PreprocessConfig]:
@@ -168,12 +223,14 @@ def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[C
     Raises:
         CheckpointError: the charset does not fit the head, or the weights do not fit the config.
     """
-    try:
-        config = CRNNConfig.from_dict(ckpt["model_config"])
-        charset = Charset(ckpt["charset"])
-        preprocess = PreprocessConfig.from_dict(ckpt["preprocess"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: bad model description in checkpoint ({e})") from None
+    config = _field(path, "model_config", lambda: CRNNConfig.from_dict(ckpt["model_config"]))
+    charset = _field(path, "charset", lambda: Charset(ckpt["charset"]))
+    preprocess = _field(path, "preprocess", lambda: PreprocessConfig.from_dict(ckpt["preprocess"]))
+    if (preprocess.height, preprocess.width, preprocess.channels) != (config.height, config.width, config.in_channels):
+        raise CheckpointError(
+            f"{path}: field preprocess ({preprocess.channels}x{preprocess.height}x{preprocess.width}) does not match "
+            f"the model's input ({config.in_channels}x{config.height}x{config.width})"
+        )
     if charset.num_classes != config.num_classes:
         raise CheckpointError(
             f"{path}: charset {charset.chars!r} has {len(charset)} characters (+ blank = "
@@ -187,6 +244,13 @@ def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[C
         raise CheckpointError(f"{path}: weights do not fit the model config ({first[:200]})") from None
     model.eval()
     return model, charset, preprocess
+
+
+def _field(path: Path | str, name: str, build: Callable[[], Any]) -> Any:
+    try:
+        return build()
+    except (TypeError, ValueError, KeyError) as e:  # a hand-edited or damaged description
+        raise CheckpointError(f"{path}: field {name} is not valid ({' '.join(str(e).split())[:200]})") from None
 
 
 class LoadedModel(NamedTuple):

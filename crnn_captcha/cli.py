@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import warnings
 from typing import Callable
 
-from .errors import CaptchaError, OptionError
+from .errors import CaptchaError, CaptchaWarning, OptionError
 
 INTERRUPTED = 130
 
@@ -129,8 +130,26 @@ def one_line(error: BaseException) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)
+
+
 def run_main(work: Callable[[], int]) -> int:
-    """Run a command's work; a library error or an OS error becomes one line and its exit code."""
+    """Run a command's work; a library error or an OS error becomes one line and its exit code.
+
+    The command owns its process, so here (and only here) warnings are set up for a terminal: the
+    library's own warnings print as one ``warning:`` line each, and the notes image decoders make
+    about the damaged files they still read (PIL's "Corrupt EXIF data", numpy casts) are dropped.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+        warnings.filterwarnings("always", category=CaptchaWarning)
+        warnings.showwarning = _warning_line
+        return _run(work)
+
+
+def _run(work: Callable[[], int]) -> int:
     try:
         return work()
     except CaptchaError as e:

@@ -1,13 +1,23 @@
 """Labelled files: folder scanning, manifests and the two datasets (whole captchas, single glyphs).
 
-A captcha's label is its file name without the extension (``226md.png`` reads ``226md``). A glyph's
-label is the part of its name before the first underscore (``d_7678.png`` is a ``d``), the Kaggle
-"CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in one folder per class.
+Labels come from a manifest (CSV with the header ``path,label``, TSV with ``path<TAB>label``, or
+JSON lines ``{"path": ..., "label": ...}``), or from file names: the whole stem (``226md.png`` reads
+``226md``), the part before the first underscore (``aB3x_17.png`` reads ``aB3x``, for sets where
+labels repeat), or the first group of a regular expression. A label may hold any printable
+characters: upper and lower case stay apart, digits, punctuation, other scripts, any length.
+Manifests are the safer choice: file systems that ignore case (macOS, Windows) cannot hold
+``aB3x.png`` and ``Ab3x.png`` side by side.
+
+A glyph's label is the part of its name before the first underscore (``d_7678.png`` is a ``d``), the
+Kaggle "CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in one folder per class.
 """
 from __future__ import annotations
 
 import csv
+import io
+import json
 import os
+import re
 import sys
 import tarfile
 import warnings
@@ -19,13 +29,17 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from .charset import Charset
-from .errors import LabelError
-from .images import PreprocessConfig, load_image, resize_image, to_tensor
+from .errors import CaptchaWarning, LabelError, OptionError
+from .images import PreprocessConfig, file_problem, load_image, printable, resize_image, to_tensor
 from .layout import char_boundaries
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif")
+LABEL_SOURCES = ("stem", "prefix", "regex")
+#: A listing in an error names at most this many files, then says how many more there are.
+LISTED = 8
 
 
 @dataclass(frozen=True)
@@ -40,15 +54,21 @@ def label_problem(label: str, length: int | None, alphabet: str | None) -> str |
     """Why ``label`` is not valid, or None when it is."""
     if not label:
         return "empty label"
+    if not label.isprintable() or label != label.strip():
+        return f"label {label!r} holds line breaks, tabs or other control characters, or spaces at an end"
     if length is not None and len(label) != length:
         return f"label {label!r} has {len(label)} characters, expected {length}"
-    if not label.isalnum() or not label.isascii():
-        return f"label {label!r} holds characters other than ASCII letters and digits"
     if alphabet is not None:
         bad = "".join(dict.fromkeys(c for c in label if c not in alphabet))
         if bad:
             return f"label {label!r} holds {bad!r}, outside the alphabet {alphabet!r}"
     return None
+
+
+def listing(items: Sequence[str], limit: int = LISTED) -> str:
+    """``a; b; c`` for a one-line message, with "and N more" past ``limit``."""
+    shown = "; ".join(printable(i) for i in items[:limit])
+    return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _check(
@@ -63,18 +83,47 @@ def _check(
     for path, label in pairs:
         problem = label_problem(label, length, alphabet)
         if problem:
-            bad.append(f"{path}: {problem}")
+            bad.append(f"{path.name}: {problem}")
         else:
             good.append(Sample(path, label))
+    if bad and not skip_invalid:
+        raise LabelError(f"{len(bad)} file(s) in {where} are not valid labels (the skip-invalid option "
+                         f"leaves them out): {listing(bad)}")
     if bad:
-        listing = "\n  ".join(bad)
-        if not skip_invalid:
-            raise LabelError(
-                f"{len(bad)} file(s) in {where} are not valid labels (pass skip_invalid / "
-                f"--skip-invalid to leave them out):\n  {listing}"
-            )
-        warnings.warn(f"skipped {len(bad)} file(s) in {where} that are not valid labels:\n  {listing}")
+        warnings.warn(f"skipped {len(bad)} file(s) in {where} that are not valid labels: {listing(bad)}",
+                      CaptchaWarning, stacklevel=3)
     return good
+
+
+def label_from_name(name: str, source: str = "stem", pattern: str | None = None) -> str:
+    """The label a file name gives: its stem, the part before the first ``_``, or the first group
+    of ``pattern`` (the whole match where it has no group); "" where the pattern does not match."""
+    stem = Path(name).stem
+    if source == "stem":
+        return stem
+    if source == "prefix":
+        return stem.split("_", 1)[0]
+    match = re.search(pattern or "", stem)
+    if not match:
+        return ""
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def _compile(source: str, pattern: str | None) -> None:
+    if source not in LABEL_SOURCES:
+        raise OptionError(f"label source {source!r} is unknown; use {', '.join(LABEL_SOURCES)}")
+    if source == "regex":
+        if not pattern:
+            raise OptionError("labels from a regex need a pattern (--label-regex)")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise OptionError(f"label regex {pattern!r} is not a valid regular expression ({e})") from None
+
+
+def is_hidden(path: Path) -> bool:
+    """Hidden files and the ``._name`` companions macOS leaves on other file systems."""
+    return path.name.startswith(".")
 
 
 def scan_folder(
@@ -82,23 +131,61 @@ def scan_folder(
     length: int | None = 5,
     alphabet: str | None = None,
     skip_invalid: bool = False,
+    label_from: str = "stem",
+    label_regex: str | None = None,
 ) -> list[Sample]:
-    """Every ``<label>.<png|jpg|jpeg>`` file directly in ``folder``, sorted by file name.
+    """Every image file directly in ``folder`` (hidden files left out), sorted by file name, with
+    the label its name gives (see :func:`label_from_name`).
 
     Args:
         length: the label length every file must have (None: any).
         alphabet: if given, the characters labels may use.
         skip_invalid: leave out invalid names with a warning that counts them, instead of raising.
+        label_from, label_regex: how a name gives a label ("stem", "prefix" or "regex").
 
     Raises:
-        FileNotFoundError: the folder does not exist.
-        LabelError: listing every file whose name is not a valid label.
+        OptionError: the folder does not exist.
+        LabelError: naming the files whose names are not valid labels.
     """
+    _compile(label_from, label_regex)
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return _check(((p, p.stem) for p in files), length, alphabet, skip_invalid, str(folder))
+        raise OptionError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    hidden = [p for p in files if is_hidden(p)]
+    if hidden:
+        warnings.warn(f"left out {len(hidden)} hidden file(s) in {folder} (names starting with '.', e.g. "
+                      f"{printable(hidden[0].name)})", CaptchaWarning, stacklevel=2)
+    pairs = ((p, label_from_name(p.name, label_from, label_regex)) for p in files if not is_hidden(p))
+    return _check(pairs, length, alphabet, skip_invalid, str(folder))
+
+
+def _manifest_rows(path: Path, text: str) -> Iterable[tuple[int, str | None, str | None]]:
+    """(line number, path, label) of each row of a CSV, TSV or JSON-lines manifest."""
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise LabelError(f"{path}: line {n} is not JSON ({e.msg})") from None
+                if not isinstance(row, dict):
+                    raise LabelError(f"{path}: line {n} is not a JSON object with path and label")
+                yield n, row.get("path"), row.get("label")
+        return
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(rows, None)
+    if header is None:
+        raise LabelError(f"{path}: empty manifest (no header line)")
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    if "path" not in header or "label" not in header:
+        sep = "<TAB>" if delimiter == "\t" else ","
+        raise LabelError(f"{path}: a manifest needs a header line with columns path{sep}label, found {header[:4]}")
+    ip, il = header.index("path"), header.index("label")
+    for n, row in enumerate(rows, 2):
+        if row:
+            yield n, row[ip] if ip < len(row) else None, row[il] if il < len(row) else None
 
 
 def read_manifest(
@@ -107,54 +194,99 @@ def read_manifest(
     alphabet: str | None = None,
     skip_invalid: bool = False,
 ) -> list[Sample]:
-    """Samples from a CSV manifest with columns ``path,label``; relative paths are taken from the
-    manifest's own folder, so a split stays valid wherever the repository is cloned."""
+    """Samples from a manifest (CSV ``path,label``; ``.tsv`` tab-separated; ``.jsonl`` JSON lines).
+    Relative paths are taken from the manifest's own folder. Repeated rows are kept once, with a
+    warning that counts them.
+
+    Raises:
+        OptionError: the manifest does not exist.
+        LabelError: the manifest is not UTF-8 text, has no header, or rows lack a path or label.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such manifest")
+    problem = file_problem(path, "manifest")
+    if problem == "empty manifest (0 bytes)":
+        raise LabelError(f"{path}: {problem}")
+    if problem:
+        raise OptionError(f"{path}: {problem}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start}); "
+                         "save the manifest as UTF-8") from None
     base = path.parent
     pairs: list[tuple[Path, str]] = []
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: a manifest needs a header with columns 'path,label'")
-        for row in reader:
-            p = Path(row["path"])
-            pairs.append((p if p.is_absolute() else Path(os.path.normpath(base / p)), row["label"]))
-    return _check(pairs, length, alphabet, skip_invalid, str(path))
+    broken: list[str] = []
+    for n, p, label in _manifest_rows(path, text):
+        if not p or label is None:
+            broken.append(f"line {n}")
+            continue
+        q = Path(p)
+        pairs.append((q if q.is_absolute() else Path(os.path.normpath(base / q)), label))
+    if broken:
+        raise LabelError(f"{path}: {len(broken)} row(s) lack a path or a label: {listing(broken)}")
+    return _check(_unique(pairs, str(path)), length, alphabet, skip_invalid, str(path))
 
 
-def write_manifest(path: str | Path, samples: Sequence[Sample], relative_to: Path | None = None) -> None:
-    """Write ``path,label`` rows; paths relative to the manifest's folder where possible."""
+def _unique(pairs: list[tuple[Path, str]], where: str) -> list[tuple[Path, str]]:
+    """The rows once each, warning about repeats (and a file given two labels)."""
+    seen: dict[Path, str] = {}
+    repeats, clashes = 0, []
+    for p, label in pairs:
+        if p in seen:
+            repeats += 1
+            if seen[p] != label:
+                clashes.append(f"{p.name}: {seen[p]!r} and {label!r}")
+            continue
+        seen[p] = label
+    if repeats:
+        warnings.warn(f"{where}: {repeats} repeated row(s) kept once" +
+                      (f"; {len(clashes)} file(s) have two labels, the first is used: {listing(clashes)}" if clashes else ""),
+                      CaptchaWarning, stacklevel=3)
+    return list(seen.items())
+
+
+def write_manifest(path: str | Path, samples: Sequence[Sample]) -> None:
+    """Write ``path,label`` rows. A path inside the manifest's folder is written relative to it
+    (the folder can move as a whole); any other path is written absolute, so moving the project
+    does not break a manifest that points at data elsewhere."""
     path = Path(path)
-    base = (relative_to or path.parent).resolve()
-    with path.open("w", newline="") as f:
+    base = path.parent.resolve()
+    with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "label"])
         for s in samples:
-            w.writerow([_relpath(s.path, base), s.label])
+            w.writerow([_portable_path(s.path, base), s.label])
 
 
-def _relpath(p: Path, base: Path) -> str:
+def _portable_path(p: Path, base: Path) -> str:
+    full = Path(p).resolve()
     try:
-        return os.path.relpath(Path(p).resolve(), base)
-    except ValueError:  # another drive on Windows
-        return str(Path(p).resolve())
+        return full.relative_to(base).as_posix()
+    except ValueError:  # not inside the manifest's folder
+        return str(full)
 
 
 def load_samples(
-    src: str | Path, length: int | None = 5, alphabet: str | None = None, skip_invalid: bool = False
+    src: str | Path, length: int | None = 5, alphabet: str | None = None, skip_invalid: bool = False,
+    label_from: str = "stem", label_regex: str | None = None,
 ) -> list[Sample]:
-    """Samples from a folder of labelled images or a CSV manifest."""
+    """Samples from a folder of labelled images or a manifest (see :func:`scan_folder` and
+    :func:`read_manifest`)."""
     src = Path(src)
     if src.is_dir():
-        return scan_folder(src, length, alphabet, skip_invalid)
+        return scan_folder(src, length, alphabet, skip_invalid, label_from, label_regex)
     return read_manifest(src, length, alphabet, skip_invalid)
 
 
 def alphabet_of(samples: Iterable[Sample]) -> str:
     """The sorted set of characters of the samples' labels."""
     return Charset.from_labels(s.label for s in samples).chars
+
+
+def overlap(a: Sequence[Sample], b: Sequence[Sample]) -> int:
+    """How many files of ``b`` are also in ``a`` (the same path)."""
+    paths = {s.path.resolve() for s in a}
+    return sum(s.path.resolve() in paths for s in b)
 
 
 # ----- datasets --------------------------------------------------------------------------------
@@ -278,7 +410,7 @@ def read_glyph_files(src: str | Path, subfolder: str | None = None) -> list[tupl
                         out.append((f"{src}:{m.name}", label_for(m.name), f.read()))
         out.sort(key=lambda item: item[0])
     else:
-        raise FileNotFoundError(f"{src}: not a folder or a .tar.gz of glyph images")
+        raise OptionError(f"{src}: not a folder or a .tar.gz of glyph images")
     return out
 
 
@@ -292,6 +424,7 @@ class GlyphDataset(Dataset):
         subfolder: keep only files under this folder of the archive/folder (e.g.
             ``tahabakhtari_subset``).
         skip_invalid: leave out files whose label is not one character of the charset.
+        progress: show a progress bar while the images are decoded.
     """
 
     def __init__(
@@ -302,18 +435,23 @@ class GlyphDataset(Dataset):
         augment: Augment | None = None,
         subfolder: str | None = None,
         skip_invalid: bool = False,
+        progress: bool = False,
     ):
         files = read_glyph_files(src, subfolder) if isinstance(src, (str, Path)) else list(src)
         if charset is None:
-            charset = Charset.from_labels(lbl for _, lbl, _ in files if len(lbl) == 1 and lbl.isalnum())
+            charset = Charset.from_labels(lbl for _, lbl, _ in files if len(lbl) == 1 and lbl.isprintable())
             print(f"glyph alphabet ({len(charset)}): {charset.chars}", file=sys.stderr)
-        bad = [f"{n}: label {lbl!r} is not one character of {charset.chars!r}"
+        bad = [f"{Path(n).name}: label {lbl!r} is not one character of {charset.chars!r}"
                for n, lbl, _ in files if len(lbl) != 1 or lbl not in charset]
         if bad and not skip_invalid:
-            raise LabelError(f"{len(bad)} glyph file(s) have invalid labels:\n  " + "\n  ".join(bad[:20]))
+            raise LabelError(f"{len(bad)} glyph file(s) have invalid labels (the skip-invalid option leaves them "
+                             f"out): {listing(bad)}")
         if bad:
-            warnings.warn(f"skipped {len(bad)} glyph file(s) with invalid labels")
+            warnings.warn(f"skipped {len(bad)} glyph file(s) with invalid labels: {listing(bad)}", CaptchaWarning,
+                          stacklevel=2)
         files = [f for f in files if len(f[1]) == 1 and f[1] in charset]
+        if progress:
+            files = tqdm(files, desc="decoding glyphs", file=sys.stderr, leave=False)
         self.cfg = PreprocessConfig(**{**cfg.to_dict(), "max_aspect_error": 0.0})
         self.charset = charset
         self.augment = augment

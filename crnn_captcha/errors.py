@@ -62,3 +62,8 @@ class TrainingError(CaptchaError, RuntimeError):
     """A run that cannot go on (NaN loss, a clash with an earlier run); says what to do."""
 
     exit_code = 1
+
+
+class CaptchaWarning(UserWarning):
+    """Something worth knowing that does not stop the work (skipped files, duplicate rows, labels a
+    model cannot read); the command-line tools print it as one ``warning:`` line."""

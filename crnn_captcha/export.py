@@ -21,7 +21,7 @@ from .errors import OptionError
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
-    """Write the checkpoint's model as ONNX (input ``image`` (N, 1, H, W), output ``logits``
+    """Write the checkpoint's model as ONNX (input ``image`` (N, C, H, W), output ``logits``
     (N, T, C)) and return its path."""
     import onnx  # only needed here
 
@@ -29,7 +29,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     model, _, pre = build_crnn(load_checkpoint(checkpoint), checkpoint)
     model.fuse_batchnorm()
     out = Path(out) if out else checkpoint.with_suffix(".onnx")
-    dummy = torch.zeros(1, 1, pre.height, pre.width)
+    dummy = torch.zeros(1, pre.channels, pre.height, pre.width)
 
     def write(tmp: str) -> None:
         # The TorchScript-based exporter (dynamo=False) needs no onnxscript; torch warns that it is

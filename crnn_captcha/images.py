@@ -104,6 +104,8 @@ def describe(src: Any) -> str:
     if isinstance(src, np.ndarray):
         return f"<array {src.dtype} {tuple(src.shape)}>"
     if isinstance(src, torch.Tensor):
+        if src.is_nested:
+            return f"<nested tensor {src.dtype}>"
         return f"<tensor {src.dtype} {tuple(src.shape)}>"
     return f"<{type(src).__name__}>"
 
@@ -241,6 +243,10 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     raise ImageError(f"{name}: unsupported array dtype {arr.dtype} or values outside 0-255")
 
 
+_NUMPY_DTYPES = {torch.uint8, torch.bool, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                 torch.float32, torch.float64, getattr(torch, "uint16", torch.uint8)}
+
+
 def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
     """A tensor of any layout and dtype -> a numpy array (H, W) or (H, W, C)."""
     if t.is_nested or t.device.type == "meta":
@@ -253,8 +259,8 @@ def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
         if t.is_complex():
             raise ImageError(f"{name}: complex tensors are not images")
         t = t.detach().cpu().resolve_conj().resolve_neg()
-        if t.dtype not in (torch.uint8, torch.bool, torch.float32, torch.float64, torch.int16, torch.int32, torch.int64):
-            t = t.to(torch.float32)  # bfloat16, float16, float8, unsigned 16/32/64, int8 ...
+        if t.dtype not in _NUMPY_DTYPES:
+            t = t.to(torch.float64 if t.is_floating_point() else torch.int64)  # bfloat16, float8, uint32, ...
     except ImageError:
         raise
     except Exception as e:

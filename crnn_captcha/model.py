@@ -21,12 +21,13 @@ class CRNNConfig:
 
     Attributes:
         num_classes: outputs per frame: the characters plus the CTC blank (index 0).
-        height, width: input size (gray, one channel).
+        height, width: input size.
         channels: output channels of the five conv blocks.
         hidden: LSTM hidden size per direction.
         lstm_layers: stacked bidirectional LSTM layers.
         dropout: dropout before the head (and between LSTM layers).
         max_label_length: the longest label the model must read; checked against the frames.
+        in_channels: 1 for gray input, 3 for colour (RGB).
     """
 
     num_classes: int
@@ -37,9 +38,14 @@ class CRNNConfig:
     lstm_layers: int = 1
     dropout: float = 0.2
     max_label_length: int = 5
+    in_channels: int = 1
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (gray) or 3 (RGB), got {self.in_channels}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2 (a character and the blank), got {self.num_classes}")
         if len(self.channels) != 5:
             raise ValueError(f"channels needs 5 values, got {self.channels}")
         if self.height % 16 or self.width % 4:
@@ -73,17 +79,17 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 
 
 class Backbone(nn.Module):
-    """Five conv blocks; (N, 1, H, W) -> (N, C, H/16, W/4).
+    """Five conv blocks; (N, in_channels, H, W) -> (N, C, H/16, W/4).
 
     The height is pooled 16x and the width only 4x, so each output column is a frame covering a
     narrow vertical strip of the image.
     """
 
-    def __init__(self, channels: tuple[int, ...] = CRNNConfig.channels):
+    def __init__(self, channels: tuple[int, ...] = CRNNConfig.channels, in_channels: int = 1):
         super().__init__()
         c1, c2, c3, c4, c5 = channels
         self.features = nn.Sequential(
-            _block(1, c1), nn.MaxPool2d(2),                  # H/2,  W/2
+            _block(in_channels, c1), nn.MaxPool2d(2),        # H/2,  W/2
             _block(c1, c2), nn.MaxPool2d(2),                 # H/4,  W/4
             _block(c2, c3), _block(c3, c4), nn.MaxPool2d((2, 1)),  # H/8,  W/4
             _block(c4, c5), nn.MaxPool2d((2, 1)),            # H/16, W/4
@@ -95,12 +101,12 @@ class Backbone(nn.Module):
 
 
 class CRNN(nn.Module):
-    """(N, 1, H, W) images -> (N, T, num_classes) logits, T = W / 4."""
+    """(N, in_channels, H, W) images -> (N, T, num_classes) logits, T = W / 4."""
 
     def __init__(self, config: CRNNConfig):
         super().__init__()
         self.config = config
-        self.backbone = Backbone(config.channels)
+        self.backbone = Backbone(config.channels, config.in_channels)
         feat = self.backbone.out_channels * (config.height // 16)
         self.rnn = nn.LSTM(
             feat, config.hidden, num_layers=config.lstm_layers, bidirectional=True, batch_first=True,
@@ -139,12 +145,13 @@ class GlyphConfig:
 
     num_classes: int
     channels: tuple[int, ...] = CRNNConfig.channels
+    in_channels: int = 1
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, "channels": list(self.channels)}
+        return {"num_classes": self.num_classes, "channels": list(self.channels), "in_channels": self.in_channels}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "GlyphConfig":
@@ -154,10 +161,10 @@ class GlyphConfig:
 class GlyphClassifier(nn.Module):
     """The same backbone with global pooling and a linear head: single-character pretraining."""
 
-    def __init__(self, num_classes: int, channels: tuple[int, ...] = CRNNConfig.channels):
+    def __init__(self, num_classes: int, channels: tuple[int, ...] = CRNNConfig.channels, in_channels: int = 1):
         super().__init__()
-        self.config = GlyphConfig(num_classes, channels)
-        self.backbone = Backbone(self.config.channels)
+        self.config = GlyphConfig(num_classes, channels, in_channels)
+        self.backbone = Backbone(self.config.channels, in_channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(self.backbone.out_channels, num_classes)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -21,8 +22,8 @@ import torch
 
 from .checkpoint import SHA_KEY, CheckpointError, build_crnn, default_checkpoint, file_sha256, load_checkpoint
 from .ctc import DecodeOptions, Decoded, allowed_mask, decode_batch, log_softmax
-from .errors import ImageError, OptionError
-from .images import ImageInput, describe, preprocess
+from .errors import CaptchaWarning, ImageError, OptionError
+from .images import ImageInput, describe, file_problem, preprocess
 from .model import CRNN
 from .runtime import pick_device
 
@@ -62,31 +63,45 @@ class OnnxRunner:
     @classmethod
     def open(cls, checkpoint: Path, threads: int, required: bool) -> "OnnxRunner | None":
         """A runner for the export beside ``checkpoint`` (``<name>.onnx``), or None where there
-        is none, onnxruntime is missing, or the export was made from another checkpoint."""
-        onnx_path = checkpoint.with_suffix(".onnx")
+        is none, onnxruntime is missing, or the export is unusable or was made from another
+        checkpoint (then with a warning). With ``required`` each of those is an error instead."""
         try:
-            import onnxruntime as ort
-        except ImportError:
+            return cls(_onnx_session(checkpoint, threads))
+        except (CheckpointError, OptionError) as e:
             if required:
-                raise OptionError("backend 'onnx' needs the onnxruntime package") from None
+                raise
+            if not isinstance(e, _NoExport):
+                warnings.warn(f"{e}; reading with PyTorch instead", CaptchaWarning, stacklevel=3)
             return None
-        if not onnx_path.exists():
-            if required:
-                raise CheckpointError(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --onnx --checkpoint {checkpoint}")
-            return None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own types for a bad file
-            raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+
+
+class _NoExport(CheckpointError):
+    """No export beside the checkpoint (not worth a warning on the way to PyTorch)."""
+
+
+def _onnx_session(checkpoint: Path, threads: int):
+    """An ONNX Runtime session for ``<checkpoint>.onnx``, checked against the checkpoint's hash."""
+    onnx_path = checkpoint.with_suffix(".onnx")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OptionError("backend 'onnx' needs the onnxruntime package") from None
+    if not onnx_path.exists():
+        raise _NoExport(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --checkpoint {checkpoint}")
+    problem = file_problem(onnx_path, "ONNX file")
+    if problem:
+        raise CheckpointError(f"{onnx_path}: {problem}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
-        if made_from != file_sha256(checkpoint):
-            if required:
-                raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
-            return None
-        return cls(session)
+    except Exception as e:  # onnxruntime raises its own types for a bad file
+        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from None
+    if made_from != file_sha256(checkpoint):
+        raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
+    return session
 
 
 @dataclass(frozen=True)
@@ -153,7 +168,8 @@ class CaptchaReader:
         ckpt = load_checkpoint(path)
         self.checkpoint_path = path
         model, self.charset, self.preprocess = build_crnn(ckpt, path)
-        allowed_mask(self.charset, allowed)  # fail now on characters the model cannot read
+        self.frames = model.config.frames
+        self._check(self.options)  # fail now on options the model cannot honour
         self.metrics = dict(ckpt.get("metrics", {}))
         self.device = pick_device(device)
         self.runner: TorchRunner | OnnxRunner | None = None
@@ -175,7 +191,17 @@ class CaptchaReader:
     def _options(self, decoder, beam_width, length, allowed) -> DecodeOptions:
         given = {k: v for k, v in (("decoder", decoder), ("beam_width", beam_width), ("length", length),
                                    ("allowed", allowed)) if v is not KEEP}
-        return self.options.replace(**given) if given else self.options
+        opts = self.options.replace(**given) if given else self.options
+        if given:
+            self._check(opts)
+        return opts
+
+    def _check(self, opts: DecodeOptions) -> None:
+        """Options this model can honour: allowed characters it knows, a length its frames hold."""
+        allowed_mask(self.charset, opts.allowed)
+        if opts.length is not None and opts.length > self.frames:
+            raise OptionError(f"length {opts.length} is more than this model can read: its input gives "
+                              f"{self.frames} frames, so at most {self.frames} characters")
 
     # ----- public API ---------------------------------------------------------------------------
     def predict(self, image: ImageInput, *, decoder: str = KEEP, beam_width: int = KEEP,

@@ -1,9 +1,12 @@
 """Train/val/test split of a folder of labelled captchas into CSV manifests.
 
     python scripts/split_data.py --src ../shared/data/captcha_v2 --out data/splits
+    crnn-captcha split --src DIR --out data/splits --label-from prefix     # labels like aB3x_17.png
 
 The split depends only on the file names and the seed (files are sorted before a seeded shuffle),
-so it is the same on every machine. Source images are only read, never moved or changed.
+so it is the same on every machine. Source images are only read, never moved or changed, and the
+output folder may not lie inside the source folder. Every image is decoded once to check it
+(--no-check skips that); hidden files (``.name``, macOS ``._name``) are left out with a count.
 """
 from __future__ import annotations
 
@@ -11,12 +14,17 @@ import argparse
 import json
 import random
 import sys
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from . import cli
-from .data import Sample, alphabet_of, scan_folder, write_manifest
-from .errors import OptionError, OverwriteError
+from .data import Sample, alphabet_of, listing, scan_folder, write_manifest
+from .errors import CaptchaWarning, ImageError, OptionError, OverwriteError
+from .images import load_gray
 
 SPLITS = ("train", "val", "test")
 
@@ -46,38 +54,81 @@ def split_samples(
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.split", __doc__)
-    ap.add_argument("--src", required=True, help="folder of <label>.<png|jpg> files (only read)")
-    ap.add_argument("--out", default="data/splits", help="folder for train.csv, val.csv, test.csv")
+    ap.add_argument("--src", required=True, help="folder of labelled images (only read, never written)")
+    ap.add_argument("--out", default="data/splits", help="folder for train.csv, val.csv, test.csv (not inside --src)")
     ap.add_argument("--ratios", type=cli.non_negative_float, nargs=3, default=(0.75, 0.125, 0.125),
                     metavar=("TRAIN", "VAL", "TEST"), help="relative sizes of the three parts")
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the shuffle")
-    ap.add_argument("--length", type=cli.non_negative_int, default=5, help="label length (0: any)")
+    ap.add_argument("--length", type=cli.non_negative_int, default=0,
+                    help="label length every file must have (0: any length; rare lengths are still named)")
+    ap.add_argument("--label-from", choices=["stem", "prefix", "regex"], default="stem",
+                    help="the label is the file name's stem, its part before the first '_', or --label-regex's group")
+    ap.add_argument("--label-regex", help="regular expression whose first group is the label (with --label-from regex)")
     ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
+    ap.add_argument("--no-check", action="store_true", help="do not decode every image to check it (faster)")
     ap.add_argument("--force", action="store_true", help="overwrite existing split files")
     return ap
 
 
-def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+def check_out(out: Path, src: Path, force: bool) -> None:
+    """The output folder must not be (or lie inside) the data folder, be a file, or hold a split."""
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file, not a folder")
+    if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
+        raise OptionError(f"--out {out} is inside the data folder {src}; the data folder is only read, never "
+                          "written: choose a folder outside it")
     existing = [out / f"{name}.csv" for name in SPLITS if (out / f"{name}.csv").exists()]
-    if existing and not args.force:
+    if existing and not force:
         raise OverwriteError(f"{existing[0]} already exists; pass --force to overwrite the split")
-    samples = scan_folder(args.src, length=args.length or None, skip_invalid=args.skip_invalid)
-    parts = split_samples(samples, args.ratios, args.seed)
+
+
+def check_samples(samples: list[Sample], args: argparse.Namespace) -> list[Sample]:
+    """Warn about repeated labels and rare lengths; decode every image unless --no-check."""
     if not samples:
         raise OptionError(f"no labelled images in {args.src}")
+    repeated = [lbl for lbl, n in Counter(s.label for s in samples).items() if n > 1]
+    if repeated and args.label_from == "stem":
+        warnings.warn(f"{len(repeated)} label(s) name more than one file (e.g. {repeated[0]!r}: "
+                      f"{', '.join(s.path.name for s in samples if s.label == repeated[0])})", CaptchaWarning)
+    lengths = Counter(len(s.label) for s in samples)
+    rare = [s.path.name for s in samples if lengths[len(s.label)] < 0.01 * len(samples)]
+    if rare and not args.length:
+        warnings.warn(f"{len(rare)} file(s) have a label length that fewer than 1% of the files share (mislabelled? "
+                      f"--length N makes other lengths an error): {listing(rare)}", CaptchaWarning)
+    if args.no_check:
+        return samples
+    bad, good = [], []
+    for s in tqdm(samples, desc="checking images", file=sys.stderr, leave=False, disable=None):
+        try:
+            load_gray(s.path)
+            good.append(s)
+        except ImageError as e:
+            bad.append(str(e))
+    if bad and not args.skip_invalid:
+        raise ImageError(f"{len(bad)} image(s) cannot be read (the skip-invalid option leaves them out): {listing(bad)}")
+    if bad:
+        warnings.warn(f"skipped {len(bad)} image(s) that cannot be read: {listing(bad)}", CaptchaWarning)
+    return good
+
+
+def run(args: argparse.Namespace) -> int:
+    out, src = Path(args.out), Path(args.src)
+    check_out(out, src, args.force)
+    samples = scan_folder(src, length=args.length or None, skip_invalid=args.skip_invalid,
+                          label_from=args.label_from, label_regex=args.label_regex)
+    samples = check_samples(samples, args)
+    parts = split_samples(samples, args.ratios, args.seed)
+    empty = [name for name, ratio in zip(SPLITS, args.ratios) if ratio > 0 and not parts[name]]
+    if empty:
+        raise OptionError(f"{len(samples)} image(s) are too few for the ratios {' '.join(map(str, args.ratios))}: "
+                          f"{' and '.join(empty)} would be empty; add images or change --ratios")
     out.mkdir(parents=True, exist_ok=True)
     for name in SPLITS:
         write_manifest(out / f"{name}.csv", parts[name])
     alphabet = alphabet_of(samples)
-    info = {
-        "src": str(Path(args.src).resolve()),
-        "seed": args.seed,
-        "ratios": list(args.ratios),
-        "counts": {k: len(v) for k, v in parts.items()},
-        "alphabet": alphabet,
-    }
-    (out / "split.json").write_text(json.dumps(info, indent=2) + "\n")
+    info = {"src": str(src.resolve()), "seed": args.seed, "ratios": list(args.ratios),
+            "counts": {k: len(v) for k, v in parts.items()}, "alphabet": alphabet}
+    (out / "split.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{len(samples)} images from {args.src}")
     print(f"alphabet ({len(alphabet)}): {alphabet}")
     for name in SPLITS:
@@ -86,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("val", "test"):
         missing = sorted(set(alphabet_of(parts[name])) - train_chars) if parts[name] else []
         if missing:
-            print(f"warning: {name} holds character(s) {''.join(missing)!r} that never occur in train", file=sys.stderr)
+            warnings.warn(f"{name} holds character(s) {''.join(missing)!r} that never occur in train", CaptchaWarning)
     return 0
 
 

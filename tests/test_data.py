@@ -26,9 +26,11 @@ def test_invalid_name_stops_with_report_or_skips_with_count(tmp_path):
     with pytest.raises(LabelError, match="3bnfnd.png") as e:
         scan_folder(tmp_path)
     assert "6 characters" in str(e.value)
-    with pytest.warns(UserWarning, match="skipped 1 file"):
+    assert "\n" not in str(e.value)
+    with pytest.warns(UserWarning, match="skipped 1 file") as w:
         samples = scan_folder(tmp_path, skip_invalid=True)
     assert len(samples) == 3
+    assert "\n" not in str(w[0].message) and "skip_invalid" not in str(e.value)
 
 
 def test_characters_outside_alphabet(tmp_path):
@@ -38,16 +40,28 @@ def test_characters_outside_alphabet(tmp_path):
         scan_folder(tmp_path, alphabet="abc")
 
 
-def test_manifest_round_trip_relative_paths(tmp_path):
-    make_folder(tmp_path / "imgs", 4)
-    samples = scan_folder(tmp_path / "imgs")
-    (tmp_path / "m").mkdir()
+def test_manifest_paths_survive_moves(tmp_path):
+    # images inside the manifest's folder: relative, so the folder can move as a whole
+    make_folder(tmp_path / "m" / "imgs", 4)
+    inside = scan_folder(tmp_path / "m" / "imgs")
     manifest = tmp_path / "m" / "x.csv"
-    write_manifest(manifest, samples)
+    write_manifest(manifest, inside)
     back = read_manifest(manifest)
-    assert [(s.path.resolve(), s.label) for s in back] == [(s.path.resolve(), s.label) for s in samples]
+    assert [(s.path.resolve(), s.label) for s in back] == [(s.path.resolve(), s.label) for s in inside]
     text = manifest.read_text()
-    assert "../imgs/" in text and str(tmp_path) not in text  # relative: survives a move of the tree
+    assert "imgs/" in text and str(tmp_path) not in text and ".." not in text
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "m").rename(moved)
+    assert [s.label for s in read_manifest(moved / "x.csv")] == [s.label for s in inside]
+    # images elsewhere (data beside the project): absolute, so moving the project breaks nothing
+    make_folder(tmp_path / "data", 3, seed=2)
+    outside = scan_folder(tmp_path / "data")
+    (tmp_path / "project" / "splits").mkdir(parents=True)
+    write_manifest(tmp_path / "project" / "splits" / "t.csv", outside)
+    assert ".." not in (tmp_path / "project" / "splits" / "t.csv").read_text()
+    (tmp_path / "project").rename(tmp_path / "project2")
+    back = read_manifest(tmp_path / "project2" / "splits" / "t.csv")
+    assert [s.path.resolve() for s in back] == [s.path.resolve() for s in outside] and all(s.path.exists() for s in back)
 
 
 def test_captcha_dataset_items_and_collate(tmp_path):

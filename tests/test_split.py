@@ -66,10 +66,13 @@ def test_split_reports_invalid_file(tmp_path, capsys):
     src = tmp_path / "src"
     make_folder(src, 8)
     (src / "3bnfnd.png").write_bytes((src / next(iter(sorted(p.name for p in src.iterdir())))).read_bytes())
-    assert main(["--src", str(src), "--out", str(tmp_path / "o")]) == 1
+    assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--length", "5"]) == 1
     assert "3bnfnd.png" in capsys.readouterr().err
-    with pytest.warns(UserWarning, match="skipped 1 file"):
-        assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--skip-invalid"]) == 0
+    assert main(["--src", str(src), "--out", str(tmp_path / "o"), "--length", "5", "--skip-invalid"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    skipped = [line for line in err if line.startswith("warning: skipped")]
+    assert len(skipped) == 1 and "3bnfnd.png" in skipped[0] and "Traceback" not in "".join(err)
+    assert all(line.startswith("warning: ") for line in err)
     assert sum(len(rows(tmp_path / "o" / f"{n}.csv")) for n in ("train", "val", "test")) == 8
 
 

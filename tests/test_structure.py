@@ -54,9 +54,11 @@ def test_no_function_over_80_lines():
 
 
 def test_every_error_is_a_captcha_error_and_exported():
-    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    classes = [v for v in vars(errors).values()
+               if isinstance(v, type) and issubclass(v, Exception) and not issubclass(v, Warning)]
     assert len(classes) >= 7
     for cls in classes:
         assert issubclass(cls, errors.CaptchaError), cls
         assert getattr(crnn_captcha, cls.__name__) is cls, cls
         assert cls.exit_code in (1, 2)
+    assert crnn_captcha.CaptchaWarning is errors.CaptchaWarning

@@ -1,0 +1,147 @@
+"""Damaged and hand-edited checkpoints and exports: refused with one line naming the field, or read
+exactly as the original."""
+import os
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from crnn_captcha import CaptchaReader, CaptchaWarning, CheckpointError, OptionError
+from crnn_captcha.charset import Charset
+from crnn_captcha.checkpoint import atomic_save, default_checkpoint, load_checkpoint, load_model, make_checkpoint
+from crnn_captcha.images import PreprocessConfig
+from crnn_captcha.model import CRNN, CRNNConfig
+from crnn_captcha.predict import main as predict_main
+from synth import make_folder
+
+TINY = dict(channels=(8, 16, 16, 16, 24), hidden=32, lstm_layers=1)
+
+
+@pytest.fixture()
+def tiny_ckpt():
+    cs = Charset("2345678bcdefgmnpwxy")
+    return make_checkpoint(CRNN(CRNNConfig(num_classes=cs.num_classes, **TINY)), cs, PreprocessConfig())
+
+
+def edited(ckpt, path, edit):
+    ckpt = {**ckpt, "state_dict": dict(ckpt["state_dict"]), "preprocess": dict(ckpt["preprocess"]),
+            "model_config": dict(ckpt["model_config"])}
+    edit(ckpt)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("field,edit", [
+    ("format_version", lambda c: c.update(format_version="1")),
+    ("format_version", lambda c: c.update(format_version=0)),
+    ("format", lambda c: c.update(format_version=99)),
+    ("state_dict", lambda c: c.update(state_dict=[1, 2])),
+    ("state_dict", lambda c: c["state_dict"].update({"head.bias": c["state_dict"]["head.bias"] * float("nan")})),
+    ("metrics", lambda c: c.update(metrics=[0.5])),
+    ("preprocess", lambda c: c["preprocess"].update(height=0)),
+    ("preprocess", lambda c: c["preprocess"].update(height=64)),
+    ("preprocess", lambda c: c["preprocess"].update(mean="x")),
+    ("preprocess", lambda c: c["preprocess"].update(std=0)),
+    ("model_config", lambda c: c["model_config"].update(channels=[8, 16])),
+    ("model_config", lambda c: c.update(model_config="crnn")),
+    ("charset", lambda c: c.update(charset="aab")),
+    ("charset", lambda c: c.update(charset=5)),
+    ("checksum", lambda c: c["state_dict"].update({"head.bias": c["state_dict"]["head.bias"] + 1e-3})),
+])
+def test_hand_edited_fields_are_named(tmp_path, tiny_ckpt, field, edit):
+    path = edited(tiny_ckpt, tmp_path / "edited.pt", edit)
+    with pytest.raises(CheckpointError) as e:
+        load_model(path)
+    msg = str(e.value)
+    assert "edited.pt" in msg and field in msg and "\n" not in msg, msg
+
+
+def test_bit_flips_are_refused_or_harmless(tmp_path):
+    original = default_checkpoint().read_bytes()
+    x = torch.randn(4, 1, 32, 128)
+    with torch.no_grad():
+        expected = load_model().model(x)
+    rng = random.Random(0)
+    refused = 0
+    for i in range(16):
+        data = bytearray(original)
+        pos = rng.randrange(len(data))
+        data[pos] ^= 1 << rng.randrange(8)
+        path = tmp_path / f"flip{i}.pt"
+        path.write_bytes(bytes(data))
+        try:
+            loaded = load_model(path)
+        except CheckpointError as e:
+            assert "\n" not in str(e)
+            refused += 1
+            continue
+        with torch.no_grad():  # a flip in bytes the model does not use must change nothing
+            assert torch.equal(loaded.model(x), expected), f"flip at byte {pos} changed the output"
+    assert refused >= 12, refused  # nearly every byte of the file is weights
+
+
+def test_file_with_code_is_refused_saying_why(tmp_path):
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("echo this must never run",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "x": RunsCode()}, path)
+    with pytest.raises(CheckpointError, match="run code") as e:
+        load_checkpoint(path)
+    assert "GLOBAL" in str(e.value) and "system" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "empty", "directory"])
+def test_bad_onnx_beside_good_checkpoint_falls_back_to_torch(tmp_path, damage):
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(default_checkpoint(), ckpt)
+    onnx = tmp_path / "m.onnx"
+    if damage == "corrupt":
+        onnx.write_bytes(default_checkpoint().with_suffix(".onnx").read_bytes()[:5000])
+    elif damage == "empty":
+        onnx.write_bytes(b"")
+    else:
+        onnx.mkdir()
+    with pytest.warns(CaptchaWarning, match="m.onnx"):
+        reader = CaptchaReader(ckpt, device="cpu")
+    assert reader.backend == "torch"
+    with pytest.raises(CheckpointError, match="m.onnx"):
+        CaptchaReader(ckpt, device="cpu", backend="onnx")
+
+
+def test_forged_export_hash_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(default_checkpoint(), ckpt)
+    proto = onnx.load(str(default_checkpoint().with_suffix(".onnx")))
+    for prop in proto.metadata_props:
+        prop.value = "\x00not-a-hash\n"
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    with pytest.raises(CheckpointError, match="another checkpoint"):
+        CaptchaReader(ckpt, device="cpu", backend="onnx")
+
+
+def test_predict_backend_option_and_length_bounds(tmp_path, capsys):
+    make_folder(tmp_path / "imgs", 2, seed=3)
+    img = str(sorted((tmp_path / "imgs").iterdir())[0])
+    assert predict_main([img, "--backend", "torch"]) == 0
+    text = capsys.readouterr().out.strip()
+    assert predict_main([img, "--backend", "onnx"]) == 0 and capsys.readouterr().out.strip() == text
+    for bad in (["--length", "-3"], ["--length", "0"], ["--beam-width", "-2"], ["--batch-size", "0"]):
+        with pytest.raises(SystemExit) as e:
+            predict_main([img, *bad])
+        assert e.value.code == 2
+    assert predict_main([img, "--length", "40"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: length 40") and "32 frames" in err[-1]
+    with pytest.raises(OptionError):
+        CaptchaReader(device="cpu").read(img, length=33)
+
+
+def test_shipped_checkpoint_carries_a_checksum():
+    ckpt = load_checkpoint(default_checkpoint())
+    assert len(ckpt["weights_sha256"]) == 64
+    assert np.isfinite(ckpt["metrics"]["val_accuracy"])
