@@ -1,4 +1,4 @@
-"""Training-time augmentation (albumentations) for gray uint8 images at model size.
+"""Training-time augmentation (albumentations) for uint8 images at model size, gray or RGB.
 
 Small geometric changes (rotation, shear, shift, scale) and photometric ones (blur, noise,
 contrast), and optionally a random strike line like the one the captcha v2 images carry. Never used
@@ -36,17 +36,18 @@ class StrikeLine(A.ImageOnlyTransform):
         return {
             "points": (x0, y0, x1, y1, bend),
             "thick": rnd.randint(self.thickness[0], self.thickness[1]),
-            "shade": rnd.randint(0, 80),
+            "shade": tuple(rnd.randint(0, 80) for _ in range(3)),
         }
 
-    def apply(self, img: np.ndarray, points=(0, 0, 0, 0, 0), thick: int = 1, shade: int = 0, **_) -> np.ndarray:
+    def apply(self, img: np.ndarray, points=(0, 0, 0, 0, 0), thick: int = 1, shade=(0, 0, 0), **_) -> np.ndarray:
         x0, y0, x1, y1, bend = points
         s = np.linspace(0.0, 1.0, 24)
         xs = x0 + (x1 - x0) * s
         ys = y0 + (y1 - y0) * s + bend * np.sin(np.pi * s)
         pts = np.stack([xs, ys], axis=1).round().astype(np.int32).reshape(-1, 1, 2)
         out = img.copy()
-        cv2.polylines(out, [pts], False, int(shade), thickness=int(thick), lineType=cv2.LINE_AA)
+        colour = int(shade[0]) if img.ndim == 2 else tuple(int(v) for v in shade)  # dark, any hue on RGB
+        cv2.polylines(out, [pts], False, colour, thickness=int(thick), lineType=cv2.LINE_AA)
         return out
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
@@ -54,7 +55,8 @@ class StrikeLine(A.ImageOnlyTransform):
 
 
 class Augmenter:
-    """Callable ``gray uint8 (H, W) -> gray uint8 (H, W)``; repeatable for a given seed."""
+    """Callable ``uint8 (H, W[, 3]) -> uint8 of the same shape``; repeatable for a given seed, and
+    its random state can be saved and restored (:meth:`state`, :meth:`restore`) for exact resumes."""
 
     def __init__(self, strength: float = 1.0, strike_line: bool = True, seed: int | None = None):
         s = strength
@@ -78,8 +80,39 @@ class Augmenter:
             transforms.append(StrikeLine(p=0.25))
         self.pipeline = A.Compose(transforms, seed=seed)
 
-    def __call__(self, gray: np.ndarray) -> np.ndarray:
-        return self.pipeline(image=gray)["image"]
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        return self.pipeline(image=pixels)["image"]
+
+    def _transforms(self) -> list:
+        """Every transform (and the pipeline itself): each keeps random generators of its own."""
+        found, todo = [], [self.pipeline]
+        while todo:
+            t = todo.pop(0)
+            found.append(t)
+            todo.extend(getattr(t, "transforms", []))
+        return found
+
+    def state(self) -> list:
+        """The random state of every transform, in plain types."""
+        return [[list(_plain(t.py_random.getstate())), _plain(t.random_generator.bit_generator.state)]
+                for t in self._transforms()]
+
+    def restore(self, state: list) -> None:
+        for t, (py, np_state) in zip(self._transforms(), state):
+            t.py_random.setstate(_tuples(py))
+            t.random_generator.bit_generator.state = np_state
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return int(x) if isinstance(x, np.integer) else x
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
 
 
 def sample_grid(images: list[np.ndarray], augmenter: Augmenter, copies: int = 5) -> np.ndarray:

@@ -60,8 +60,31 @@ non_negative_float = _number(float, 0.0, "non-negative number")
 positive_float = _number(float, 1e-300, "positive number")
 
 
-def any_int(text: str) -> int:
-    return _number(int, None, "whole number")(text)
+def fraction(text: str) -> float:
+    """A number from 0 up to (not including) 1."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not below 1")
+    return value
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations of the options the command line gave explicitly (not left to defaults)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.option_strings and not isinstance(action, argparse._HelpAction):
+            probe._add_action(_copy_without_default(action))
+    known, _ = probe.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return set(vars(known))
+
+
+def _copy_without_default(action: argparse.Action) -> argparse.Action:
+    import copy
+
+    clone = copy.copy(action)
+    clone.default = argparse.SUPPRESS
+    clone.required = False
+    return clone
 
 
 # ----- shared option groups --------------------------------------------------------------------
@@ -89,22 +112,26 @@ def reader_from_args(args: argparse.Namespace):
                          beam_width=args.beam_width, length=args.length, allowed=getattr(args, "allowed", None))
 
 
-def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int, batch_size: int, lr: float,
-                         height: int, width: int, aug_strength: float, channels: tuple[int, ...]
+def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int | None, batch_size: int | None,
+                         lr: float, height: int | None, width: int | None, aug_strength: float, channels: tuple[int, ...]
                          ) -> dict[str, argparse._ArgumentGroup]:
     """The options training and pretraining share, with each command's own defaults; returns the
     groups ("data", "model", "optimisation", "run") for the command to add its own options to."""
     d = ap.add_argument_group("data")
     d.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
-    d.add_argument("--height", type=positive_int, default=height, help="input height in pixels")
-    d.add_argument("--width", type=positive_int, default=width, help="input width in pixels")
+    d.add_argument("--height", type=positive_int, default=height,
+                   help="input height in pixels" + ("" if height else " (default: chosen from the images)"))
+    d.add_argument("--width", type=positive_int, default=width,
+                   help="input width in pixels" + ("" if width else " (default: chosen from the images)"))
     d.add_argument("--aug-strength", type=non_negative_float, default=aug_strength, help="0 turns augmentation off")
     m = ap.add_argument_group("model")
     m.add_argument("--channels", type=positive_int, nargs=5, default=list(channels), metavar="C",
                    help="output channels of the five conv blocks")
     o = ap.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=non_negative_int, default=epochs, help="passes over the training set")
-    o.add_argument("--batch-size", type=positive_int, default=batch_size, help="images per optimizer step")
+    o.add_argument("--epochs", type=positive_int, default=epochs,
+                   help="passes over the training set" + ("" if epochs else " (default: chosen from the set's size)"))
+    o.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help="images per optimizer step" + ("" if batch_size else " (default: 16 on the CPU, 32 on a GPU)"))
     o.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
     o.add_argument("--seed", type=non_negative_int, default=0, help="random seed (repeatable runs on the CPU)")
     r = ap.add_argument_group("run")

@@ -297,7 +297,9 @@ class CaptchaDataset(Dataset):
     """Whole captchas: item ``i`` is ``(image (C, H, W), target indices (L,), label)``.
 
     Images are decoded once and kept in memory at model size (a captcha set of a few thousand
-    images is a few MB); augmentation, if any, is applied each time an item is read.
+    images is a few MB); augmentation, if any, is applied each time an item is read. A label with a
+    character the charset lacks raises :class:`UnknownCharacterError` (``unknown="raise"``) or, for
+    validation, keeps its label and leaves the character out of the target (``unknown="drop"``).
 
     With ``mix_prob`` > 0 an item is, with that probability, spliced with another captcha of the
     same label length: the first ``k`` characters of one and the rest of the other, cut at the
@@ -314,14 +316,20 @@ class CaptchaDataset(Dataset):
         augment: Augment | None = None,
         mix_prob: float = 0.0,
         seed: int = 0,
+        unknown: str = "raise",
+        progress: bool = False,
     ):
         self.samples = list(samples)
         self.charset = charset
         self.cfg = cfg
         self.augment = augment
         self.mix_prob = mix_prob
-        self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
-        self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in self.samples]
+        if unknown == "raise":
+            self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
+        else:  # "drop": characters the model cannot emit leave the target (the label still counts them)
+            self.targets = [charset.encode("".join(c for c in s.label if c in charset)) for s in self.samples]
+        rows = tqdm(self.samples, desc="decoding images", file=sys.stderr, leave=False, disable=not progress or None)
+        self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in rows]
         # cell boundaries (model-size columns) of each image's text, for splicing
         self.cuts = [char_boundaries(_gray(img), len(s.label)) for img, s in zip(self.images, self.samples)] \
             if mix_prob > 0 else []

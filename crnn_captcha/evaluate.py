@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +22,7 @@ from PIL import Image, ImageDraw
 
 from . import cli
 from .data import load_samples
-from .errors import OptionError
+from .errors import CaptchaWarning, OptionError
 from .images import load_gray
 from .metrics import confusions, score, summarize
 
@@ -49,7 +50,7 @@ def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int =
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.evaluate", __doc__)
-    ap.add_argument("data", metavar="MANIFEST_OR_DIR", help="a CSV manifest (path,label) or a folder of <label>.png files")
+    ap.add_argument("data", metavar="MANIFEST_OR_DIR", help="a manifest (CSV path,label; TSV; JSON lines) or a folder of <label>.png files")
     cli.add_reader_options(ap)
     ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
     ap.add_argument("--gallery", help="write a PNG of the misread images here")
@@ -63,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if not samples:
         raise OptionError(f"{args.data}: no labelled images")
     reader = cli.reader_from_args(args)
+    unreadable = [s for s in samples if reader.charset.unknown(s.label)]
+    if unreadable:
+        chars = "".join(dict.fromkeys(c for s in unreadable for c in reader.charset.unknown(s.label)))
+        warnings.warn(f"{len(unreadable)} of {len(samples)} labels hold character(s) {chars!r} that this model cannot "
+                      f"read (its charset is {reader.charset.chars!r}); they count as misreads", CaptchaWarning)
     preds = reader.predict_batch([s.path for s in samples], batch_size=args.batch_size, errors="mark")
     failed = [p for p in preds if not p.ok]
     for p in failed:

@@ -1,7 +1,7 @@
 """Export a checkpoint to ONNX, for the faster ONNX Runtime path of CaptchaReader on the CPU.
 
-    python -m crnn_captcha.export --onnx                                  # the shipped model
-    python -m crnn_captcha.export --onnx --checkpoint runs/mine/best.pt   # -> runs/mine/best.onnx
+    python -m crnn_captcha.export                                  # the shipped model
+    python -m crnn_captcha.export --checkpoint runs/mine/best.pt   # -> runs/mine/best.onnx
 
 The .onnx file is written beside the checkpoint (or to --out) and records the SHA-256 of the
 checkpoint it came from; CaptchaReader uses it only when that matches, so a stale export is never
@@ -50,7 +50,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.export", __doc__)
-    ap.add_argument("--onnx", action="store_true", required=True, help="export to ONNX (the only format)")
+    ap.add_argument("--onnx", action="store_true", help="export to ONNX (the only format, also without this flag)")
     ap.add_argument("--checkpoint", help="checkpoint to export (default: the shipped model)")
     ap.add_argument("--out", help="output path (default: the checkpoint's path with .onnx)")
     return ap

@@ -17,12 +17,14 @@ How the characters are found (``--method``):
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from . import cli
 from .augment import Augmenter
@@ -67,7 +69,7 @@ def cut_glyphs(
     samples: Sequence[Sample], method: str = "projection", reader=None
 ) -> list[tuple[str, np.ndarray, str]]:
     """``(char, 32x52 crop, source file)`` for every character of every sample."""
-    grays = [load_gray(s.path) for s in samples]
+    grays = [load_gray(s.path) for s in tqdm(samples, desc="reading captchas", file=sys.stderr, leave=False, disable=None)]
     if method == "fixed":
         spans = [text_extent(g) for g in grays]
         fixed = (float(np.median([s[0] for s in spans])), float(np.median([s[1] for s in spans])))
@@ -117,13 +119,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file, not a folder")
+    if args.method == "ctc" and not args.align_checkpoint:
+        raise OptionError("--method ctc needs --align-checkpoint")
     if out.exists() and any(out.glob("*.png")) and not args.force:
         raise OverwriteError(f"{out} already holds glyphs; pass --force to add to it or choose another --out")
     samples = load_samples(args.split, length=None)
     reader = None
     if args.method == "ctc":
-        if not args.align_checkpoint:
-            raise OptionError("--method ctc needs --align-checkpoint")
         from .reader import CaptchaReader
 
         reader = CaptchaReader(args.align_checkpoint, device="cpu")
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     augment = Augmenter(strength=0.8, strike_line=False, seed=args.seed) if args.copies else None
     counts: Counter = Counter()
     written = []
-    for ch, img, _ in crops:
+    for ch, img, _ in tqdm(crops, desc="writing glyphs", file=sys.stderr, leave=False, disable=None):
         versions = [img] + [augment(img) for _ in range(args.copies)] if augment else [img]
         for v in versions:
             Image.fromarray(v, "L").save(out / f"{ch}_{counts[ch]}.png")

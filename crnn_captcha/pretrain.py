@@ -16,19 +16,21 @@ characters at the size they will meet later.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from . import cli
 from .augment import Augmenter
 from .charset import Charset
 from .checkpoint import atomic_save, make_checkpoint
 from .data import GlyphDataset
-from .errors import TrainingError
+from .errors import OptionError, TrainingError
 from .images import PreprocessConfig
 from .model import CRNNConfig, GlyphClassifier
 from .runtime import log, pick_device, seed_everything
@@ -56,14 +58,28 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+def check_paths(args) -> None:
+    """Every path the run needs, checked before the long loads."""
+    for option, value in (("--glyphs", args.glyphs), ("--val-glyphs", args.val_glyphs)):
+        if value and not Path(value).exists():
+            raise OptionError(f"{option} {value}: no such folder or archive")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file, not a folder")
+    if args.height % 16:
+        raise OptionError(f"--height {args.height}: the backbone needs a multiple of 16 (e.g. 32)")
+
+
 def run(args) -> int:
+    check_paths(args)
     seed_everything(args.seed)
     device = pick_device(args.device)
     pre = PreprocessConfig(height=args.height, width=args.width, max_aspect_error=0.0)
     augment = Augmenter(args.aug_strength, strike_line=False, seed=args.seed) if args.aug_strength > 0 else None
-    train_ds = GlyphDataset(args.glyphs, pre, augment=augment, subfolder=args.subfolder, skip_invalid=args.skip_invalid)
+    train_ds = GlyphDataset(args.glyphs, pre, augment=augment, subfolder=args.subfolder, skip_invalid=args.skip_invalid,
+                            progress=True)
     charset: Charset = train_ds.charset
-    val_ds = GlyphDataset(args.val_glyphs, pre, charset=charset, skip_invalid=True) if args.val_glyphs else None
+    val_ds = GlyphDataset(args.val_glyphs, pre, charset=charset, skip_invalid=True, progress=True) if args.val_glyphs else None
     log(f"glyphs: train {len(train_ds)}" + (f", val {len(val_ds)}" if val_ds else "") + f", {len(charset)} classes, device {device}")
     cuda = device.type == "cuda"
     loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, pin_memory=cuda,
@@ -77,7 +93,7 @@ def run(args) -> int:
     for epoch in range(1, args.epochs + 1):
         model.train()
         t0, loss_sum, n = time.time(), 0.0, 0
-        for x, y in loader:
+        for x, y in tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, file=sys.stderr, disable=None):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = loss_fn(model(x), y)
             if not torch.isfinite(loss):

@@ -81,6 +81,11 @@ class Dist:
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.device = pick_device(device_name, self.local_rank)
+        if self.device.type == "cuda" and self.local_rank >= torch.cuda.device_count():
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
+            raise OptionError(f"torchrun started {local} processes on this machine, but it has "
+                              f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node={torch.cuda.device_count()} "
+                              "(one process per GPU) or --device cpu")
         if self.world > 1:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             if self.device.type == "cuda":

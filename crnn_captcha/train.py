@@ -2,36 +2,44 @@
 
     python scripts/split_data.py --src ../shared/data/captcha_v2 --out data/splits
     python -m crnn_captcha.train --splits data/splits --out runs/base
-    python -m crnn_captcha.train --splits data/splits --out runs/base --resume        # after a kill
-    python -m crnn_captcha.train --splits data/splits --out runs/pre --pretrained-backbone runs/glyphs/backbone.pt
+    python -m crnn_captcha.train --train T.csv --val V.csv --out runs/mine     # any captcha family
+    python -m crnn_captcha.train --out runs/base --resume                      # after a stop or a kill
     torchrun --nproc_per_node=2 -m crnn_captcha.train --splits data/splits --out runs/ddp
 
-The same command trains on CUDA (mixed precision, pinned memory) when a GPU is there and on the CPU
-otherwise (``--device`` overrides). Under torchrun it trains with DistributedDataParallel (gloo on
-the CPU, nccl on GPUs); rank 0 logs and saves. Writes to ``--out``: ``best.pt`` (best val accuracy),
-``last.pt`` (resumable), ``metrics.jsonl`` (one line per epoch) and ``curves.png``.
+What is not given is chosen from the data and printed with the reason: the input height and width
+(the typical aspect ratio, padded rather than squashed) and gray or colour, from the training
+images; the alphabet, from the training labels; the length of training, from the number of
+training images (small sets train for many passes, large ones for few). The same command trains on
+CUDA (mixed precision, pinned memory) when a GPU is there and on the CPU otherwise. Under torchrun
+it trains with DistributedDataParallel (gloo on the CPU, nccl on GPUs); rank 0 logs and saves.
+
+Writes to ``--out``: ``best.pt`` (best val accuracy), ``last.pt`` (resumable; a resumed run keeps
+its saved settings, and on the CPU continues exactly as if it had not stopped), ``metrics.jsonl``
+(one line per epoch) and ``curves.png``. Ctrl-C stops after saying what was kept.
 
 From Python, build a :class:`TrainConfig` (the recipe, stored in the checkpoints) and call
 :func:`run`::
 
     from crnn_captcha.train import TrainConfig, run
-    run(TrainConfig(train="data/splits/train.csv", val="data/splits/val.csv", epochs=40), "runs/mine")
+    run(TrainConfig(train="data/splits/train.csv", val="data/splits/val.csv"), "runs/mine")
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 import time
+import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
 from . import cli
@@ -39,8 +47,9 @@ from .augment import Augmenter
 from .charset import Charset
 from .checkpoint import atomic_save, build_crnn, load_checkpoint, make_checkpoint
 from .ctc import ctc_loss, greedy_texts
-from .data import CaptchaDataset, Sample, collate_ctc, load_samples
-from .errors import OptionError, OverwriteError, TrainingError
+from .data import CaptchaDataset, Sample, collate_ctc, listing, load_samples, overlap
+from .errors import CaptchaWarning, LabelError, OptionError, OverwriteError, TrainingError
+from .geometry import choose_input
 from .images import PreprocessConfig
 from .metrics import score, summarize
 from .model import CRNN, CRNNConfig, count_parameters
@@ -49,32 +58,53 @@ from .runtime import Dist, log, rng_state, seed_everything, set_rng_state
 
 __all__ = ["TrainConfig", "run", "main", "TrainingError"]
 
+#: An epoch draws at least this many images (small sets are passed over several times), so that
+#: validation and checkpoints come at a steady pace whatever the set's size.
+MIN_EPOCH_SAMPLES = 512
+#: Settings a resumed run may change: how long it goes on.
+RESUMABLE_CHANGES = ("epochs", "patience")
+
+
+def auto_steps(n: int) -> int:
+    """Optimizer steps for ``n`` training images when --epochs is not given: a fixed part that
+    gets a small set out of CTC's all-blank start, plus a part that grows with the set."""
+    return int(min(60_000, 3000 + 3.3 * n))
+
 
 @dataclass
 class TrainConfig:
-    """The recipe of a training run: its data, model and optimisation. Stored in every checkpoint
-    of the run (as ``train_args``), so a resumed run continues with the same recipe.
+    """The recipe of a training run: its data, input, model and optimisation. Stored in every
+    checkpoint of the run (as ``train_args``), with every "auto" value resolved, so a resumed run
+    continues with the same recipe. ``None`` means "choose from the data".
 
     Attributes:
-        train, val: manifest (CSV ``path,label``) or folder of ``<label>.png`` files.
+        train, val: manifest (CSV/TSV/JSON lines) or folder of labelled images.
         skip_invalid: leave out files whose names are not valid labels, with a warning.
+        label_from, label_regex: for folders, how a file name gives its label (stem, prefix, regex).
         charset: the characters to read (default: those of the train labels).
-        height, width: the model's input size.
+        height, width, color, resize: the model's input (see :mod:`crnn_captcha.geometry`);
+            color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch".
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
         mix_prob: share of items spliced from two captchas at a character boundary (0: off).
         channels, hidden, lstm_layers, dropout: the model (see :class:`CRNNConfig`).
         pretrained_backbone: a glyph-pretrained backbone checkpoint to start from.
-        epochs, batch_size, lr, weight_decay: optimisation (AdamW; lr held for half the steps, then
-            cosine-decayed); patience: stop after this many epochs without a better val score
-            (0: never); seed: the random seed (CPU runs are repeatable).
+        epochs: passes over the training set (None: from its size, each pass at least
+            ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU, 32 on a GPU); lr,
+            weight_decay: AdamW, lr held for half the steps, then cosine-decayed; patience: stop
+            after this many epochs without a better val score (None: a third of the epochs; 0:
+            never); seed: the random seed (CPU runs are repeatable, resumed ones too).
     """
 
     train: str = ""
     val: str = ""
     skip_invalid: bool = False
+    label_from: str = "stem"
+    label_regex: str | None = None
     charset: str | None = None
-    height: int = PreprocessConfig.height
-    width: int = PreprocessConfig.width
+    height: int | None = None
+    width: int | None = None
+    color: str = "auto"
+    resize: str = "pad"
     aug_strength: float = 1.0
     strike_line: bool = True
     mix_prob: float = 0.0
@@ -83,11 +113,12 @@ class TrainConfig:
     lstm_layers: int = CRNNConfig.lstm_layers
     dropout: float = CRNNConfig.dropout
     pretrained_backbone: str | None = None
-    epochs: int = 120
-    batch_size: int = 16
+    epochs: int | None = None
+    epoch_samples: int | None = None
+    batch_size: int | None = None
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 40
+    patience: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -108,7 +139,86 @@ class TrainConfig:
             kept["strike_line"] = not d["no_strike_line"]
         if d.get("splits") and not d.get("train"):
             kept["train"], kept["val"] = (str(Path(d["splits"]) / f"{n}.csv") for n in ("train", "val"))
+        if "no_strike_line" in d and "resize" not in d:  # before the input was chosen from the data
+            kept.update(resize="stretch", color="gray", epoch_samples=None)
         return cls(**kept)
+
+
+# ----- choosing what was left to the data --------------------------------------------------------
+def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: bool) -> tuple[TrainConfig, list[str]]:
+    """``config`` with every "auto" value chosen, and one log line per choice."""
+    notes = []
+    if config.charset:
+        check_labels(train, _field_charset(config.charset), f"--charset {config.charset!r} lacks characters of the training labels")
+    longest = max(len(s.label) for s in train + val)
+    changes: dict[str, Any] = {}
+    if config.height is None or config.width is None or config.color == "auto":
+        choice = choose_input([s.path for s in train], longest, seed=config.seed)
+        notes.append(f"input: {choice.why}")
+        height = config.height or choice.height
+        width = config.width or (choice.width if config.height is None else
+                                 4 * max(1, round(choice.width * height / choice.height / 4)))
+        color = {1: "gray", 3: "rgb"}[choice.channels] if config.color == "auto" else config.color
+        changes.update(height=height, width=width, color=color)
+    if config.batch_size is None:
+        changes["batch_size"] = 32 if cuda else 16
+    n, batch = len(train), changes.get("batch_size", config.batch_size)
+    if config.epochs is None:
+        epoch_samples = max(n, MIN_EPOCH_SAMPLES)
+        epochs = math.ceil(auto_steps(n) / max(epoch_samples // batch, 1))
+        changes.update(epochs=epochs, epoch_samples=epoch_samples)
+        notes.append(f"length: {epochs} epochs of {epoch_samples} images ({epochs * (epoch_samples // batch):,} steps "
+                     f"of {batch}) for {n} training images")
+    if config.patience is None:
+        changes["patience"] = max(10, changes.get("epochs", config.epochs) // 3)
+    out = replace(config, **changes)
+    check_config(out, longest)
+    notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}; batch {out.batch_size}, "
+                 f"lr {out.lr:g}, {out.epochs} epochs, patience {out.patience or 'off'}")
+    return out, notes
+
+
+def _field_charset(chars: str) -> Charset:
+    try:
+        return Charset(chars)
+    except LabelError as e:
+        raise OptionError(f"--charset {chars!r}: {e}") from None
+
+
+def check_config(config: TrainConfig, longest: int) -> None:
+    """Values the model cannot use, as one-line option errors."""
+    if config.height % 16:
+        raise OptionError(f"--height {config.height}: the model needs a multiple of 16 (e.g. 32, 48, 64)")
+    if config.width % 4:
+        raise OptionError(f"--width {config.width}: the model needs a multiple of 4")
+    if config.width // 4 < 2 * longest - 1:
+        raise OptionError(f"--width {config.width} gives {config.width // 4} frames, fewer than the {2 * longest - 1} "
+                          f"a {longest}-character label can need; use at least {4 * (2 * longest - 1)}")
+    if config.color not in ("rgb", "gray") or config.resize not in ("pad", "stretch"):
+        raise OptionError(f"--color must be auto, rgb or gray and resize pad or stretch, got {config.color}, {config.resize}")
+
+
+def resumed_config(stored: TrainConfig, given: TrainConfig | dict[str, Any] | None) -> TrainConfig:
+    """The config a resumed run continues with: the stored one, with only the settings a resume may
+    change (:data:`RESUMABLE_CHANGES`) taken from ``given`` (a full config, or a dict of the
+    settings given explicitly).
+
+    Raises:
+        OptionError: ``given`` differs from the stored run in another setting (naming both values).
+    """
+    if given is None:
+        return stored
+    wanted = given.to_dict() if isinstance(given, TrainConfig) else dict(given)
+    have = stored.to_dict()
+    unknown = set(wanted) - set(have)
+    if unknown:
+        raise OptionError(f"unknown training settings: {', '.join(sorted(unknown))}")
+    clashes = [f"{k} {v!r} (the run has {have[k]!r})" for k, v in wanted.items()
+               if k not in RESUMABLE_CHANGES and v != have[k]]
+    if clashes:
+        raise OptionError(f"--resume keeps the run's saved settings, but these differ: {'; '.join(clashes)}; drop "
+                          "them, or start a new run in another --out")
+    return replace(stored, **{k: wanted[k] for k in RESUMABLE_CHANGES if wanted.get(k) is not None})
 
 
 # ----- the run folder --------------------------------------------------------------------------
@@ -128,6 +238,8 @@ class Checkpointer:
 
     def previous(self, resume: bool) -> dict[str, Any] | None:
         """The resumable checkpoint when resuming; refuses to overwrite an earlier run otherwise."""
+        if self.out.exists() and not self.out.is_dir():
+            raise OptionError(f"--out {self.out} is a file, not a folder")
         if resume:
             if not self.last.exists():
                 raise OptionError(f"--resume: {self.last} does not exist; start without --resume")
@@ -137,13 +249,16 @@ class Checkpointer:
         return None
 
     def open(self, resumed: dict[str, Any] | None) -> None:
-        """Take over the history of a resumed run; start metrics.jsonl afresh from it."""
+        """Take over the history of a resumed run; start metrics.jsonl afresh from it; clear the
+        temporary files a killed run left behind."""
         if resumed is not None:
             self.history = list(resumed.get("history", []))
             self.best = dict(resumed.get("best", self.best))
             self.since_best = int(resumed.get("since_best", 0))
         if self.writer:
             self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(".*.pt.*.tmp"):
+                stale.unlink(missing_ok=True)
             # rewritten from the checkpoint, so an epoch that was cut short is not kept
             self.metrics.write_text("".join(json.dumps(h) + "\n" for h in self.history))
 
@@ -187,32 +302,65 @@ class Checkpointer:
             f"wrote {self.best_path}, {self.last}, {self.metrics}")
 
 
+def finished(ckpt: dict[str, Any], config: TrainConfig) -> str | None:
+    """Why a saved run has nothing left to do, or None."""
+    epoch, since_best = int(ckpt["epoch"]), int(ckpt.get("since_best", 0))
+    best = ckpt.get("best", {}).get("epoch")
+    if config.patience and since_best >= config.patience:
+        return (f"it stopped early at epoch {epoch} (no better val score for {config.patience} epochs); best.pt holds "
+                f"epoch {best}. --patience or --epochs with a larger value continues it")
+    if epoch >= config.epochs:
+        return f"it ran all {config.epochs} epochs; best.pt holds epoch {best}. --epochs N (more than {epoch}) continues it"
+    return None
+
+
 # ----- parts of a run --------------------------------------------------------------------------
 def load_data(config: TrainConfig) -> tuple[list[Sample], list[Sample]]:
     if not (config.train and config.val):
-        raise TrainingError("give the training and validation data (--splits DIR, or --train and --val)")
-    train = load_samples(config.train, length=None, skip_invalid=config.skip_invalid)
-    val = load_samples(config.val, length=None, skip_invalid=config.skip_invalid)
+        raise OptionError("give the training and validation data (--splits DIR, or --train and --val)")
+    opts = dict(length=None, skip_invalid=config.skip_invalid, label_from=config.label_from, label_regex=config.label_regex)
+    train = load_samples(config.train, **opts)
+    val = load_samples(config.val, **opts)
     if not train or not val:
-        raise TrainingError(f"no training or validation images ({config.train}: {len(train)}, {config.val}: {len(val)})")
+        raise OptionError(f"no training or validation images ({config.train}: {len(train)}, {config.val}: {len(val)})")
+    shared = overlap(train, val)
+    if shared:
+        warnings.warn(f"{shared} of the {len(val)} val images are also training images: val accuracy will read high",
+                      CaptchaWarning, stacklevel=2)
     return train, val
 
 
-def build_model(config: TrainConfig, samples: list[Sample], resumed: dict | None, where: Path
+def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], resumed: dict | None, where: Path
                 ) -> tuple[CRNN, Charset, PreprocessConfig]:
     """The model, charset and preprocessing: restored from ``resumed``, or new for ``config``."""
     if resumed is not None:
-        return build_crnn(resumed, where)
-    charset = Charset(config.charset) if config.charset else Charset.from_labels(s.label for s in samples)
-    pre = PreprocessConfig(height=config.height, width=config.width)
-    model = CRNN(CRNNConfig(
-        num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
-        hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,
-        max_label_length=max(len(s.label) for s in samples),
-    ))
-    if config.pretrained_backbone:
-        load_backbone(model, config.pretrained_backbone)
+        model, charset, pre = build_crnn(resumed, where)
+        check_labels(samples, charset, f"the training labels cannot be read by the resumed model {where}")
+    else:
+        charset = Charset(config.charset) if config.charset else Charset.from_labels(s.label for s in samples)
+        check_labels(samples, charset, f"--charset {config.charset!r} lacks characters of the training labels")
+        pre = PreprocessConfig(height=config.height, width=config.width, channels=3 if config.color == "rgb" else 1,
+                               resize=config.resize)
+        model = CRNN(CRNNConfig(
+            num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
+            hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,
+            max_label_length=max(len(s.label) for s in samples), in_channels=pre.channels,
+        ))
+        if config.pretrained_backbone:
+            load_backbone(model, config.pretrained_backbone)
+    unknown = [s for s in val if charset.unknown(s.label)]
+    if unknown:
+        chars = "".join(dict.fromkeys(c for s in unknown for c in charset.unknown(s.label)))
+        warnings.warn(f"{len(unknown)} val label(s) hold character(s) {chars!r} that no training label has; the model "
+                      "cannot read them, so they count as misreads", CaptchaWarning, stacklevel=2)
     return model, charset, pre
+
+
+def check_labels(samples: list[Sample], charset: Charset, what: str) -> None:
+    bad = [s for s in samples if charset.unknown(s.label)]
+    if bad:
+        chars = "".join(dict.fromkeys(c for s in bad for c in charset.unknown(s.label)))
+        raise LabelError(f"{what}: {chars!r} in {len(bad)} label(s), e.g. {listing([s.path.name for s in bad], 3)}")
 
 
 def _worker_init(worker_id: int) -> None:
@@ -222,27 +370,45 @@ def _worker_init(worker_id: int) -> None:
 
 
 def build_loaders(config: TrainConfig, train: list[Sample], val: list[Sample], charset: Charset,
-                  pre: PreprocessConfig, dist_: Dist, workers: int) -> tuple[DataLoader, DataLoader]:
-    """Shuffled, augmented training batches and plain validation batches.
+                  pre: PreprocessConfig, dist_: Dist, workers: int, progress: bool) -> tuple[DataLoader, DataLoader]:
+    """Shuffled, augmented training batches (``epoch_samples`` a pass) and plain validation batches.
 
     Under DDP every val sample is read exactly once: process r takes r, r+W, r+2W, ... (no padding,
     unlike the default distributed sampler, which would count some samples twice).
     """
     seed = config.seed + dist_.rank
     augment = Augmenter(config.aug_strength, config.strike_line, seed=seed) if config.aug_strength > 0 else None
-    train_ds = CaptchaDataset(train, charset, pre, augment, mix_prob=config.mix_prob, seed=seed)
-    val_ds = CaptchaDataset(val, charset, pre)
+    train_ds = CaptchaDataset(train, charset, pre, augment, mix_prob=config.mix_prob, seed=seed, progress=progress)
+    val_ds = CaptchaDataset(val, charset, pre, unknown="drop", progress=progress)
     cuda = dist_.device.type == "cuda"
-    sampler = DistributedSampler(train_ds, dist_.world, dist_.rank, shuffle=True, seed=config.seed) if dist_.world > 1 else None
+    gen = torch.Generator().manual_seed(config.seed)
+    if dist_.world > 1:
+        sampler = DistributedSampler(train_ds, dist_.world, dist_.rank, shuffle=True, seed=config.seed)
+    else:
+        sampler = RandomSampler(train_ds, num_samples=config.epoch_samples or len(train_ds), generator=gen)
     train_loader = DataLoader(
-        train_ds, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
-        drop_last=len(train_ds) > config.batch_size, collate_fn=collate_ctc, num_workers=workers, pin_memory=cuda,
-        generator=torch.Generator().manual_seed(config.seed), worker_init_fn=_worker_init if workers else None,
-        persistent_workers=workers > 0,
+        train_ds, batch_size=config.batch_size, sampler=sampler, drop_last=len(sampler) > config.batch_size,
+        collate_fn=collate_ctc, num_workers=workers, pin_memory=cuda, generator=gen,
+        worker_init_fn=_worker_init if workers else None, persistent_workers=workers > 0,
     )
     val_part = Subset(val_ds, list(range(dist_.rank, len(val_ds), dist_.world)))
     val_loader = DataLoader(val_part, batch_size=128, collate_fn=collate_ctc, pin_memory=cuda)
     return train_loader, val_loader
+
+
+def data_state(loader: DataLoader) -> dict[str, Any]:
+    """Where the data stream stands: the shuffle generator, augmentation and splicing RNGs."""
+    ds = loader.dataset
+    return {"generator": loader.generator.get_state(), "splice": ds.rng.bit_generator.state,
+            "augment": ds.augment.state() if ds.augment is not None else None}
+
+
+def restore_data_state(loader: DataLoader, state: dict[str, Any]) -> None:
+    ds = loader.dataset
+    loader.generator.set_state(state["generator"])
+    ds.rng.bit_generator.state = state["splice"]
+    if ds.augment is not None and state.get("augment"):
+        ds.augment.restore(state["augment"])
 
 
 def lr_factor(step: int, total: int, flat: float = 0.5, floor: float = 0.02) -> float:
@@ -301,22 +467,27 @@ def train_one_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optim:
     """
     net.train()
     amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
-    loss_sum, seen = 0.0, 0
+    loss_sum, seen = torch.zeros((), device=device), 0
     bar = tqdm(loader, desc=bar_desc, leave=False, file=sys.stderr, disable=not show_bar)
     for step, (images, targets, lengths, _) in enumerate(bar):
         images = images.to(device, non_blocking=True)
         with amp:
             logits = net(images)  # (N, T, C)
         loss = ctc_loss(logits, targets, lengths)
-        if not torch.isfinite(loss):
-            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-            raise TrainingError(f"loss became {float(loss.detach())} at epoch {epoch}, step {step + 1}; "
-                                f"stopping ({kept}). Try a lower --lr (now {optim.opt.defaults['lr']}).")
+        if device.type == "cpu" or step % 50 == 0:  # on a GPU, reading the loss waits for it: not every step
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+                raise TrainingError(f"loss became {value} at epoch {epoch}, step {step + 1}; stopping ({kept}). "
+                                    f"Try a lower --lr (now {optim.opt.defaults['lr']}).")
+            bar.set_postfix(loss=f"{value:.3f}", lr=f"{optim.lr:.2e}")
         optim.step(model, loss)
-        loss_sum += float(loss.detach()) * images.shape[0]
+        loss_sum += loss.detach() * images.shape[0]
         seen += images.shape[0]
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{optim.lr:.2e}")
-    return loss_sum, seen
+    total = float(loss_sum)
+    if not math.isfinite(total):
+        raise TrainingError(f"loss became {total} during epoch {epoch}; stopping. Try a lower --lr.")
+    return total, seen
 
 
 def validate(model: nn.Module, loader: DataLoader, charset: Charset, device: torch.device, dist_: Dist) -> dict:
@@ -356,32 +527,63 @@ def log_epoch(rec: dict[str, Any], improved: bool) -> None:
         f"CER {rec['val_cer']:.4f}  {rec['epoch_seconds']:.1f}s" + ("  *best" if improved else ""))
 
 
+def default_threads() -> int:
+    """CPU threads for training when none are asked for: half the cores, at most 4. A small model's
+    steps gain little from more threads, and with all cores busy elsewhere OpenMP's spinning threads
+    collapse (on 2 cores, 2 threads beside another job ran 5-30x slower than 1 thread)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 # ----- the run ---------------------------------------------------------------------------------
-def run(config: TrainConfig, out: str | Path = "runs/train", *, resume: bool = False, device: str = "auto",
+def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/train", *, resume: bool = False,
+        device: str = "auto",
         workers: int = -1, threads: int = 0, progress: bool = True) -> int:
-    """Train ``config`` into the folder ``out``; returns 0 (errors raise :class:`TrainingError` and
-    the other library errors).
+    """Train ``config`` into the folder ``out``; returns 0, or 130 when interrupted (errors raise
+    :class:`TrainingError` and the other library errors).
 
     Args:
+        config: the recipe; with ``resume`` it may be None (the run's saved recipe is used) or a
+            dict of settings, and may change only ``epochs`` and ``patience``.
         resume: continue the run in ``out`` from its last.pt.
         device: "auto", "cpu" or "cuda". workers: data loader workers (-1: 0 on CPU, 4 on CUDA).
-        threads: CPU threads for torch (0: leave torch's setting). progress: tqdm bars.
+        threads: CPU threads for torch (0: :func:`default_threads`). progress: progress bars.
     """
     dist_ = Dist(device)
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(config.seed + dist_.rank)
+    if dist_.device.type == "cpu":
+        torch.set_num_threads(threads or default_threads())
     saver = Checkpointer(out, writer=dist_.main)
     resumed = saver.previous(resume)
+    if resumed is not None:
+        config = resumed_config(TrainConfig.from_dict(resumed.get("train_args", {})), config)
+        why = finished(resumed, config)
+        if why:
+            log(f"{saver.out} is finished: {why}")
+            return 0
+    if not isinstance(config, TrainConfig):
+        raise OptionError("give a TrainConfig (a dict of settings or None only when resuming)")
+    seed_everything(config.seed + dist_.rank)
     train_samples, val_samples = load_data(config)
-    model, charset, pre = build_model(config, train_samples + val_samples, resumed, saver.last)
+    cuda = dist_.device.type == "cuda"
+    if resumed is None:
+        config, notes = resolve(config, train_samples, val_samples, cuda)
+        for note in notes if dist_.main else []:
+            log(note)
+    model, charset, pre = build_model(config, train_samples, val_samples, resumed, saver.last)
     if dist_.main:
         log(f"alphabet ({len(charset)}): {charset.chars}")
         log(f"train {len(train_samples)}  val {len(val_samples)}  device {dist_.device}  processes {dist_.world}  "
             f"parameters {count_parameters(model):,}  frames {model.config.frames}")
+    workers = (min(8, max(2, (os.cpu_count() or 2) // 2)) if cuda else 0) if workers < 0 else workers
+    loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
+    return _train(config, model, charset, pre, loaders, dist_, saver, resumed, progress)
+
+
+def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessConfig,
+           loaders: tuple[DataLoader, DataLoader], dist_: Dist, saver: Checkpointer, resumed: dict | None,
+           progress: bool) -> int:
+    """The epochs of a run, from the first or from where ``resumed`` stopped."""
+    train_loader, val_loader = loaders
     cuda = dist_.device.type == "cuda"
-    workers = (4 if cuda else 0) if workers < 0 else workers
-    train_loader, val_loader = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers)
     model.to(dist_.device)
     net: nn.Module = model
     if dist_.world > 1:
@@ -393,27 +595,37 @@ def run(config: TrainConfig, out: str | Path = "runs/train", *, resume: bool = F
         start = int(resumed["epoch"]) + 1
         if "rng" in resumed and dist_.world == 1:
             set_rng_state(resumed["rng"])
+        if resumed.get("data") and dist_.world == 1:
+            restore_data_state(train_loader, resumed["data"])
         if dist_.main:
             log(f"resuming {saver.last} after epoch {start - 1}")
     saver.open(resumed)
     dist_.barrier()
-    t_start = time.time()
-    for epoch in range(start, config.epochs + 1):
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        t0 = time.time()
-        loss = train_one_epoch(net, model, train_loader, optim, dist_.device, epoch, f"epoch {epoch}/{config.epochs}",
-                               progress and dist_.main, saver.last)
-        val = validate(model, val_loader, charset, dist_.device, dist_)  # unwrapped: ranks may see unequal batches
-        rec = epoch_record(epoch, dist_.sum(list(loss)), val, optim.lr, time.time() - t0)
-        improved = saver.record(rec)
-        saver.save(model, charset, pre, config, improved, {"epoch": epoch, **optim.state()})
-        if dist_.main:
-            log_epoch(rec, improved)
-        if config.patience and saver.since_best >= config.patience:
+    t_start, epoch = time.time(), start
+    try:
+        for epoch in range(start, config.epochs + 1):
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
+            t0 = time.time()
+            loss = train_one_epoch(net, model, train_loader, optim, dist_.device, epoch,
+                                   f"epoch {epoch}/{config.epochs}", progress and dist_.main, saver.last)
+            val = validate(model, val_loader, charset, dist_.device, dist_)  # unwrapped: ranks may see unequal batches
+            rec = epoch_record(epoch, dist_.sum(list(loss)), val, optim.lr, time.time() - t0)
+            improved = saver.record(rec)
+            saver.save(model, charset, pre, config, improved,
+                       {"epoch": epoch, "data": data_state(train_loader), **optim.state()})
             if dist_.main:
-                log(f"early stop: no better val score for {config.patience} epochs")
-            break
+                log_epoch(rec, improved)
+            if config.patience and saver.since_best >= config.patience:
+                if dist_.main:
+                    log(f"early stop: no better val score for {config.patience} epochs")
+                break
+    except KeyboardInterrupt:
+        if dist_.main:
+            kept = f"epoch {epoch - 1} is in {saver.last}" if epoch > 1 else "no epoch was finished, nothing is kept"
+            log(f"stopped during epoch {epoch}; the last whole {kept}; continue with --resume")
+            saver.finish(time.time() - t_start)
+        return cli.INTERRUPTED
     saver.finish(time.time() - t_start)
     dist_.barrier()
     dist_.close()
@@ -441,28 +653,35 @@ def load_backbone(model: CRNN, path: str | Path) -> None:
 # ----- command line ----------------------------------------------------------------------------
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.train", __doc__)
-    groups = cli.add_training_options(ap, out="runs/train", epochs=120, batch_size=16, lr=1e-3,
-                                      height=PreprocessConfig.height, width=PreprocessConfig.width, aug_strength=1.0,
-                                      channels=CRNNConfig.channels)
+    groups = cli.add_training_options(ap, out="runs/train", epochs=None, batch_size=None, lr=1e-3, height=None,
+                                      width=None, aug_strength=1.0, channels=CRNNConfig.channels)
     d, m, o, r = groups["data"], groups["model"], groups["optimisation"], groups["run"]
     d.add_argument("--splits", help="folder with train.csv and val.csv (from scripts/split_data.py)")
-    d.add_argument("--train", help="train manifest or folder (instead of --splits)")
+    d.add_argument("--train", help="train manifest (CSV/TSV/JSON lines) or folder (instead of --splits)")
     d.add_argument("--val", help="val manifest or folder (instead of --splits)")
+    d.add_argument("--label-from", choices=["stem", "prefix", "regex"], default="stem",
+                   help="for folders: the label is the file's stem, its part before '_', or --label-regex's group")
+    d.add_argument("--label-regex", help="regular expression whose first group is the label")
     d.add_argument("--charset", help="the characters to read (default: those of the train labels)")
+    d.add_argument("--color", choices=["auto", "rgb", "gray"], default="auto",
+                   help="read colour or gray (auto: colour when gray would lose the text's contrast)")
+    d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
+                   help="pad keeps each image's aspect ratio; stretch scales width and height apart")
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
     d.add_argument("--mix-prob", type=cli.non_negative_float, default=0.0,
                    help="share of training items spliced from two captchas at a character boundary (0: off)")
     m.add_argument("--hidden", type=cli.positive_int, default=CRNNConfig.hidden, help="LSTM units per direction")
     m.add_argument("--lstm-layers", type=cli.positive_int, default=CRNNConfig.lstm_layers, help="stacked BiLSTM layers")
-    m.add_argument("--dropout", type=cli.non_negative_float, default=CRNNConfig.dropout, help="dropout before the head")
+    m.add_argument("--dropout", type=cli.fraction, default=CRNNConfig.dropout, help="dropout before the head")
     m.add_argument("--pretrained-backbone", help="glyph-pretrained backbone checkpoint (from crnn_captcha.pretrain)")
     o.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-2, help="AdamW weight decay")
-    o.add_argument("--patience", type=cli.non_negative_int, default=40,
-                   help="stop after this many epochs without a better val score (0: never)")
-    r.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    r.add_argument("--workers", type=int, default=-1, help="data loader workers (-1: 0 on CPU, 4 on CUDA)")
-    r.add_argument("--threads", type=cli.non_negative_int, default=0, help="CPU threads for torch (0: torch's default)")
-    r.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    o.add_argument("--patience", type=cli.non_negative_int,
+                   help="stop after this many epochs without a better val score (0: never; default: a third of the epochs)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, with its settings")
+    r.add_argument("--workers", type=cli.non_negative_int, help="data loader workers (default: 0 on CPU, half the cores on CUDA)")
+    r.add_argument("--threads", type=cli.non_negative_int, default=0,
+                   help="CPU threads for torch (0: half the cores, at most 4)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 
 
@@ -471,20 +690,37 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.splits:
         train, val = str(Path(args.splits) / "train.csv"), str(Path(args.splits) / "val.csv")
     return TrainConfig(
-        train=train or "", val=val or "", skip_invalid=args.skip_invalid, charset=args.charset, height=args.height,
-        width=args.width, aug_strength=args.aug_strength, strike_line=not args.no_strike_line, mix_prob=args.mix_prob,
-        channels=tuple(args.channels), hidden=args.hidden, lstm_layers=args.lstm_layers, dropout=args.dropout,
-        pretrained_backbone=args.pretrained_backbone, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
+        train=train or "", val=val or "", skip_invalid=args.skip_invalid, label_from=args.label_from,
+        label_regex=args.label_regex, charset=args.charset, height=args.height, width=args.width, color=args.color,
+        resize=args.resize, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
+        mix_prob=args.mix_prob, channels=tuple(args.channels), hidden=args.hidden, lstm_layers=args.lstm_layers,
+        dropout=args.dropout, pretrained_backbone=args.pretrained_backbone, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
     )
 
 
+def resume_changes(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
+    """On --resume, the training settings the command line gave explicitly."""
+    full = config_from_args(args).to_dict()
+    field_of = {"splits": ("train", "val"), "no_strike_line": ("strike_line",)}
+    names = {name for dest in given for name in field_of.get(dest, (dest,))}
+    return {k: full[k] for k in names if k in full}
+
+
 def run_args(args: argparse.Namespace) -> int:
-    return run(config_from_args(args), args.out, resume=args.resume, device=args.device, workers=args.workers,
-               threads=args.threads, progress=not args.no_progress)
+    config = resume_changes(args, args.given) if args.resume else config_from_args(args)
+    return run(config, args.out, resume=args.resume, device=args.device,
+               workers=-1 if args.workers is None else args.workers, threads=args.threads, progress=not args.no_progress)
 
 
-main = cli.command(build_parser, run_args)
+RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress"}
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    args.given = cli.given_options(parser, argv) - RUN_OPTIONS
+    return cli.run_main(lambda: run_args(args))
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ def test_ddp_two_cpu_processes(splits, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "crnn_captcha.train", "--splits", str(splits), "--out", str(out), "--epochs", "2", *TINY]
+           "-m", "crnn_captcha.train", "--splits", str(splits), "--out", str(out), "--epochs", "2", "--device", "cpu",
+           *TINY]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = read_jsonl(out / "metrics.jsonl")
@@ -166,3 +167,130 @@ def test_ablation_report_val_only_and_with_test(splits, tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
     (row,) = json.loads(out_json.read_text())
     assert row["run"] == "scratch_s0" and row["test_n"] == 6 and 0.0 <= row["test_accuracy"] <= 1.0
+
+
+# ----- resuming, stopping, careless command lines ------------------------------------------------
+def test_resume_keeps_saved_settings_and_names_conflicts(splits, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(["--splits", str(splits), "--out", str(out), "--epochs", "2", "--patience", "0", *TINY]) == 0
+    capsys.readouterr()
+    # a finished run says so and does nothing
+    assert train_main(["--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "finished" in capsys.readouterr().err
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    # a conflicting setting is an error naming both values; nothing is written
+    assert train_main(["--out", str(out), "--resume", "--hidden", "128", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "hidden 128" in err and "the run has 32" in err and len(err.splitlines()) == 1
+    # --epochs may grow a run; the other settings come from the checkpoint
+    assert train_main(["--out", str(out), "--resume", "--epochs", "3", "--no-progress"]) == 0
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 3 and TrainConfig.from_dict(last["train_args"]).hidden == 32
+
+
+def test_resume_is_exact_on_the_cpu(splits, tmp_path, monkeypatch):
+    from crnn_captcha import train as train_module
+
+    config = tiny_config(splits, epochs=3, patience=0, seed=5, mix_prob=0.3)
+    assert run(config, tmp_path / "whole", progress=False) == 0
+    real_save = train_module.Checkpointer.save
+
+    def stop_after_first_epoch(self, *a, **kw):
+        real_save(self, *a, **kw)
+        if len(self.history) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.Checkpointer, "save", stop_after_first_epoch)
+    assert run(config, tmp_path / "cut", progress=False) == 130
+    monkeypatch.setattr(train_module.Checkpointer, "save", real_save)
+    (tmp_path / "cut" / ".last.pt.stale.tmp").write_bytes(b"left by a kill")
+    assert run(None, tmp_path / "cut", resume=True, progress=False) == 0
+    assert not list((tmp_path / "cut").glob("*.tmp"))
+    a, b = (load_checkpoint(tmp_path / n / "last.pt")["state_dict"] for n in ("whole", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_what_was_kept(splits, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "crnn_captcha.train", "--splits", str(splits), "--out", str(out),
+           "--epochs", "500", "--patience", "0", *TINY]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "last.pt").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "continue with --resume" in err and "last.pt" in err
+    assert (out / "curves.png").exists()
+
+
+@pytest.mark.parametrize("setup,args,code,match", [
+    (lambda d: (d / "t.csv").write_text(""), ["--train", "{d}/t.csv", "--val", "{s}/val.csv"], 1, "empty manifest"),
+    (lambda d: (d / "t.csv").write_text("a,b\n1,2\n"), ["--train", "{d}/t.csv", "--val", "{s}/val.csv"], 1, "header"),
+    (lambda d: (d / "t.csv").write_bytes(b"path,label\n\xff\xfe.png,x\n"), ["--train", "{d}/t.csv", "--val", "{s}/val.csv"],
+     1, "UTF-8"),
+    (None, ["--splits", "{s}", "--charset", "2345"], 1, "--charset '2345' lacks"),
+    (None, ["--splits", "{s}", "--height", "20"], 2, "multiple of 16"),
+    (None, ["--splits", "{s}", "--width", "16"], 2, "frames"),
+    (lambda d: (d / "afile").write_text("x"), ["--splits", "{s}", "--out", "{d}/afile"], 2, "is a file"),
+    (None, ["--out", "{d}/nothing", "--resume"], 2, "does not exist"),
+])
+def test_careless_training_commands_get_one_line(splits, tmp_path, capsys, setup, args, code, match):
+    if setup:
+        setup(tmp_path)
+    argv = [a.format(d=tmp_path, s=splits) for a in args]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "run")]
+    assert train_main([*argv, "--epochs", "1", *TINY]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0] == err[-1] and match in errors[0], err
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--lr", "nan"], ["--lr", "inf"], ["--epochs", "0"],
+                                  ["--dropout", "1.5"]])
+def test_bad_numbers_are_usage_errors(splits, tmp_path, args):
+    with pytest.raises(SystemExit) as e:
+        train_main(["--splits", str(splits), "--out", str(tmp_path / "r"), *args, *TINY])
+    assert e.value.code == 2
+
+
+def test_read_only_out_is_one_line(splits, tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root can write into a read-only folder; the check needs an ordinary user")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    assert train_main(["--splits", str(splits), "--out", str(ro / "run"), "--epochs", "1", *TINY]) == 2
+    assert "Permission denied" in capsys.readouterr().err
+
+
+def test_overlapping_and_repeated_rows_are_counted(splits, tmp_path, capsys):
+    rows = (splits / "train.csv").read_text().splitlines()
+    train = tmp_path / "train.csv"
+    train.write_text("\n".join(rows + rows[1:4]) + "\n")
+    val = tmp_path / "val.csv"
+    val_rows = (splits / "val.csv").read_text().splitlines()
+    val.write_text("\n".join(val_rows + rows[1:3]) + "\n")
+    assert train_main(["--train", str(train), "--val", str(val), "--out", str(tmp_path / "r"), "--epochs", "1",
+                       *TINY]) == 0
+    err = capsys.readouterr().err
+    assert "3 repeated row(s)" in err and "2 of the 8 val images are also training images" in err
+
+
+def test_ddp_with_too_few_gpus_is_one_line(monkeypatch):
+    from crnn_captcha.runtime import Dist
+
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    from crnn_captcha import OptionError
+
+    with pytest.raises(OptionError, match="4 processes .* 1 GPU"):
+        Dist("cuda")
