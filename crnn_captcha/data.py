@@ -34,7 +34,7 @@ from tqdm import tqdm
 from .charset import Charset
 from .errors import CaptchaWarning, LabelError, OptionError
 from .images import PreprocessConfig, file_problem, load_image, printable, resize_image, to_tensor
-from .layout import char_boundaries
+from .layout import cut_points
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif")
 LABEL_SOURCES = ("stem", "prefix", "regex")
@@ -330,9 +330,8 @@ class CaptchaDataset(Dataset):
             self.targets = [charset.encode("".join(c for c in s.label if c in charset)) for s in self.samples]
         rows = tqdm(self.samples, desc="decoding images", file=sys.stderr, leave=False, disable=not progress or None)
         self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in rows]
-        # cell boundaries (model-size columns) of each image's text, for splicing
-        self.cuts = [char_boundaries(_gray(img), len(s.label)) for img, s in zip(self.images, self.samples)] \
-            if mix_prob > 0 else []
+        # where each image's characters meet (model-size columns), for splicing
+        self.cuts = [cut_points(img, len(s.label)) for img, s in zip(self.images, self.samples)] if mix_prob > 0 else []
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -345,18 +344,20 @@ class CaptchaDataset(Dataset):
         return len(self.samples)
 
     def _splice(self, i: int) -> tuple[np.ndarray, list[int], str]:
-        n = len(self.targets[i])
-        j = int(self.rng.integers(len(self.samples)))
-        if len(self.targets[j]) != n or n < 2:
-            return self.images[i], self.targets[i], self.samples[i].label
-        k = int(self.rng.integers(1, n))
-        a, b = int(round(self.cuts[i][k])), int(round(self.cuts[j][k]))
+        """The first k characters of item i and the last characters of another item j (its own
+        cut after character m), so the result reads label_i[:k] + label_j[m:]."""
+        li, j = self.samples[i].label, int(self.rng.integers(len(self.samples)))
+        lj = self.samples[j].label
+        if len(li) < 2 or len(lj) < 2 or len(self.targets[i]) != len(li) or len(self.targets[j]) != len(lj):
+            return self.images[i], self.targets[i], li
+        k = int(self.rng.integers(1, len(li)))
+        m = int(np.clip(k + self.rng.integers(-1, 2), 1, len(lj) - 1))  # a similar place in j, lengths may differ
+        a, b = int(round(self.cuts[i][k])), int(round(self.cuts[j][m]))
         joined = np.concatenate([self.images[i][:, :a], self.images[j][:, b:]], axis=1)
         if joined.shape[1] != self.cfg.width:
             mode = "L" if joined.ndim == 2 else "RGB"
             joined = np.asarray(Image.fromarray(joined, mode).resize((self.cfg.width, self.cfg.height), Image.BILINEAR))
-        label = self.samples[i].label[:k] + self.samples[j].label[k:]
-        return joined, self.targets[i][:k] + self.targets[j][k:], label
+        return joined, self.targets[i][:k] + self.targets[j][m:], li[:k] + lj[m:]
 
     def __getitem__(self, i: int):
         pixels, target, label = self.images[i], self.targets[i], self.samples[i].label
@@ -365,11 +366,6 @@ class CaptchaDataset(Dataset):
         if self.augment is not None:
             pixels = self.augment(pixels)
         return to_tensor(pixels, self.cfg), torch.tensor(target, dtype=torch.long), label
-
-
-def _gray(pixels: np.ndarray) -> np.ndarray:
-    """uint8 gray of (H, W) or (H, W, 3) pixels."""
-    return pixels if pixels.ndim == 2 else np.asarray(Image.fromarray(pixels, "RGB").convert("L"))
 
 
 def collate_ctc(batch):

@@ -6,9 +6,8 @@
 
 The rules, kept simple so a user can predict them:
 
-- **Height**: half the typical image height, rounded to a multiple of 16, at least 32 and at most
-  64 (a 50 px captcha is read at 32, a 144 px one at 64): small enough to be fast, large enough
-  that characters keep their strokes.
+- **Height**: 32, or 64 when half the typical image height is 48 or more (a 50 px captcha is read at
+  32, a 144 px one at 64): small enough to be fast, large enough that characters keep their strokes.
 - **Width**: the height times the typical width/height ratio, rounded to a multiple of 4, so a
   typical image is scaled, not squashed; an image of another shape is padded with its border colour.
   Widened where needed so the model has at least 2.5 frames (4 px each) per character of the longest
@@ -68,7 +67,7 @@ def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int =
         chroma.append(float(np.abs(rgb.astype(np.int16) - rgb.mean(axis=2, keepdims=True)).mean()))
     h = float(np.median([s[0] for s in shapes]))
     aspect = float(np.median([s[1] / s[0] for s in shapes]))
-    height = int(min(MAX_HEIGHT, max(MIN_HEIGHT, 16 * round(h / 2 / 16))))
+    height = MAX_HEIGHT if h / 2 >= 48 else MIN_HEIGHT
     width = 4 * max(1, round(height * aspect / 4))
     need = 4 * math.ceil(FRAMES_PER_CHAR * longest_label)
     widened = width < need
@@ -76,7 +75,7 @@ def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int =
     gain, colour_level = float(np.median(gains)), float(np.median(chroma))
     colour = colour_level >= 2.0 and gain >= COLOUR_GAIN
     why = (f"typical image {round(h * aspect)}x{round(h)} (width x height, median of {len(picked)}); "
-           f"height {height} = half the image height within {MIN_HEIGHT}-{MAX_HEIGHT}; width {width} keeps the ratio "
+           f"height {height} (half the image height, as {MIN_HEIGHT} or {MAX_HEIGHT}); width {width} keeps the ratio "
            f"{aspect:.2f}" + (f", widened to {FRAMES_PER_CHAR} frames per character of {longest_label}" if widened else "")
            + "; " + (f"colour: a channel spreads {gain:.1f}x as far as gray" if colour else
                      ("gray: no colour in the images" if colour_level < 2.0 else

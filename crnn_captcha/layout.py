@@ -22,3 +22,32 @@ def cell_edges(x0: float, x1: float, n: int) -> np.ndarray:
 def char_boundaries(gray: np.ndarray, n: int) -> np.ndarray:
     """:func:`cell_edges` of the text extent of ``gray``."""
     return cell_edges(*text_extent(gray), n)
+
+
+def ink(pixels: np.ndarray, threshold: int = 48) -> np.ndarray:
+    """Boolean (H, W): pixels that differ from the background (the median colour of the border) by
+    more than ``threshold`` in some channel, so light text on dark ground counts as well as dark on
+    light, gray or colour."""
+    p = pixels.astype(np.int16)
+    if p.ndim == 2:
+        p = p[:, :, None]
+    border = np.concatenate([p[0], p[-1], p[:, 0], p[:, -1]])
+    background = np.median(border, axis=0)
+    return (np.abs(p - background).max(axis=2)) > threshold
+
+
+def cut_points(pixels: np.ndarray, n: int, search: float = 0.3) -> np.ndarray:
+    """``n + 1`` x positions between the ``n`` characters of a captcha: equal cells across the
+    columns that hold ink, each inner cut then moved to the column with the least ink within
+    ``search`` of a cell's width (the gap between two characters, where there is one)."""
+    columns = ink(pixels).sum(axis=0)
+    h = pixels.shape[0]
+    filled = np.flatnonzero(columns >= max(3, h // 8))  # a thin strike line or a dot is not text
+    x0, x1 = (int(filled[0]), int(filled[-1]) + 1) if filled.size else (0, pixels.shape[1])
+    edges = cell_edges(x0, x1, n)
+    reach = max(1, int(search * (x1 - x0) / max(n, 1)))
+    for k in range(1, n):
+        lo, hi = max(x0, int(edges[k]) - reach), min(x1, int(edges[k]) + reach + 1)
+        if hi > lo:
+            edges[k] = lo + int(np.argmin(columns[lo:hi]))
+    return edges

@@ -28,6 +28,9 @@ class CRNNConfig:
         dropout: dropout before the head (and between LSTM layers).
         max_label_length: the longest label the model must read; checked against the frames.
         in_channels: 1 for gray input, 3 for colour (RGB).
+        rows: feature rows the LSTM reads per frame. None: all height/16 rows (the first models);
+            a number: the backbone's rows are averaged down to it, so the LSTM's input does not depend
+            on the input height and a pretrained model fits any height that is a multiple of 16 * rows.
     """
 
     num_classes: int
@@ -39,6 +42,7 @@ class CRNNConfig:
     dropout: float = 0.2
     max_label_length: int = 5
     in_channels: int = 1
+    rows: int | None = None
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
@@ -50,6 +54,8 @@ class CRNNConfig:
             raise ValueError(f"channels needs 5 values, got {self.channels}")
         if self.height % 16 or self.width % 4:
             raise ValueError(f"height must be a multiple of 16 and width of 4, got {self.height}x{self.width}")
+        if self.rows is not None and (self.rows < 1 or (self.height // 16) % self.rows):
+            raise ValueError(f"height {self.height} gives {self.height // 16} feature rows, not a multiple of rows={self.rows}")
         # CTC needs a frame per character and a blank between two equal neighbours, so a label of
         # length L can need up to 2L-1 frames ("ggg" -> g _ g _ g).
         need = frames_needed(self.max_label_length)
@@ -58,6 +64,11 @@ class CRNNConfig:
                 f"the model gives {self.frames} frames for width {self.width}, fewer than the "
                 f"{need} (2L-1) that a {self.max_label_length}-character label with repeats needs"
             )
+
+    @property
+    def feature_rows(self) -> int:
+        """Rows of backbone features per frame that reach the LSTM."""
+        return self.rows or self.height // 16
 
     @property
     def frames(self) -> int:
@@ -107,7 +118,8 @@ class CRNN(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = Backbone(config.channels, config.in_channels)
-        feat = self.backbone.out_channels * (config.height // 16)
+        feat = self.backbone.out_channels * config.feature_rows
+        self.row_pool = config.height // 16 // config.feature_rows  # 1: the rows go to the LSTM as they are
         self.rnn = nn.LSTM(
             feat, config.hidden, num_layers=config.lstm_layers, bidirectional=True, batch_first=True,
             dropout=config.dropout if config.lstm_layers > 1 else 0.0,
@@ -127,7 +139,9 @@ class CRNN(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.backbone(x)                      # (N, C, H', W')
+        f = self.backbone(x)                      # (N, C, H/16, W/4)
+        if self.row_pool > 1:
+            f = nn.functional.avg_pool2d(f, (self.row_pool, 1))  # (N, C, rows, W/4)
         n, c, h, w = f.shape
         f = f.permute(0, 3, 1, 2).reshape(n, w, c * h)  # (N, C, H', W') -> (N, T=W', C*H')
         f, _ = self.rnn(f)                        # (N, T, 2*hidden)

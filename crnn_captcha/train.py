@@ -61,6 +61,9 @@ __all__ = ["TrainConfig", "run", "main", "TrainingError"]
 #: An epoch draws at least this many images (small sets are passed over several times), so that
 #: validation and checkpoints come at a steady pace whatever the set's size.
 MIN_EPOCH_SAMPLES = 512
+#: Backbone feature rows per frame: fixed, so the LSTM's input does not depend on the input height and
+#: a (pretrained) model carries over between heights.
+FEATURE_ROWS = 2
 #: Settings a resumed run may change: how long it goes on.
 RESUMABLE_CHANGES = ("epochs", "patience")
 
@@ -187,8 +190,8 @@ def _field_charset(chars: str) -> Charset:
 
 def check_config(config: TrainConfig, longest: int) -> None:
     """Values the model cannot use, as one-line option errors."""
-    if config.height % 16:
-        raise OptionError(f"--height {config.height}: the model needs a multiple of 16 (e.g. 32, 48, 64)")
+    if config.height % (16 * FEATURE_ROWS):
+        raise OptionError(f"--height {config.height}: the model needs a multiple of {16 * FEATURE_ROWS} (e.g. 32 or 64)")
     if config.width % 4:
         raise OptionError(f"--width {config.width}: the model needs a multiple of 4")
     if config.width // 4 < 2 * longest - 1:
@@ -344,7 +347,7 @@ def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], r
         model = CRNN(CRNNConfig(
             num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
             hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,
-            max_label_length=max(len(s.label) for s in samples), in_channels=pre.channels,
+            max_label_length=max(len(s.label) for s in samples), in_channels=pre.channels, rows=FEATURE_ROWS,
         ))
         if config.pretrained_backbone:
             load_backbone(model, config.pretrained_backbone)

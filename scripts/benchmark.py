@@ -146,6 +146,36 @@ def train_throughput(data: str, threads: int, steps: int = 30) -> dict:
     return {"device": "cpu", "batch_size": 16, "samples_per_s": steps * 16 / (time.perf_counter() - t)}
 
 
+def busy(seconds: float) -> None:
+    """Keep one core busy (the "anything else running" of a shared machine)."""
+    end = time.perf_counter() + seconds
+    x = 0
+    while time.perf_counter() < end:
+        x += 1
+
+
+def thread_table(data: str, counts: list[int], loads: list[int]) -> list[dict]:
+    """Training samples/s for each torch thread count, alone and beside ``load`` busy processes."""
+    import multiprocessing
+
+    rows = []
+    for load in loads:
+        for threads in counts:
+            procs = [multiprocessing.Process(target=busy, args=(120,)) for _ in range(load)]
+            for p in procs:
+                p.start()
+            try:
+                cmd = [sys.executable, __file__, "--data", data, "--threads", str(threads), "--worker", "train"]
+                env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+                rows.append({"threads": threads, "busy_processes": load, **json.loads(out.strip().splitlines()[-1])})
+            finally:
+                for p in procs:
+                    p.terminate()
+                    p.join()
+    return rows
+
+
 # ----- the parent: run each reader in a fresh process, print one table ------------------------
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
@@ -159,12 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="passes over the images for the timings")
     ap.add_argument("--checkpoint", help="our checkpoint (default: the shipped model)")
     ap.add_argument("--json", help="write all numbers here")
+    ap.add_argument("--train-threads", type=int, nargs="+", metavar="N",
+                    help="instead: training samples/s with each of these torch thread counts, alone and beside busy processes")
+    ap.add_argument("--busy", type=int, nargs="+", default=[0, 1], metavar="N",
+                    help="with --train-threads: numbers of busy processes to measure beside (default 0 and 1)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         res = train_throughput(args.data, args.threads) if args.worker == "train" else worker(
             args.worker, args.data, args.threads, args.repeats, args.checkpoint)
         print(json.dumps(res))
+        return 0
+
+    if args.train_threads:
+        rows = thread_table(args.data, args.train_threads, args.busy)
+        print(f"\n{datetime.date.today()}  {os.cpu_count()} cores; training steps of batch 16 on {args.data}\n")
+        print("| torch threads | busy processes beside | samples/s |\n|---|---|---|")
+        for r in rows:
+            print(f"| {r['threads']} | {r['busy_processes']} | {r['samples_per_s']:.0f} |")
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
         return 0
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}

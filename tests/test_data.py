@@ -116,10 +116,10 @@ def test_splicing_makes_consistent_new_strings(tmp_path):
     for i in range(len(ds)):
         x, y, label = ds[i]
         assert x.shape == (1, 32, 128)
-        assert cs.decode_indices(y.tolist()) == label and len(label) == 5
-        # a prefix of this item's own label joined to the same-length suffix of some label
+        assert cs.decode_indices(y.tolist()) == label and 3 <= len(label) <= 7
+        # a prefix of this item's own label joined to a suffix of some label (cut at a nearby place)
         k = next(k for k in range(5, 0, -1) if label[:k] == ds.samples[i].label[:k])
-        assert any(other[k:] == label[k:] for other in labels)
+        assert any(other.endswith(label[k:]) for other in labels)
         seen_new |= label not in labels
     assert seen_new
     ds.reseed(3)

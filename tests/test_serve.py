@@ -185,6 +185,8 @@ def test_bad_image_is_400_naming_the_problem(port, body, needle):
 @pytest.mark.parametrize("query, needle", [
     ("beam_width=-1", "beam_width"),
     ("length=abc", "length must be a whole number"),
+    ("length=--5", "length must be a whole number"),
+    ("beam_width=" + "9" * 5000, "beam_width must be a whole number"),
     ("length=0", "length"),
     ("decoder=x", "decoder 'x' is unknown"),
     ("allowed=ABC", "not in the model's charset"),
@@ -221,6 +223,8 @@ def test_404_and_405_are_json(port):
     assert status == 405 and "use POST" in error_of(data) and headers["allow"] == "POST"
     status, _, data = call(port, "DELETE", "/health")
     assert status == 405 and error_of(data)
+    for path in ("/docs", "/openapi.json", "/redoc"):  # no interactive docs on a service
+        assert call(port, "GET", path)[0] == 404
 
 
 def raw_exchange(port: int, head: bytes, chunks=(), pause: float = 0.0, timeout: float = 10.0):
@@ -229,13 +233,12 @@ def raw_exchange(port: int, head: bytes, chunks=(), pause: float = 0.0, timeout:
         start = time.monotonic()
         s.sendall(head)
         for piece in chunks:
-            if select.select([s], [], [], 0)[0]:
-                break  # answered already: stop sending, as a client would
             try:
                 s.sendall(piece)
             except OSError:  # the server has closed its side
                 break
-            time.sleep(pause)
+            if select.select([s], [], [], pause)[0]:
+                break  # answered: stop sending, as a client would
         data = b""
         while True:  # every refusal closes the connection: read to the end
             got = s.recv(65536)
@@ -270,15 +273,27 @@ def test_slow_body_times_out_without_disturbing_others(port):
     head = b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
     result = {}
     slow = threading.Thread(target=lambda: result.update(
-        answer=raw_exchange(port, head, [b"\x89"] * 8, pause=0.25)))  # one byte every 0.25 s
+        answer=raw_exchange(port, head, [b"\x89"] * 10, pause=0.3)))  # one byte every 0.3 s
     slow.start()
     time.sleep(0.2)
-    start = time.monotonic()
     status, _, _ = call(port, "POST", "/read", png(), {"Content-Type": "image/png"})
-    assert status == 200 and time.monotonic() - start < 0.9  # answered while the slow body trickles
+    assert status == 200 and "answer" not in result  # answered while the slow body still trickles
     slow.join(15)
     status, body, elapsed = result["answer"]
     assert status == 408 and "did not arrive within 1 s" in error_of(body) and 0.9 < elapsed < 5
+
+
+@pytest.mark.slow
+def test_a_client_that_leaves_mid_body_harms_nothing(port):
+    before = metric(port, 'crnn_captcha_errors_total{kind="client_disconnected"}')
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\nabc")
+        time.sleep(0.1)
+    deadline = time.monotonic() + 5
+    while metric(port, 'crnn_captcha_errors_total{kind="client_disconnected"}') == before:
+        assert time.monotonic() < deadline, "the server did not notice the client leave"
+        time.sleep(0.05)
+    assert call(port, "POST", "/read", png(), {"Content-Type": "image/png"})[0] == 200
 
 
 # ----- health, metrics, description ------------------------------------------------------------

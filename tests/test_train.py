@@ -233,7 +233,7 @@ def test_ctrl_c_says_what_was_kept(splits, tmp_path):
     (lambda d: (d / "t.csv").write_bytes(b"path,label\n\xff\xfe.png,x\n"), ["--train", "{d}/t.csv", "--val", "{s}/val.csv"],
      1, "UTF-8"),
     (None, ["--splits", "{s}", "--charset", "2345"], 1, "--charset '2345' lacks"),
-    (None, ["--splits", "{s}", "--height", "20"], 2, "multiple of 16"),
+    (None, ["--splits", "{s}", "--height", "20"], 2, "multiple of 32"),
     (None, ["--splits", "{s}", "--width", "16"], 2, "frames"),
     (lambda d: (d / "afile").write_text("x"), ["--splits", "{s}", "--out", "{d}/afile"], 2, "is a file"),
     (None, ["--out", "{d}/nothing", "--resume"], 2, "does not exist"),
