@@ -19,6 +19,8 @@ a body that has not arrived within --read-timeout seconds gets 408; errors are J
 {"error": "one line"}, never a traceback. Concurrent requests are batched: the images that arrive
 within --batch-wait-ms (at most --max-batch of them) go to the model in one call, in a worker thread.
 """
+# No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time,
+# and the routes are closures whose ``Request`` is imported inside add_routes (FastAPI is optional).
 import argparse
 import asyncio
 import gc
@@ -659,7 +661,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="images one /read/batch request may carry")
     b.add_argument("--threads", type=cli.positive_int, default=1,
                    help="CPU threads for the model; 1 leaves a core to the event loop, which parses HTTP "
-                        "(on 2 cores, 1 thread served 1.6x the requests/s of 2: docs/serving.md)")
+                        "(on 2 cores, 1 thread served 1.5x-1.8x the requests/s of 2: docs/serving.md)")
     return ap
 
 
