@@ -24,6 +24,7 @@ COMMANDS = {
     "pretrain": ("pretrain", "pretrain the backbone as a single-glyph classifier"),
     "glyphs": ("glyphs", "cut a leak-free glyph set from a split's captchas"),
     "augment": ("augment", "write a grid of augmented training images"),
+    "synth": ("synth", "write a sheet of synthetic pretraining captchas or glyphs; list the fonts"),
     "export": ("export", "export a checkpoint to ONNX for the fast CPU path"),
     "serve": ("serve", "read captchas over HTTP (needs pip install \"crnn_captcha[serve]\")"),
 }

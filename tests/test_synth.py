@@ -1,0 +1,123 @@
+"""The synthetic renderer: deterministic, draws every character it may label, labels within bounds,
+glyphs of the right size, a sample sheet, and the same on a machine without any font files."""
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crnn_captcha import synth
+from crnn_captcha.errors import OptionError
+from crnn_captcha.synth import DEFAULT_ALPHABET, SynthConfig, SynthRenderer, sample_sheet
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    return SynthRenderer(seed=0)
+
+
+def ink(img: np.ndarray) -> int:
+    """Pixels that differ clearly from the top-left corner (the background of a plain image)."""
+    return int((np.abs(img.astype(np.int16) - img[0, 0].astype(np.int16)).sum(axis=2) > 60).sum())
+
+
+def test_same_seed_and_index_give_the_same_image_in_any_order(renderer):
+    first = [renderer.sample(i) for i in (5, 3, 11)]
+    again = SynthRenderer(seed=0)
+    second = {i: again.sample(i) for i in (11, 3, 5)}  # another renderer, another order
+    for i, (img, label) in zip((5, 3, 11), first):
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+        assert label == second[i][1] and img.tobytes() == second[i][0].tobytes()
+    glyph, char = renderer.glyph(7)
+    assert renderer.glyph(7)[0].tobytes() == glyph.tobytes() and renderer.glyph(7)[1] == char
+
+
+def test_different_seeds_and_indices_differ(renderer):
+    other = SynthRenderer(seed=1)
+    assert any(renderer.sample(i)[0].tobytes() != other.sample(i)[0].tobytes() for i in range(3))
+    assert len({renderer.sample(i)[1] for i in range(10)}) > 1
+
+
+def test_a_pickled_renderer_draws_the_same_images(renderer):
+    copy = pickle.loads(pickle.dumps(renderer))  # as DataLoader workers receive it
+    assert copy.fonts == renderer.fonts
+    assert copy.sample(2)[0].tobytes() == renderer.sample(2)[0].tobytes()
+
+
+def test_labels_keep_to_the_alphabet_and_lengths_and_cover_it(renderer):
+    seen = set()
+    for i in range(300):
+        img, label = renderer.sample(i)
+        assert 3 <= len(label) <= 8 and set(label) <= set(DEFAULT_ALPHABET), label
+        assert 30 <= img.shape[0] <= 150 and img.shape[1] >= 1.5 * img.shape[0] - 1, img.shape
+        seen |= set(label)
+    assert seen == set(DEFAULT_ALPHABET), sorted(set(DEFAULT_ALPHABET) - seen)
+    digits = SynthRenderer(SynthConfig(alphabet="0123456789", min_length=2, max_length=4), seed=3)
+    for i in range(30):
+        label = digits.sample(i)[1]
+        assert 2 <= len(label) <= 4 and label.isdigit(), label
+
+
+def test_every_character_draws_visible_ink():
+    plain = SynthRenderer(SynthConfig.plain())  # plain background, no effects: ink is the character
+    for k, ch in enumerate(DEFAULT_ALPHABET):
+        img, char = plain.glyph(k, char=ch)
+        assert char == ch and ink(img) >= 10, (ch, ink(img))
+    img, label = plain.sample(0, text="aB3%")
+    assert label == "aB3%" and ink(img) >= 40
+    for font in plain.fonts:  # where each font comes from and its licence are known
+        assert font.chars and font.licence and font.source.split(":")[0] in {*synth.FONT_SOURCES, "given"}
+
+
+def test_glyphs_have_the_asked_size_and_their_character(renderer):
+    img, char = renderer.glyph(0)
+    assert img.shape == (52, 32, 3) and img.dtype == np.uint8 and char in DEFAULT_ALPHABET
+    img, char = renderer.glyph(1, size=(40, 64), char="Q")
+    assert img.shape == (64, 40, 3) and char == "Q"
+
+
+def test_the_sample_sheet_is_a_png(renderer, tmp_path):
+    out = sample_sheet(renderer, 6, tmp_path / "sheet.png", columns=3)
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.width > 300 and img.height > 100
+    with Image.open(sample_sheet(renderer, 4, tmp_path / "glyphs.png", glyphs=True)) as img:
+        assert img.format == "PNG"
+
+
+def test_without_font_files_the_builtin_fonts_draw_everything(monkeypatch):
+    monkeypatch.setattr(synth, "find_font_files", lambda: [])
+    bare = SynthRenderer(seed=0)
+    sources = {f.source for f in bare.fonts}
+    assert sources <= {"pillow", "opencv"} and "opencv" in sources
+    assert {ch for f in bare.fonts for ch in f.chars} == set(DEFAULT_ALPHABET)
+    labels = "".join(bare.sample(i)[1] for i in range(40))
+    assert set(labels) <= set(DEFAULT_ALPHABET) and len(set(labels)) > 30
+    assert bare.glyph(0)[0].shape == (52, 32, 3)
+
+
+def test_a_character_no_font_draws_is_refused():
+    adlam = "\U0001e900"  # a script none of the built-in fonts covers
+    with pytest.raises(OptionError, match="no usable font draws"):
+        SynthRenderer(SynthConfig(alphabet="abc" + adlam, font_files=()))
+
+
+@pytest.mark.parametrize("bad", [dict(alphabet="aab"), dict(alphabet="a b"), dict(min_length=5, max_length=3),
+                                 dict(p_blur=1.5), dict(height=(40, 20)), dict(backgrounds=(("plaid", 1.0),))])
+def test_bad_configs_say_what_is_wrong(bad):
+    with pytest.raises(OptionError):
+        SynthConfig(**bad)
+
+
+def test_text_outside_the_alphabet_is_refused(renderer):
+    with pytest.raises(OptionError, match="not in the alphabet"):
+        renderer.sample(0, text="ab~")
+    with pytest.raises(OptionError):
+        renderer.glyph(0, char="ab")
+
+
+def test_the_command_writes_a_sheet_and_lists_fonts(tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert synth.main(["--out", str(out), "--n", "3", "--bench", "5", "--alphabet", "0123456789"]) == 0
+    printed = capsys.readouterr().out
+    assert out.exists() and "[opencv]" in printed and "images per CPU-second" in printed
+    assert synth.main(["--out", str(out), "--min-length", "4", "--max-length", "2"]) == 2
