@@ -34,22 +34,34 @@ from .model import CRNN, CRNNConfig, GlyphClassifier
 
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT_NAME = "captcha_v2.pt"
+#: The shipped pretrained start that training fine-tunes by default (``train --init pretrained``).
+PRETRAINED_NAME = "pretrained.pt"
 #: The ONNX metadata key that holds the SHA-256 of the checkpoint an export was made from.
 SHA_KEY = "crnn_captcha.checkpoint_sha256"
 
 
-def default_checkpoint() -> Path:
-    """The shipped model: packaged as ``crnn_captcha.checkpoints`` (the repository's
+def shipped(name: str) -> Path:
+    """A shipped checkpoint: packaged as ``crnn_captcha.checkpoints`` (the repository's
     ``checkpoints/`` folder), found in the source tree for an editable install."""
     try:
         from importlib.resources import files
 
-        path = Path(str(files("crnn_captcha.checkpoints") / DEFAULT_CHECKPOINT_NAME))
+        path = Path(str(files("crnn_captcha.checkpoints") / name))
         if path.exists():
             return path
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "checkpoints" / DEFAULT_CHECKPOINT_NAME
+    return Path(__file__).resolve().parent.parent / "checkpoints" / name
+
+
+def default_checkpoint() -> Path:
+    """The shipped captcha v2 reader, the one :class:`CaptchaReader` uses by default."""
+    return shipped(DEFAULT_CHECKPOINT_NAME)
+
+
+def pretrained_checkpoint() -> Path:
+    """The shipped pretrained start that training fine-tunes by default."""
+    return shipped(PRETRAINED_NAME)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -125,8 +125,9 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
                    help="input width in pixels" + ("" if width else " (default: chosen from the images)"))
     d.add_argument("--aug-strength", type=non_negative_float, default=aug_strength, help="0 turns augmentation off")
     m = ap.add_argument_group("model")
-    m.add_argument("--channels", type=positive_int, nargs=5, default=list(channels), metavar="C",
-                   help="output channels of the five conv blocks")
+    m.add_argument("--channels", type=positive_int, nargs=5, default=list(channels) if channels else None, metavar="C",
+                   help="output channels of the five conv blocks" + ("" if channels else " (default: the start model's, "
+                                                                     "or 16 32 64 64 96)"))
     o = ap.add_argument_group("optimisation")
     o.add_argument("--epochs", type=positive_int, default=epochs,
                    help="passes over the training set" + ("" if epochs else " (default: chosen from the set's size)"))

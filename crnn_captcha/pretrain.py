@@ -1,42 +1,139 @@
-"""Pretrain the CRNN's backbone as a single-character classifier on a glyph set.
+"""Pretrain the reader on synthetic captchas: the start every ``train`` fine-tunes by default.
 
-    python scripts/make_glyphs.py --split data/splits/train.csv --out data/glyphs/train
-    python scripts/make_glyphs.py --split data/splits/val.csv --out data/glyphs/val --copies 0
+    python -m crnn_captcha.pretrain --out runs/pretrain                      # glyph, then sequence stage
+    python -m crnn_captcha.pretrain --out runs/pretrain --stages sequence    # one stage only
+    python -m crnn_captcha.pretrain --out runs/pretrain --resume             # after a stop or a kill
+    torchrun --nproc_per_node=4 -m crnn_captcha.pretrain --out runs/pretrain # DDP on GPUs
     python -m crnn_captcha.pretrain --glyphs data/glyphs/train --val-glyphs data/glyphs/val --out runs/glyphs
-    python -m crnn_captcha.train --splits data/splits --pretrained-backbone runs/glyphs/backbone.pt --out runs/pre
 
-Reads glyphs in the Kaggle 118K format (``<char>_<n>.png``; a folder, class folders or a .tar.gz).
-Do not pretrain on the Kaggle 118K set itself if you test on captcha v2: it was cut from the captcha
-v2 images, test images included (data/README.md). Writes ``backbone.pt`` (kind "glyph").
+Two stages, each optional (``--stages``):
 
-Glyphs are resized to the height the CRNN reads (32) and a width that keeps a character at the same
-scale as inside a 200x50 captcha resized to 128x32 (about 20 px), so the backbone's filters see
-characters at the size they will meet later.
+- **glyph**: the backbone learns characters one at a time, as a classifier of single glyphs (the
+  design's first step). The glyphs are synthetic (:mod:`crnn_captcha.synth`), or a glyph set of
+  your own in the Kaggle "CAPTCHA Characters Dataset (118K)" format (``--glyphs``; a folder, class
+  folders or a .tar.gz of ``<char>_<n>.png``). Writes ``OUT/backbone.pt`` (kind "glyph"). Do not
+  use the Kaggle 118K set itself if you test on captcha v2: it was cut from the captcha v2 images,
+  test images included (data/README.md).
+- **sequence**: the whole CRNN learns to read synthetic captchas with CTC, starting from the glyph
+  stage's backbone when that ran. Writes ``OUT/sequence/`` (best.pt, last.pt, metrics.jsonl,
+  curves.png) and ``OUT/pretrained.pt``, the model ``train --init PATH`` starts from (the shipped
+  one is ``checkpoints/pretrained.pt``).
+
+The synthetic images are drawn on the fly from a seeded renderer, a fresh set every epoch, so no
+folder of images is written and a stopped run resumes on the same images. Public captcha generators
+are never used here: they are test families only.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from . import cli
 from .augment import Augmenter
 from .charset import Charset
-from .checkpoint import atomic_save, make_checkpoint
-from .data import GlyphDataset
+from .checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from .data import GlyphDataset, collate_ctc
 from .errors import OptionError, TrainingError
-from .images import PreprocessConfig
-from .model import CRNNConfig, GlyphClassifier
-from .runtime import log, pick_device, seed_everything
+from .images import PreprocessConfig, resize_image, to_tensor
+from .model import CRNN, CRNNConfig, GlyphClassifier
+from .runtime import Dist, log, pick_device, seed_everything
+
+STAGES = ("glyph", "sequence")
+#: The pretrained model's input: colour, and the captcha v2 geometry (a fine-tuned model adapts
+#: its first convolution to gray and reads any width, and any height that is a multiple of 32).
+PRE_HEIGHT, PRE_WIDTH = 32, 128
+GLYPH_HEIGHT, GLYPH_WIDTH = 32, 20
+VAL_SEED_OFFSET = 1_000_003
 
 
-def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, int]:
+# ----- synthetic data ------------------------------------------------------------------------------
+class FreshSampler(Sampler[int]):
+    """Indices ``epoch * size + rank, ... `` a new stretch every epoch, so an on-the-fly renderer
+    draws images never seen before; the stretch depends only on the epoch (resumes see the same)."""
+
+    def __init__(self, size: int, rank: int = 0, world: int = 1):
+        self.size, self.rank, self.world, self.epoch = size, rank, world, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        base = (self.epoch - 1) * self.size * self.world
+        return iter(range(base + self.rank, base + self.size * self.world, self.world))
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class SynthCaptchas(Dataset):
+    """Synthetic captchas as training items ``(image (3, H, W), target, label)``; item ``i`` is the
+    renderer's image ``i``. With ``cache`` the items are rendered once (a fixed validation set)."""
+
+    def __init__(self, renderer, charset: Charset, cfg: PreprocessConfig, cache: int = 0):
+        self.renderer, self.charset, self.cfg = renderer, charset, cfg
+        self.augment = None
+        self.cached = [self._pixels(i) for i in range(cache)]
+
+    def _pixels(self, i: int):
+        rgb, label = self.renderer.sample(i)
+        return resize_image(rgb if self.cfg.color else _gray(rgb), self.cfg, f"synthetic {i}"), label
+
+    def __len__(self) -> int:
+        return len(self.cached) or 2**31 - 1
+
+    def __getitem__(self, i: int):
+        pixels, label = self.cached[i] if self.cached else self._pixels(i)
+        return to_tensor(pixels, self.cfg), torch.tensor(self.charset.encode(label), dtype=torch.long), label
+
+
+class SynthGlyphs(Dataset):
+    """Synthetic single characters ``(image (3, H, W), class)``: the glyph stage's data."""
+
+    def __init__(self, renderer, charset: Charset, cfg: PreprocessConfig, cache: int = 0):
+        self.renderer, self.charset, self.cfg = renderer, charset, cfg
+        self.cached = [self._item(i) for i in range(cache)]
+
+    def _item(self, i: int):
+        rgb, char = self.renderer.glyph(i)
+        return to_tensor(resize_image(rgb, self.cfg, f"glyph {i}"), self.cfg), self.charset.encode(char)[0] - 1
+
+    def __len__(self) -> int:
+        return len(self.cached) or 2**31 - 1
+
+    def __getitem__(self, i: int):
+        return self.cached[i] if self.cached else self._item(i)
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(rgb, "RGB").convert("L"))
+
+
+def _one_thread_worker(worker_id: int) -> None:
+    """A rendering worker keeps to one core: OpenCV and torch would each start a thread per core."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def make_renderer(seed: int):
+    from .synth import SynthRenderer  # the renderer is only needed here
+
+    return SynthRenderer(seed=seed)
+
+
+# ----- the glyph stage -------------------------------------------------------------------------------
+def glyph_accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, int]:
     model.eval()
     correct = total = 0
     with torch.inference_mode():
@@ -47,14 +144,139 @@ def accuracy(model: nn.Module, loader: DataLoader, device: torch.device) -> tupl
     return correct / max(total, 1), total
 
 
+def glyph_data(args, device: torch.device) -> tuple[Dataset, Dataset | None, Charset, PreprocessConfig, DataLoader]:
+    """The glyph stage's data: a user's glyph set (``--glyphs``) or synthetic glyphs."""
+    cuda = device.type == "cuda"
+    if args.glyphs:
+        pre = PreprocessConfig(height=args.height, width=args.width, max_aspect_error=0.0)
+        augment = Augmenter(args.aug_strength, strike_line=False, seed=args.seed) if args.aug_strength > 0 else None
+        train = GlyphDataset(args.glyphs, pre, augment=augment, subfolder=args.subfolder,
+                             skip_invalid=args.skip_invalid, progress=True)
+        val = GlyphDataset(args.val_glyphs, pre, charset=train.charset, skip_invalid=True, progress=True) \
+            if args.val_glyphs else None
+        loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, pin_memory=cuda,
+                            generator=torch.Generator().manual_seed(args.seed))
+        return train, val, train.charset, pre, loader
+    renderer = make_renderer(args.seed)
+    charset = Charset(renderer.config.alphabet)
+    pre = PreprocessConfig(height=GLYPH_HEIGHT, width=GLYPH_WIDTH, max_aspect_error=0.0, channels=3)
+    train = SynthGlyphs(renderer, charset, pre)
+    val = SynthGlyphs(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=2000)
+    loader = DataLoader(train, batch_size=args.batch_size, sampler=FreshSampler(args.epoch_samples), pin_memory=cuda,
+                        num_workers=args.workers, worker_init_fn=_one_thread_worker if args.workers else None)
+    return train, val, charset, pre, loader
+
+
+def glyph_stage(args, out: Path) -> Path:
+    """Train the backbone as a glyph classifier; returns the backbone checkpoint's path."""
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    _, val, charset, pre, loader = glyph_data(args, device)
+    log(f"glyph stage: {len(charset)} classes, device {device}" + (f", val {len(val)}" if val is not None else ""))
+    model = GlyphClassifier(len(charset), tuple(args.channels), in_channels=pre.channels).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.glyph_epochs * len(loader))
+    val_loader = DataLoader(val, batch_size=512) if val is not None else None
+    metrics: dict = {}
+    for epoch in range(1, args.glyph_epochs + 1):
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        model.train()
+        t0, loss_sum, n = time.time(), 0.0, 0
+        for x, y in tqdm(loader, desc=f"glyph epoch {epoch}/{args.glyph_epochs}", leave=False, file=sys.stderr,
+                         disable=not args.progress or None):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss = nn.functional.cross_entropy(model(x), y)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"glyph loss became {float(loss)} in epoch {epoch}; try a lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach()) * len(y)
+            n += len(y)
+        metrics = {"epoch": epoch, "train_loss": loss_sum / n, "epoch_seconds": time.time() - t0}
+        if val_loader:
+            metrics["val_accuracy"], metrics["val_n"] = glyph_accuracy(model, val_loader, device)
+        log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    path = out / "backbone.pt"
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "progress", "given")}
+    atomic_save(make_checkpoint(model, charset, pre, metrics, settings), path)
+    print(f"wrote {path}" + (f"; val glyph accuracy {metrics['val_accuracy']:.4f} (n={metrics['val_n']})" if val_loader else ""))
+    return path
+
+
+# ----- the sequence stage ----------------------------------------------------------------------------
+def sequence_stage(args, out: Path, backbone: Path | None) -> Path | None:
+    """Train the whole CRNN on synthetic captchas with the training loop of :mod:`crnn_captcha.train`;
+    returns the path of the pretrained model (None when interrupted)."""
+    from .train import Checkpointer, TrainConfig, _train
+    from .transfer import start_from
+
+    dist_ = Dist(args.device)
+    if args.threads and dist_.device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed + dist_.rank)
+    renderer = make_renderer(args.seed)
+    charset = Charset(renderer.config.alphabet)
+    pre = PreprocessConfig(height=PRE_HEIGHT, width=PRE_WIDTH, channels=3, resize="pad")
+    config = TrainConfig(train="synthetic", val="synthetic", height=PRE_HEIGHT, width=PRE_WIDTH, color="rgb",
+                         init=str(backbone) if backbone else "scratch", channels=tuple(args.channels),
+                         hidden=args.hidden, lstm_layers=args.lstm_layers, epochs=args.epochs,
+                         epoch_samples=args.epoch_samples, batch_size=args.batch_size, lr=args.lr,
+                         patience=0, seed=args.seed, aug_strength=0.0)
+    saver = Checkpointer(out / "sequence", writer=dist_.main)
+    resumed = saver.previous(args.resume)
+    model = CRNN(CRNNConfig(num_classes=charset.num_classes, height=PRE_HEIGHT, width=PRE_WIDTH,
+                            channels=config.channels, hidden=config.hidden, lstm_layers=config.lstm_layers,
+                            max_label_length=renderer.config.max_length, in_channels=3, rows=2))
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+    else:
+        for note in start_from(model, charset, config.init):
+            log(note)
+    cuda = dist_.device.type == "cuda"
+    train = DataLoader(SynthCaptchas(renderer, charset, pre), batch_size=args.batch_size,
+                       sampler=FreshSampler(args.epoch_samples // dist_.world, dist_.rank, dist_.world),
+                       collate_fn=collate_ctc, num_workers=args.workers, pin_memory=cuda,
+                       generator=torch.Generator().manual_seed(args.seed), drop_last=True,
+                       worker_init_fn=_one_thread_worker if args.workers else None,
+                       persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+    val_set = SynthCaptchas(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=args.val_samples)
+    val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
+                     batch_size=256, collate_fn=collate_ctc)
+    log(f"sequence stage: {len(charset)} characters, {args.epochs} epochs of {args.epoch_samples} images, "
+        f"val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
+    if _train(config, model, charset, pre, (train, val), dist_, saver, resumed, args.progress) != 0:
+        return None
+    final = out / "pretrained.pt"
+    if dist_.main:
+        shutil.copyfile(saver.best_path, final)
+        print(f"wrote {final} (best val epoch of {saver.best_path})")
+    return final
+
+
+# ----- command line ------------------------------------------------------------------------------------
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.pretrain", __doc__)
-    groups = cli.add_training_options(ap, out="runs/glyphs", epochs=3, batch_size=128, lr=2e-3, height=32, width=20,
+    groups = cli.add_training_options(ap, out="runs/pretrain", epochs=40, batch_size=64, lr=2e-3, height=32, width=20,
                                       aug_strength=0.0, channels=CRNNConfig.channels)
-    d = groups["data"]
-    d.add_argument("--glyphs", required=True, help="glyph folder or .tar.gz (<char>_<n>.png)")
-    d.add_argument("--val-glyphs", help="held-out glyphs to report accuracy on (e.g. cut from the val split)")
+    d, m, o, r = groups["data"], groups["model"], groups["optimisation"], groups["run"]
+    d.add_argument("--stages", nargs="+", choices=STAGES,
+                   help="which stages to run, in order (default: glyph sequence; with --glyphs: glyph)")
+    d.add_argument("--glyphs", help="your own glyph set (folder or .tar.gz of <char>_<n>.png) instead of synthetic glyphs")
+    d.add_argument("--val-glyphs", help="held-out glyphs of your own to report accuracy on")
     d.add_argument("--subfolder", help="only files below this folder of --glyphs")
+    d.add_argument("--epoch-samples", type=cli.positive_int, default=20_000,
+                   help="synthetic images drawn per epoch (a new set each epoch)")
+    d.add_argument("--val-samples", type=cli.positive_int, default=2000, help="synthetic images of the fixed val set")
+    m.add_argument("--hidden", type=cli.positive_int, default=CRNNConfig.hidden, help="LSTM units per direction")
+    m.add_argument("--lstm-layers", type=cli.positive_int, default=CRNNConfig.lstm_layers, help="stacked BiLSTM layers")
+    o.add_argument("--glyph-epochs", type=cli.positive_int, default=3, help="epochs of the glyph stage")
+    r.add_argument("--resume", action="store_true", help="continue the sequence stage in OUT/sequence")
+    r.add_argument("--workers", type=cli.non_negative_int, default=1, help="processes rendering images")
+    r.add_argument("--threads", type=cli.non_negative_int, default=0, help="CPU threads for torch (0: its default)")
+    r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return ap
 
 
@@ -68,50 +290,23 @@ def check_paths(args) -> None:
         raise OptionError(f"--out {out} is a file, not a folder")
     if args.height % 16:
         raise OptionError(f"--height {args.height}: the backbone needs a multiple of 16 (e.g. 32)")
+    if args.resume and not (out / "sequence" / "last.pt").exists():
+        raise OptionError(f"--resume: {out / 'sequence' / 'last.pt'} does not exist; start without --resume")
 
 
 def run(args) -> int:
+    stages = args.stages or (["glyph"] if args.glyphs else list(STAGES))
     check_paths(args)
-    seed_everything(args.seed)
-    device = pick_device(args.device)
-    pre = PreprocessConfig(height=args.height, width=args.width, max_aspect_error=0.0)
-    augment = Augmenter(args.aug_strength, strike_line=False, seed=args.seed) if args.aug_strength > 0 else None
-    train_ds = GlyphDataset(args.glyphs, pre, augment=augment, subfolder=args.subfolder, skip_invalid=args.skip_invalid,
-                            progress=True)
-    charset: Charset = train_ds.charset
-    val_ds = GlyphDataset(args.val_glyphs, pre, charset=charset, skip_invalid=True, progress=True) if args.val_glyphs else None
-    log(f"glyphs: train {len(train_ds)}" + (f", val {len(val_ds)}" if val_ds else "") + f", {len(charset)} classes, device {device}")
-    cuda = device.type == "cuda"
-    loader = DataLoader(train_ds, batch_size=args.batch_size, shuffle=True, pin_memory=cuda,
-                        generator=torch.Generator().manual_seed(args.seed))
-    val_loader = DataLoader(val_ds, batch_size=512) if val_ds else None
-    model = GlyphClassifier(len(charset), tuple(args.channels)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * len(loader))
-    loss_fn = nn.CrossEntropyLoss()
-    metrics: dict = {}
-    for epoch in range(1, args.epochs + 1):
-        model.train()
-        t0, loss_sum, n = time.time(), 0.0, 0
-        for x, y in tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", leave=False, file=sys.stderr, disable=None):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {float(loss)} in epoch {epoch}; try a lower --lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += float(loss.detach()) * len(y)
-            n += len(y)
-        metrics = {"epoch": epoch, "train_loss": loss_sum / n, "epoch_seconds": time.time() - t0}
-        if val_loader:
-            metrics["val_accuracy"], metrics["val_n"] = accuracy(model, val_loader, device)
-        log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
-    path = Path(args.out) / "backbone.pt"
-    settings = {k: v for k, v in vars(args).items() if k != "out"}
-    atomic_save(make_checkpoint(model, charset, pre, metrics, settings), path)
-    print(f"wrote {path}" + (f"; val glyph accuracy {metrics['val_accuracy']:.4f} (n={metrics['val_n']})" if val_loader else ""))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backbone = None
+    if "glyph" in stages and not args.resume:
+        backbone = glyph_stage(args, out)
+    elif (out / "backbone.pt").exists() and "glyph" in stages:
+        backbone = out / "backbone.pt"
+        load_checkpoint(backbone, kind="glyph")
+    if "sequence" in stages and sequence_stage(args, out, backbone) is None:
+        return cli.INTERRUPTED
     return 0
 
 

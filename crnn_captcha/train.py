@@ -45,7 +45,7 @@ from tqdm import tqdm
 from . import cli
 from .augment import Augmenter
 from .charset import Charset
-from .checkpoint import atomic_save, build_crnn, load_checkpoint, make_checkpoint
+from .checkpoint import atomic_save, build_crnn, load_checkpoint, make_checkpoint, pretrained_checkpoint
 from .ctc import ctc_loss, greedy_texts
 from .data import CaptchaDataset, Sample, collate_ctc, listing, load_samples, overlap
 from .errors import CaptchaWarning, LabelError, OptionError, OverwriteError, TrainingError
@@ -54,6 +54,7 @@ from .images import PreprocessConfig
 from .metrics import score, summarize
 from .model import CRNN, CRNNConfig, count_parameters
 from .plot import line_chart
+from .transfer import source_architecture, start_from
 from .runtime import Dist, log, rng_state, seed_everything, set_rng_state
 
 __all__ = ["TrainConfig", "run", "main", "TrainingError"]
@@ -68,10 +69,11 @@ FEATURE_ROWS = 2
 RESUMABLE_CHANGES = ("epochs", "patience")
 
 
-def auto_steps(n: int) -> int:
+def auto_steps(n: int, pretrained: bool = False) -> int:
     """Optimizer steps for ``n`` training images when --epochs is not given: a fixed part that
-    gets a small set out of CTC's all-blank start, plus a part that grows with the set."""
-    return int(min(60_000, 3000 + 3.3 * n))
+    gets a small set out of CTC's all-blank start (a pretrained start has none to leave), plus a
+    part that grows with the set."""
+    return int(min(60_000, (1500 if pretrained else 3000) + 3.3 * n))
 
 
 @dataclass
@@ -89,8 +91,11 @@ class TrainConfig:
             color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch".
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
         mix_prob: share of items spliced from two captchas at a character boundary (0: off).
-        channels, hidden, lstm_layers, dropout: the model (see :class:`CRNNConfig`).
-        pretrained_backbone: a glyph-pretrained backbone checkpoint to start from.
+        init: where the weights start: "pretrained" (the shipped pretrained model), "scratch"
+            (random), a path to a checkpoint (a whole CRNN, or a glyph backbone), or "auto"
+            (pretrained when it is installed, else scratch).
+        channels, hidden, lstm_layers, dropout: the model (see :class:`CRNNConfig`); None: those of
+            the start model, or the defaults from scratch.
         epochs: passes over the training set (None: from its size, each pass at least
             ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU, 32 on a GPU); lr,
             weight_decay: AdamW, lr held for half the steps, then cosine-decayed; patience: stop
@@ -111,11 +116,11 @@ class TrainConfig:
     aug_strength: float = 1.0
     strike_line: bool = True
     mix_prob: float = 0.0
-    channels: tuple[int, ...] = CRNNConfig.channels
-    hidden: int = CRNNConfig.hidden
-    lstm_layers: int = CRNNConfig.lstm_layers
+    init: str = "auto"
+    channels: tuple[int, ...] | None = None
+    hidden: int | None = None
+    lstm_layers: int | None = None
     dropout: float = CRNNConfig.dropout
-    pretrained_backbone: str | None = None
     epochs: int | None = None
     epoch_samples: int | None = None
     batch_size: int | None = None
@@ -125,12 +130,13 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
+        if self.channels is not None:
+            self.channels = tuple(int(c) for c in self.channels)
         self.train, self.val = str(self.train), str(self.val)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["channels"] = list(self.channels)
+        d["channels"] = list(self.channels) if self.channels is not None else None
         return d
 
     @classmethod
@@ -144,6 +150,8 @@ class TrainConfig:
             kept["train"], kept["val"] = (str(Path(d["splits"]) / f"{n}.csv") for n in ("train", "val"))
         if "no_strike_line" in d and "resize" not in d:  # before the input was chosen from the data
             kept.update(resize="stretch", color="gray", epoch_samples=None)
+        if "init" not in d:  # before --init: from scratch, or from a glyph backbone
+            kept["init"] = d.get("pretrained_backbone") or "scratch"
         return cls(**kept)
 
 
@@ -163,12 +171,13 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
                                  4 * max(1, round(choice.width * height / choice.height / 4)))
         color = {1: "gray", 3: "rgb"}[choice.channels] if config.color == "auto" else config.color
         changes.update(height=height, width=width, color=color)
+    changes.update(_architecture(config, notes))
     if config.batch_size is None:
         changes["batch_size"] = 32 if cuda else 16
     n, batch = len(train), changes.get("batch_size", config.batch_size)
     if config.epochs is None:
         epoch_samples = max(n, MIN_EPOCH_SAMPLES)
-        epochs = math.ceil(auto_steps(n) / max(epoch_samples // batch, 1))
+        epochs = math.ceil(auto_steps(n, changes["init"] != "scratch") / max(epoch_samples // batch, 1))
         changes.update(epochs=epochs, epoch_samples=epoch_samples)
         notes.append(f"length: {epochs} epochs of {epoch_samples} images ({epochs * (epoch_samples // batch):,} steps "
                      f"of {batch}) for {n} training images")
@@ -179,6 +188,29 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
     notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}; batch {out.batch_size}, "
                  f"lr {out.lr:g}, {out.epochs} epochs, patience {out.patience or 'off'}")
     return out, notes
+
+
+def _architecture(config: TrainConfig, notes: list[str]) -> dict[str, Any]:
+    """``init`` resolved, and the model settings the start model fixes (a clash is an error)."""
+    init = config.init
+    if init == "auto":
+        init = "pretrained" if pretrained_checkpoint().exists() else "scratch"
+        if init == "scratch":
+            notes.append("start: no pretrained model is installed, so from scratch")
+    fixed = source_architecture(init) or {}
+    out: dict[str, Any] = {"init": init}
+    defaults = {"channels": CRNNConfig.channels, "hidden": CRNNConfig.hidden, "lstm_layers": CRNNConfig.lstm_layers}
+    for name, default in defaults.items():
+        given = getattr(config, name)
+        if given is not None and name in fixed and _differs(given, fixed[name]):
+            raise OptionError(f"--{name.replace('_', '-')} {given} differs from the start model's {fixed[name]} "
+                              f"({init}); drop it, or train with --init scratch")
+        out[name] = given if given is not None else fixed.get(name, default)
+    return out
+
+
+def _differs(a: Any, b: Any) -> bool:
+    return (tuple(a) != tuple(b)) if isinstance(a, (list, tuple)) else a != b
 
 
 def _field_charset(chars: str) -> Charset:
@@ -349,8 +381,8 @@ def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], r
             hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,
             max_label_length=max(len(s.label) for s in samples), in_channels=pre.channels, rows=FEATURE_ROWS,
         ))
-        if config.pretrained_backbone:
-            load_backbone(model, config.pretrained_backbone)
+        for note in start_from(model, charset, config.init):
+            log(note)
     unknown = [s for s in val if charset.unknown(s.label)]
     if unknown:
         chars = "".join(dict.fromkeys(c for s in unknown for c in charset.unknown(s.label)))
@@ -402,15 +434,19 @@ def build_loaders(config: TrainConfig, train: list[Sample], val: list[Sample], c
 def data_state(loader: DataLoader) -> dict[str, Any]:
     """Where the data stream stands: the shuffle generator, augmentation and splicing RNGs."""
     ds = loader.dataset
-    return {"generator": loader.generator.get_state(), "splice": ds.rng.bit_generator.state,
-            "augment": ds.augment.state() if ds.augment is not None else None}
+    rng, augment = getattr(ds, "rng", None), getattr(ds, "augment", None)
+    return {"generator": loader.generator.get_state() if loader.generator is not None else None,
+            "splice": rng.bit_generator.state if rng is not None else None,
+            "augment": augment.state() if augment is not None else None}
 
 
 def restore_data_state(loader: DataLoader, state: dict[str, Any]) -> None:
     ds = loader.dataset
-    loader.generator.set_state(state["generator"])
-    ds.rng.bit_generator.state = state["splice"]
-    if ds.augment is not None and state.get("augment"):
+    if loader.generator is not None and state.get("generator") is not None:
+        loader.generator.set_state(state["generator"])
+    if getattr(ds, "rng", None) is not None and state.get("splice") is not None:
+        ds.rng.bit_generator.state = state["splice"]
+    if getattr(ds, "augment", None) is not None and state.get("augment"):
         ds.augment.restore(state["augment"])
 
 
@@ -607,7 +643,7 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
     t_start, epoch = time.time(), start
     try:
         for epoch in range(start, config.epochs + 1):
-            if isinstance(train_loader.sampler, DistributedSampler):
+            if hasattr(train_loader.sampler, "set_epoch"):  # DDP's shuffle, or a fresh synthetic stretch
                 train_loader.sampler.set_epoch(epoch)
             t0 = time.time()
             loss = train_one_epoch(net, model, train_loader, optim, dist_.device, epoch,
@@ -635,29 +671,11 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
     return 0
 
 
-def load_backbone(model: CRNN, path: str | Path) -> None:
-    """Copy a glyph-pretrained backbone into ``model`` (the classifier head is dropped).
-
-    Raises:
-        TrainingError: the backbone's channels do not fit the model's.
-    """
-    ckpt = load_checkpoint(path, kind="glyph")
-    state = {k[len("backbone."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("backbone.")}
-    try:
-        model.backbone.load_state_dict(state)
-    except RuntimeError as e:
-        raise TrainingError(
-            f"{path}: the pretrained backbone (channels {ckpt['model_config'].get('channels')}) does not fit "
-            f"this model's backbone (channels {list(model.config.channels)}): {str(e).splitlines()[0]}"
-        ) from None
-    log(f"backbone from {path} (glyph alphabet {ckpt['charset']!r})")
-
-
 # ----- command line ----------------------------------------------------------------------------
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.train", __doc__)
     groups = cli.add_training_options(ap, out="runs/train", epochs=None, batch_size=None, lr=1e-3, height=None,
-                                      width=None, aug_strength=1.0, channels=CRNNConfig.channels)
+                                      width=None, aug_strength=1.0, channels=None)
     d, m, o, r = groups["data"], groups["model"], groups["optimisation"], groups["run"]
     d.add_argument("--splits", help="folder with train.csv and val.csv (from scripts/split_data.py)")
     d.add_argument("--train", help="train manifest (CSV/TSV/JSON lines) or folder (instead of --splits)")
@@ -673,10 +691,15 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
     d.add_argument("--mix-prob", type=cli.non_negative_float, default=0.0,
                    help="share of training items spliced from two captchas at a character boundary (0: off)")
-    m.add_argument("--hidden", type=cli.positive_int, default=CRNNConfig.hidden, help="LSTM units per direction")
-    m.add_argument("--lstm-layers", type=cli.positive_int, default=CRNNConfig.lstm_layers, help="stacked BiLSTM layers")
+    m.add_argument("--hidden", type=cli.positive_int,
+                   help=f"LSTM units per direction (default: the start model's, or {CRNNConfig.hidden})")
+    m.add_argument("--lstm-layers", type=cli.positive_int,
+                   help=f"stacked BiLSTM layers (default: the start model's, or {CRNNConfig.lstm_layers})")
     m.add_argument("--dropout", type=cli.fraction, default=CRNNConfig.dropout, help="dropout before the head")
-    m.add_argument("--pretrained-backbone", help="glyph-pretrained backbone checkpoint (from crnn_captcha.pretrain)")
+    m.add_argument("--init", default="auto", metavar="pretrained|scratch|PATH",
+                   help="start from the shipped pretrained model, from scratch, or from a checkpoint (a whole "
+                        "model, or a glyph backbone); auto: pretrained when installed")
+    m.add_argument("--pretrained-backbone", dest="init", metavar="PATH", help="the same as --init PATH")
     o.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-2, help="AdamW weight decay")
     o.add_argument("--patience", type=cli.non_negative_int,
                    help="stop after this many epochs without a better val score (0: never; default: a third of the epochs)")
@@ -696,8 +719,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         train=train or "", val=val or "", skip_invalid=args.skip_invalid, label_from=args.label_from,
         label_regex=args.label_regex, charset=args.charset, height=args.height, width=args.width, color=args.color,
         resize=args.resize, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
-        mix_prob=args.mix_prob, channels=tuple(args.channels), hidden=args.hidden, lstm_layers=args.lstm_layers,
-        dropout=args.dropout, pretrained_backbone=args.pretrained_backbone, epochs=args.epochs,
+        mix_prob=args.mix_prob, channels=args.channels, hidden=args.hidden, lstm_layers=args.lstm_layers,
+        dropout=args.dropout, init=args.init, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
     )
 

@@ -210,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
     reader = CaptchaReader(args.checkpoint, device="cpu")
     t0 = time.perf_counter()
-    result = check(reader, args.seed, args.n)
+    with warnings.catch_warnings():  # PIL's notes on the damaged files it still decodes; counted below instead
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        result = check(reader, args.seed, args.n)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"{result['n']} cases (seed {result['seed']}): {result['read']} read, {result['refused']} refused with a "
           f"one-line ImageError, {len(result['failures'])} failures, {result['seconds']} s")

@@ -1,0 +1,89 @@
+"""The pretrained start: synthetic pretraining, then fine-tuning that keeps what carries over."""
+import json
+
+import pytest
+import torch
+
+from crnn_captcha import CaptchaReader
+from crnn_captcha.charset import Charset
+from crnn_captcha.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from crnn_captcha.images import PreprocessConfig
+from crnn_captcha.model import CRNN, CRNNConfig
+from crnn_captcha.pretrain import FreshSampler
+from crnn_captcha.pretrain import main as pretrain_main
+from crnn_captcha.split import main as split_main
+from crnn_captcha.train import main as train_main
+from crnn_captcha.transfer import start_from
+from synth import make_folder
+
+TINY = ["--channels", "8", "16", "16", "16", "24", "--hidden", "32"]
+
+
+def test_fresh_sampler_draws_new_images_each_epoch_and_shards():
+    s = FreshSampler(4)
+    s.set_epoch(1)
+    first = list(s)
+    s.set_epoch(2)
+    assert first == [0, 1, 2, 3] and list(s) == [4, 5, 6, 7]
+    shards = [FreshSampler(3, rank, 2) for rank in (0, 1)]
+    for shard in shards:
+        shard.set_epoch(2)
+    a, b = (list(shard) for shard in shards)
+    assert not set(a) & set(b) and sorted(a + b) == list(range(6, 12))
+
+
+def test_new_alphabet_keeps_shared_rows_and_names_new_ones(tmp_path):
+    source_cs = Charset("abcxyz")
+    source = CRNN(CRNNConfig(num_classes=source_cs.num_classes, channels=(8, 16, 16, 16, 24), hidden=32,
+                             in_channels=3, rows=2))
+    path = tmp_path / "src.pt"
+    atomic_save(make_checkpoint(source, source_cs, PreprocessConfig(channels=3, resize="pad")), path)
+    target_cs = Charset("acQ")  # a and c known, Q new
+    target = CRNN(CRNNConfig(num_classes=target_cs.num_classes, height=64, width=96, channels=(8, 16, 16, 16, 24),
+                             hidden=32, in_channels=1, rows=2))
+    notes = start_from(target, target_cs, str(path))
+    assert any("2 character(s)" in n and "'Q'" in n for n in notes), notes
+    s, t = source.state_dict(), target.state_dict()
+    for new_row, old_row in ((0, 0), (1, 1), (2, 3)):  # blank, a, c
+        assert torch.equal(t["head.weight"][new_row], s["head.weight"][old_row])
+    assert torch.equal(t["rnn.weight_ih_l0"], s["rnn.weight_ih_l0"])
+    # a gray model's first convolution is the colour one summed over its channels
+    assert torch.allclose(t["backbone.features.0.0.weight"], s["backbone.features.0.0.weight"].sum(1, keepdim=True))
+    gray = torch.rand(1, 1, 32, 64)
+    source.eval()
+    target.eval()
+    with torch.no_grad():  # so the gray model reads a gray image as the colour model reads it in RGB
+        a = source.backbone(gray.expand(1, 3, 32, 64))
+        b = target.backbone(gray)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
+    out = tmp_path / "pre"
+    assert pretrain_main(["--out", str(out), "--epochs", "1", "--epoch-samples", "64", "--glyph-epochs", "1",
+                          "--val-samples", "16", "--batch-size", "16", "--workers", "0", "--no-progress", *TINY]) == 0
+    pre = load_checkpoint(out / "pretrained.pt")
+    assert pre["preprocess"]["channels"] == 3 and len(pre["charset"]) > 62
+    make_folder(tmp_path / "imgs", 24, seed=1)
+    assert split_main(["--src", str(tmp_path / "imgs"), "--out", str(tmp_path / "splits")]) == 0
+    capsys.readouterr()
+    run = tmp_path / "run"
+    assert train_main(["--splits", str(tmp_path / "splits"), "--out", str(run), "--epochs", "1", "--init",
+                       str(out / "pretrained.pt"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "backbone and LSTM from" in err and "output rows kept" in err
+    trained = load_checkpoint(run / "best.pt")
+    assert json.dumps(trained["train_args"]) and trained["model_config"]["hidden"] == 32  # taken from the start
+    reader = CaptchaReader(run / "best.pt", device="cpu")
+    assert isinstance(reader.read(sorted((tmp_path / "imgs").iterdir())[0]), str)
+    # the start fixes the architecture: a clash is a one-line usage error
+    assert train_main(["--splits", str(tmp_path / "splits"), "--out", str(tmp_path / "r2"), "--epochs", "1",
+                       "--init", str(out / "pretrained.pt"), "--hidden", "64", "--no-progress"]) == 2
+    assert "differs from the start model's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,match", [(["--glyphs", "/nonexistent"], "no such"), (["--resume"], "does not exist")])
+def test_pretrain_checks_paths_before_loading(tmp_path, capsys, args, match):
+    assert pretrain_main(["--out", str(tmp_path / "p"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
