@@ -68,6 +68,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def fraction_or_one(text: str) -> float:
+    """A number from 0 to 1."""
+    value = non_negative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is above 1")
+    return value
+
+
 def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
     """The destinations of the options the command line gave explicitly (not left to defaults)."""
     probe = argparse.ArgumentParser(add_help=False)
@@ -113,7 +121,7 @@ def reader_from_args(args: argparse.Namespace):
 
 
 def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int | None, batch_size: int | None,
-                         lr: float, height: int | None, width: int | None, aug_strength: float, channels: tuple[int, ...]
+                         lr: float | None, height: int | None, width: int | None, aug_strength: float, channels: tuple[int, ...]
                          ) -> dict[str, argparse._ArgumentGroup]:
     """The options training and pretraining share, with each command's own defaults; returns the
     groups ("data", "model", "optimisation", "run") for the command to add its own options to."""
@@ -133,7 +141,8 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
                    help="passes over the training set" + ("" if epochs else " (default: chosen from the set's size)"))
     o.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help="images per optimizer step" + ("" if batch_size else " (default: 16 on the CPU, 32 on a GPU)"))
-    o.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
+    o.add_argument("--lr", type=positive_float, default=lr,
+                   help="peak learning rate" + ("" if lr else " (default: 1e-3 at batch 16, scaled with the batch)"))
     o.add_argument("--seed", type=non_negative_int, default=0, help="random seed (repeatable runs on the CPU)")
     r = ap.add_argument_group("run")
     r.add_argument("--out", default=out, help="folder for checkpoints and metrics")

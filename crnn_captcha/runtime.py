@@ -86,6 +86,8 @@ class Dist:
             raise OptionError(f"torchrun started {local} processes on this machine, but it has "
                               f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node={torch.cuda.device_count()} "
                               "(one process per GPU) or --device cpu")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
         if self.world > 1:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             if self.device.type == "cuda":

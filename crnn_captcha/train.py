@@ -90,15 +90,19 @@ class TrainConfig:
         height, width, color, resize: the model's input (see :mod:`crnn_captcha.geometry`);
             color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch".
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
-        mix_prob: share of items spliced from two captchas at a character boundary (0: off).
+        mix_prob: share of items spliced from two captchas where their characters meet (0: off);
+            new strings keep a small set from being memorised (250 ImageCaptcha images: 0% without,
+            65% with 0.5).
         init: where the weights start: "pretrained" (the shipped pretrained model), "scratch"
             (random), a path to a checkpoint (a whole CRNN, or a glyph backbone), or "auto"
             (pretrained when it is installed, else scratch).
         channels, hidden, lstm_layers, dropout: the model (see :class:`CRNNConfig`); None: those of
             the start model, or the defaults from scratch.
         epochs: passes over the training set (None: from its size, each pass at least
-            ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU, 32 on a GPU); lr,
-            weight_decay: AdamW, lr held for half the steps, then cosine-decayed; patience: stop
+            ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU, 64 on a GPU, where
+            small batches leave it idle); lr (None: 1e-3 at batch 16, times the square root of
+            the batch's growth), weight_decay: AdamW, lr held for half the steps, then
+            cosine-decayed; patience: stop
             after this many epochs without a better val score (None: a third of the epochs; 0:
             never); seed: the random seed (CPU runs are repeatable, resumed ones too).
     """
@@ -115,7 +119,7 @@ class TrainConfig:
     resize: str = "pad"
     aug_strength: float = 1.0
     strike_line: bool = True
-    mix_prob: float = 0.0
+    mix_prob: float = 0.5
     init: str = "auto"
     channels: tuple[int, ...] | None = None
     hidden: int | None = None
@@ -124,7 +128,7 @@ class TrainConfig:
     epochs: int | None = None
     epoch_samples: int | None = None
     batch_size: int | None = None
-    lr: float = 1e-3
+    lr: float | None = None
     weight_decay: float = 1e-2
     patience: int | None = None
     seed: int = 0
@@ -173,8 +177,10 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
         changes.update(height=height, width=width, color=color)
     changes.update(_architecture(config, notes))
     if config.batch_size is None:
-        changes["batch_size"] = 32 if cuda else 16
+        changes["batch_size"] = 64 if cuda else 16
     n, batch = len(train), changes.get("batch_size", config.batch_size)
+    if config.lr is None:
+        changes["lr"] = round(1e-3 * math.sqrt(batch / 16), 6)
     if config.epochs is None:
         epoch_samples = max(n, MIN_EPOCH_SAMPLES)
         epochs = math.ceil(auto_steps(n, changes["init"] != "scratch") / max(epoch_samples // batch, 1))
@@ -436,7 +442,7 @@ def data_state(loader: DataLoader) -> dict[str, Any]:
     ds = loader.dataset
     rng, augment = getattr(ds, "rng", None), getattr(ds, "augment", None)
     return {"generator": loader.generator.get_state() if loader.generator is not None else None,
-            "splice": rng.bit_generator.state if rng is not None else None,
+            "splice": rng.bit_generator.state if rng is not None else None,  # splicing
             "augment": augment.state() if augment is not None else None}
 
 
@@ -674,7 +680,7 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
 # ----- command line ----------------------------------------------------------------------------
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.train", __doc__)
-    groups = cli.add_training_options(ap, out="runs/train", epochs=None, batch_size=None, lr=1e-3, height=None,
+    groups = cli.add_training_options(ap, out="runs/train", epochs=None, batch_size=None, lr=None, height=None,
                                       width=None, aug_strength=1.0, channels=None)
     d, m, o, r = groups["data"], groups["model"], groups["optimisation"], groups["run"]
     d.add_argument("--splits", help="folder with train.csv and val.csv (from scripts/split_data.py)")
@@ -689,8 +695,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
                    help="pad keeps each image's aspect ratio; stretch scales width and height apart")
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
-    d.add_argument("--mix-prob", type=cli.non_negative_float, default=0.0,
-                   help="share of training items spliced from two captchas at a character boundary (0: off)")
+    d.add_argument("--mix-prob", type=cli.fraction_or_one, default=0.5,
+                   help="share of training items spliced from two captchas where their characters meet: strings "
+                        "the set does not hold, so the model reads characters rather than memorising labels (0: off)")
     m.add_argument("--hidden", type=cli.positive_int,
                    help=f"LSTM units per direction (default: the start model's, or {CRNNConfig.hidden})")
     m.add_argument("--lstm-layers", type=cli.positive_int,
