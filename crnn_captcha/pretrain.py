@@ -119,11 +119,20 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 
 def _one_thread_worker(worker_id: int) -> None:
-    """A rendering worker keeps to one core: OpenCV and torch would each start a thread per core."""
+    """A rendering worker keeps to one core: OpenCV would start a thread per core (torch's own
+    thread count is already 1 in a loader worker)."""
     import cv2
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
+
+
+def worker_options(workers: int) -> dict:
+    """DataLoader settings for rendering workers: started once and by spawning, not forking (a
+    fork of a process whose OpenMP threads have run can hang in the child)."""
+    if not workers:
+        return {"num_workers": 0}
+    return {"num_workers": workers, "worker_init_fn": _one_thread_worker, "persistent_workers": True,
+            "multiprocessing_context": "spawn", "prefetch_factor": 4}
 
 
 def make_renderer(seed: int):
@@ -163,7 +172,7 @@ def glyph_data(args, device: torch.device) -> tuple[Dataset, Dataset | None, Cha
     train = SynthGlyphs(renderer, charset, pre)
     val = SynthGlyphs(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=2000)
     loader = DataLoader(train, batch_size=args.batch_size, sampler=FreshSampler(args.epoch_samples), pin_memory=cuda,
-                        num_workers=args.workers, worker_init_fn=_one_thread_worker if args.workers else None)
+                        **worker_options(args.workers))
     return train, val, charset, pre, loader
 
 
@@ -238,10 +247,8 @@ def sequence_stage(args, out: Path, backbone: Path | None) -> Path | None:
     cuda = dist_.device.type == "cuda"
     train = DataLoader(SynthCaptchas(renderer, charset, pre), batch_size=args.batch_size,
                        sampler=FreshSampler(args.epoch_samples // dist_.world, dist_.rank, dist_.world),
-                       collate_fn=collate_ctc, num_workers=args.workers, pin_memory=cuda,
-                       generator=torch.Generator().manual_seed(args.seed), drop_last=True,
-                       worker_init_fn=_one_thread_worker if args.workers else None,
-                       persistent_workers=args.workers > 0, prefetch_factor=4 if args.workers else None)
+                       collate_fn=collate_ctc, pin_memory=cuda, generator=torch.Generator().manual_seed(args.seed),
+                       drop_last=True, **worker_options(args.workers))
     val_set = SynthCaptchas(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=args.val_samples)
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)
