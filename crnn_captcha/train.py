@@ -73,7 +73,7 @@ def auto_steps(n: int, pretrained: bool = False) -> int:
     """Optimizer steps for ``n`` training images when --epochs is not given: a fixed part that
     gets a small set out of CTC's all-blank start (a pretrained start has none to leave), plus a
     part that grows with the set."""
-    return int(min(60_000, (1500 if pretrained else 3000) + 3.3 * n))
+    return int(min(60_000, (2000 if pretrained else 4000) + 4 * n))
 
 
 @dataclass
