@@ -8,7 +8,7 @@ from .charset import Charset
 from .checkpoint import LoadedModel, load_model
 from .ctc import DecodeOptions
 from .errors import (
-    CaptchaError, CaptchaWarning, CheckpointError, ImageError, LabelError, OptionError, OverwriteError, TrainingError,
+    AllowedCharacterError, CaptchaError, CaptchaWarning, CheckpointError, ImageError, LabelError, OptionError, OverwriteError, TrainingError,
     UnknownCharacterError,
 )
 from .model import CRNN, CRNNConfig
@@ -16,6 +16,6 @@ from .reader import CaptchaReader, Prediction
 
 __all__ = [
     "CaptchaReader", "Prediction", "DecodeOptions", "CRNN", "CRNNConfig", "Charset", "load_model", "LoadedModel",
-    "CaptchaError", "CaptchaWarning", "CheckpointError", "ImageError", "LabelError", "OptionError", "OverwriteError", "TrainingError",
+    "AllowedCharacterError", "CaptchaError", "CaptchaWarning", "CheckpointError", "ImageError", "LabelError", "OptionError", "OverwriteError", "TrainingError",
     "UnknownCharacterError", "__version__",
 ]

@@ -21,7 +21,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "measure a checkpoint on labelled captchas"),
     "split": ("split", "split a folder of labelled captchas into train/val/test manifests"),
     "train": ("train", "train a reader on your captchas"),
-    "pretrain": ("pretrain", "pretrain the backbone as a single-glyph classifier"),
+    "pretrain": ("pretrain", "pretrain on synthetic captchas: the start train fine-tunes"),
     "glyphs": ("glyphs", "cut a leak-free glyph set from a split's captchas"),
     "augment": ("augment", "write a grid of augmented training images"),
     "synth": ("synth", "write a sheet of synthetic pretraining captchas or glyphs; list the fonts"),

@@ -18,6 +18,7 @@ import numpy as np
 from . import cli
 from .errors import OptionError
 from .images import PreprocessConfig
+from .runtime import as_tuples
 
 
 class StrikeLine(A.ImageOnlyTransform):
@@ -99,7 +100,7 @@ class Augmenter:
 
     def restore(self, state: list) -> None:
         for t, (py, np_state) in zip(self._transforms(), state):
-            t.py_random.setstate(_tuples(py))
+            t.py_random.setstate(as_tuples(py))
             t.random_generator.bit_generator.state = np_state
 
 
@@ -110,9 +111,6 @@ def _plain(x):
         return [_plain(v) for v in x]
     return int(x) if isinstance(x, np.integer) else x
 
-
-def _tuples(x):
-    return tuple(_tuples(v) for v in x) if isinstance(x, list) else x
 
 
 def sample_grid(images: list[np.ndarray], augmenter: Augmenter, copies: int = 5) -> np.ndarray:
@@ -147,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from .data import load_samples
     from .images import load_gray, resize_image
 
+    cli.check_image_out(args.out)
     cfg = PreprocessConfig(height=args.height, width=args.width)
     samples = load_samples(args.data, length=None, skip_invalid=True)[: args.n]
     if not samples:

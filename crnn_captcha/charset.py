@@ -75,3 +75,13 @@ class Charset:
         """Characters for 1-based class indices (no CTC collapsing)."""
         return "".join(self.chars[i - 1] for i in indices if i > 0)
 
+    def missing(self, labels: Iterable[str]) -> tuple[str, int]:
+        """(the characters of ``labels`` this charset lacks, how many labels hold any of them)."""
+        chars: dict[str, None] = {}
+        count = 0
+        for label in labels:
+            bad = self.unknown(label)
+            if bad:
+                count += 1
+                chars.update(dict.fromkeys(bad))
+        return "".join(chars), count

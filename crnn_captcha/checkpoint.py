@@ -258,13 +258,6 @@ def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[C
     return model, charset, preprocess
 
 
-def _field(path: Path | str, name: str, build: Callable[[], Any]) -> Any:
-    try:
-        return build()
-    except (TypeError, ValueError, KeyError) as e:  # a hand-edited or damaged description
-        raise CheckpointError(f"{path}: field {name} is not valid ({' '.join(str(e).split())[:200]})") from None
-
-
 class LoadedModel(NamedTuple):
     """A CRNN rebuilt from its checkpoint, in eval mode on the CPU."""
 

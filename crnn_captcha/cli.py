@@ -8,12 +8,16 @@ error class carries (see :mod:`crnn_captcha.errors`), so no traceback reaches a 
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable
 
 from .errors import CaptchaError, CaptchaWarning, OptionError
+from .images import printable
 
 INTERRUPTED = 130
 
@@ -38,7 +42,7 @@ def make_parser(prog: str | None, module: str, doc: str | None) -> argparse.Argu
 
 
 # ----- value checks (argparse types: a bad value is a usage error naming the option) -----------
-def _number(kind: type, low: float | None, name: str) -> Callable[[str], float]:
+def _number(kind: type, low: float | None, name: str, high: float | None = None) -> Callable[[str], float]:
     def parse(text: str):
         try:
             value = kind(text)
@@ -48,6 +52,8 @@ def _number(kind: type, low: float | None, name: str) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if low is not None and value < low:
             raise argparse.ArgumentTypeError(f"{text!r} is below the smallest allowed value, {low:g}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text!r} is above the largest allowed value, {high:g}")
         return value
 
     parse.__name__ = name  # argparse names the type in its messages
@@ -58,6 +64,10 @@ positive_int = _number(int, 1, "whole number of at least 1")
 non_negative_int = _number(int, 0, "whole number of at least 0")
 non_negative_float = _number(float, 0.0, "non-negative number")
 positive_float = _number(float, 1e-300, "positive number")
+learning_rate = _number(float, 1e-12, "learning rate", high=1.0)
+aug_strength_type = _number(float, 0.0, "augmentation strength", high=4.0)
+ratio = _number(float, 0.0, "non-negative number", high=1e6)
+size = _number(int, 1, "whole number of at least 1", high=4096)
 
 
 def fraction(text: str) -> float:
@@ -127,11 +137,12 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     groups ("data", "model", "optimisation", "run") for the command to add its own options to."""
     d = ap.add_argument_group("data")
     d.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
-    d.add_argument("--height", type=positive_int, default=height,
+    d.add_argument("--height", type=size, default=height,
                    help="input height in pixels" + ("" if height else " (default: chosen from the images)"))
-    d.add_argument("--width", type=positive_int, default=width,
+    d.add_argument("--width", type=size, default=width,
                    help="input width in pixels" + ("" if width else " (default: chosen from the images)"))
-    d.add_argument("--aug-strength", type=non_negative_float, default=aug_strength, help="0 turns augmentation off")
+    d.add_argument("--aug-strength", type=aug_strength_type, default=aug_strength,
+                   help="scale of the augmentation, 0 (off) to 4")
     m = ap.add_argument_group("model")
     m.add_argument("--channels", type=positive_int, nargs=5, default=list(channels) if channels else None, metavar="C",
                    help="output channels of the five conv blocks" + ("" if channels else " (default: the start model's, "
@@ -140,8 +151,8 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     o.add_argument("--epochs", type=positive_int, default=epochs,
                    help="passes over the training set" + ("" if epochs else " (default: chosen from the set's size)"))
     o.add_argument("--batch-size", type=positive_int, default=batch_size,
-                   help="images per optimizer step" + ("" if batch_size else " (default: 16 on the CPU, 32 on a GPU)"))
-    o.add_argument("--lr", type=positive_float, default=lr,
+                   help="images per optimizer step" + ("" if batch_size else " (default: 16 on the CPU, 64 on a GPU)"))
+    o.add_argument("--lr", type=learning_rate, default=lr,
                    help="peak learning rate" + ("" if lr else " (default: 1e-3 at batch 16, scaled with the batch)"))
     o.add_argument("--seed", type=non_negative_int, default=0, help="random seed (repeatable runs on the CPU)")
     r = ap.add_argument_group("run")
@@ -160,6 +171,33 @@ def command(build_parser: Callable[[str | None], argparse.ArgumentParser],
         return run_main(lambda: work(args))
 
     return main
+
+def check_out_folder(path: str | Path, option: str = "--out") -> Path:
+    """An output folder that is not a file and can be written (made if missing), checked before
+    any long work."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"{option} {path} is a file, not a folder")
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(f"{option} {path}: {existing} cannot be written")
+    return path
+
+
+def check_image_out(path: str | Path, option: str = "--out") -> Path:
+    """An image file to write: a name Pillow knows how to save, in a folder that exists."""
+    from PIL import Image
+
+    path = Path(path)
+    Image.init()
+    if path.suffix.lower() not in Image.EXTENSION:
+        raise OptionError(f"{option} {path}: not an image file name (end it in .png)")
+    if not path.parent.is_dir() and str(path.parent) not in ("", "."):
+        raise OptionError(f"{option} {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise OptionError(f"{option} {path} is a folder, not a file name")
+    return path
+
 
 def one_line(error: BaseException) -> str:
     """An error's message as one line (newlines in file names and listings escaped)."""
@@ -193,9 +231,10 @@ def _run(work: Callable[[], int]) -> int:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a folder that cannot be written, a disk that is full, ...
-        where = f"{e.filename}: " if e.filename else ""
+        where = f"{printable(os.fsdecode(e.filename))}: " if e.filename else ""
         print(f"error: {where}{e.strerror or one_line(e)}", file=sys.stderr)
-        return OptionError.exit_code
+        # the machine failed the work (a full disk, an I/O error): 1; a path it was given: 2
+        return 1 if e.errno in (errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT) else OptionError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .charset import Charset
-from .errors import OptionError, UnknownCharacterError
+from .errors import AllowedCharacterError, OptionError
 
 DECODERS = ("greedy", "beam")
 #: Beam search keeps at most this many prefixes: its cost grows with the width, and wider beams
@@ -217,13 +217,13 @@ def allowed_mask(charset: Charset, allowed: str | None) -> np.ndarray | None:
     """Boolean mask over the classes that keeps the blank and the ``allowed`` characters.
 
     Raises:
-        UnknownCharacterError: ``allowed`` holds characters the charset lacks.
+        AllowedCharacterError: ``allowed`` holds characters the charset lacks.
     """
     if allowed is None:
         return None
     bad = charset.unknown(allowed)
     if bad:
-        raise UnknownCharacterError(
+        raise AllowedCharacterError(
             f"allowed characters {''.join(bad)!r} are not in the model's charset {charset.chars!r}"
         )
     mask = np.zeros(charset.num_classes, dtype=bool)
@@ -280,7 +280,7 @@ def decode_batch(
 
     Raises:
         OptionError: a bad option value, or a length the frames cannot hold.
-        UnknownCharacterError: ``allowed`` characters the charset lacks.
+        AllowedCharacterError: ``allowed`` characters the charset lacks.
     """
     opts = _options(options, overrides)
     lp = np.asarray(log_probs, dtype=np.float64)

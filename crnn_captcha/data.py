@@ -169,12 +169,12 @@ def _manifest_rows(path: Path, text: str) -> Iterable[tuple[int, str | None, str
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise LabelError(f"{path}: line {n} is not JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise LabelError(f"{path}: line {n} is not a JSON object with path and label")
-                yield n, row.get("path"), row.get("label")
+                if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("path", "label")):
+                    raise LabelError(f"{path}: line {n} is not a JSON object with a string path and a string label")
+                yield n, row["path"], row["label"]
         return
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = _csv_rows(path, csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     header = next(rows, None)
     if header is None:
         raise LabelError(f"{path}: empty manifest (no header line)")
@@ -186,6 +186,14 @@ def _manifest_rows(path: Path, text: str) -> Iterable[tuple[int, str | None, str
     for n, row in enumerate(rows, 2):
         if row:
             yield n, row[ip] if ip < len(row) else None, row[il] if il < len(row) else None
+
+
+def _csv_rows(path: Path, rows) -> Iterable[list[str]]:
+    """The CSV reader's rows, its errors (a field over its size limit, a broken quote) as LabelError."""
+    try:
+        yield from rows
+    except csv.Error as e:
+        raise LabelError(f"{path}: line {rows.line_num} is not a CSV row ({e})") from None
 
 
 def read_manifest(
@@ -442,6 +450,9 @@ class GlyphDataset(Dataset):
         progress: bool = False,
     ):
         files = read_glyph_files(src, subfolder) if isinstance(src, (str, Path)) else list(src)
+        if not files:
+            where = f"{src}" + (f" (below {subfolder})" if subfolder else "")
+            raise LabelError(f"{where}: no glyph images (<char>_<n>.png, or one folder per class)")
         if charset is None:
             charset = Charset.from_labels(lbl for _, lbl, _ in files if len(lbl) == 1 and lbl.isprintable())
             print(f"glyph alphabet ({len(charset)}): {charset.chars}", file=sys.stderr)

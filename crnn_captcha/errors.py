@@ -52,6 +52,12 @@ class OptionError(CaptchaError, ValueError):
     """An option value that makes no sense (a negative beam width, an unknown decoder, ...)."""
 
 
+class AllowedCharacterError(UnknownCharacterError, OptionError):
+    """An ``allowed`` set (or ``--charset``) naming characters the model cannot read: a bad option."""
+
+    exit_code = 2
+
+
 class OverwriteError(CaptchaError, FileExistsError):
     """An output that already exists and would be overwritten; says how to go on."""
 

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import cli
-from .data import load_samples
-from .errors import CaptchaWarning, OptionError
+from .data import IMAGE_SUFFIXES, load_samples
+from .errors import CaptchaWarning, ImageError, OptionError
 from .images import load_gray
 from .metrics import confusions, score, summarize
 
@@ -31,7 +31,10 @@ def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int =
     """A PNG with each misread image and its truth / prediction beneath it."""
     cells = []
     for src, truth, pred in rows:
-        gray = load_gray(src)
+        try:
+            gray = load_gray(src)
+        except ImageError:  # already reported as unreadable
+            continue
         img = Image.fromarray(gray, "L").resize((gray.shape[1] * scale // 2, gray.shape[0] * scale // 2))
         cell = Image.new("RGB", (max(img.width, 160), img.height + 16), "white")
         cell.paste(img.convert("RGB"), (0, 0))
@@ -60,14 +63,18 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.gallery:
+        cli.check_image_out(args.gallery, "--gallery")
+    if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
+        raise OptionError(f"{args.data} is an image; evaluate reads a manifest or a folder of labelled images "
+                          "(python -m crnn_captcha.predict reads single images)")
     samples = load_samples(args.data, length=None, skip_invalid=args.skip_invalid)
     if not samples:
         raise OptionError(f"{args.data}: no labelled images")
     reader = cli.reader_from_args(args)
-    unreadable = [s for s in samples if reader.charset.unknown(s.label)]
-    if unreadable:
-        chars = "".join(dict.fromkeys(c for s in unreadable for c in reader.charset.unknown(s.label)))
-        warnings.warn(f"{len(unreadable)} of {len(samples)} labels hold character(s) {chars!r} that this model cannot "
+    chars, count = reader.charset.missing(s.label for s in samples)
+    if count:
+        warnings.warn(f"{count} of {len(samples)} labels hold character(s) {chars!r} that this model cannot "
                       f"read (its charset is {reader.charset.chars!r}); they count as misreads", CaptchaWarning)
     preds = reader.predict_batch([s.path for s in samples], batch_size=args.batch_size, errors="mark")
     failed = [p for p in preds if not p.ok]

@@ -26,9 +26,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     import onnx  # only needed here
 
     checkpoint = Path(checkpoint)
+    out = Path(out) if out else checkpoint.with_suffix(".onnx")
+    if out.suffix.lower() != ".onnx":
+        raise OptionError(f"--out {out}: an ONNX export's name ends in .onnx (the reader looks for <checkpoint>.onnx)")
+    if out.exists() and out.is_dir():
+        raise OptionError(f"--out {out} is a folder, not a file name")
     model, _, pre = build_crnn(load_checkpoint(checkpoint), checkpoint)
     model.fuse_batchnorm()
-    out = Path(out) if out else checkpoint.with_suffix(".onnx")
     dummy = torch.zeros(1, pre.channels, pre.height, pre.width)
 
     def write(tmp: str) -> None:

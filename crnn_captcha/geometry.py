@@ -42,6 +42,7 @@ class InputChoice:
     width: int
     channels: int
     why: str
+    aspect: float = 4.0  # the typical image's width / height
 
 
 def spreads(rgb: np.ndarray) -> tuple[float, float]:
@@ -72,12 +73,16 @@ def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int =
     need = 4 * math.ceil(FRAMES_PER_CHAR * longest_label)
     widened = width < need
     width = max(width, need)
+    if widened:
+        longest_label_note = f" (a {longest_label}-character label needs {need} px)"
+    else:
+        longest_label_note = ""
     gain, colour_level = float(np.median(gains)), float(np.median(chroma))
     colour = colour_level >= 2.0 and gain >= COLOUR_GAIN
     why = (f"typical image {round(h * aspect)}x{round(h)} (width x height, median of {len(picked)}); "
            f"height {height} (half the image height, as {MIN_HEIGHT} or {MAX_HEIGHT}); width {width} keeps the ratio "
-           f"{aspect:.2f}" + (f", widened to {FRAMES_PER_CHAR} frames per character of {longest_label}" if widened else "")
+           f"{aspect:.2f}" + (f", widened to {FRAMES_PER_CHAR} frames per character{longest_label_note}" if widened else "")
            + "; " + (f"colour: a channel spreads {gain:.1f}x as far as gray" if colour else
                      ("gray: no colour in the images" if colour_level < 2.0 else
                       f"gray: brightness alone separates text from background (channel/gray spread {gain:.1f})")))
-    return InputChoice(height, width, 3 if colour else 1, why)
+    return InputChoice(height, width, 3 if colour else 1, why, aspect)

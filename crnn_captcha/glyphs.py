@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -30,11 +31,17 @@ from . import cli
 from .augment import Augmenter
 from .ctc import force_align
 from .data import Sample, load_samples
-from .errors import OptionError, OverwriteError
+from .errors import CaptchaWarning, OptionError, OverwriteError
 from .images import load_gray, preprocess
 from .layout import cell_edges, text_extent
 
 GLYPH_W, GLYPH_H = 32, 52
+
+
+def safe_in_name(ch: str) -> bool:
+    """A character that can lead a ``<char>_<n>.png`` file name and be read back from it: not a path
+    separator, a dot (hidden files), the underscore (the separator) or a control character."""
+    return ch.isprintable() and ch not in '/\\._:*?"<>|'
 
 
 def split_extent(x0: float, x1: float, n: int) -> list[tuple[float, float]]:
@@ -118,9 +125,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out {out} is a file, not a folder")
+    out = cli.check_out_folder(args.out)
     if args.method == "ctc" and not args.align_checkpoint:
         raise OptionError("--method ctc needs --align-checkpoint")
     if out.exists() and any(out.glob("*.png")) and not args.force:
@@ -136,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
     augment = Augmenter(strength=0.8, strike_line=False, seed=args.seed) if args.copies else None
     counts: Counter = Counter()
     written = []
+    unsafe = sorted({ch for ch, _, _ in crops if not safe_in_name(ch)})
+    if unsafe:
+        warnings.warn(f"left out the glyphs of {''.join(unsafe)!r}: the 118K format puts the character in the file "
+                      "name, where these cannot stand", CaptchaWarning)
+        crops = [c for c in crops if safe_in_name(c[0])]
     for ch, img, _ in tqdm(crops, desc="writing glyphs", file=sys.stderr, leave=False, disable=None):
         versions = [img] + [augment(img) for _ in range(args.copies)] if augment else [img]
         for v in versions:

@@ -96,7 +96,7 @@ def printable(text: str) -> str:
 def describe(src: Any) -> str:
     """A short one-line name for an input, used in error messages."""
     if isinstance(src, (str, os.PathLike)):
-        return printable(os.fsdecode(src))
+        return printable(os.fsdecode(src)) or "<empty path>"
     if isinstance(src, (bytes, bytearray)):
         return f"<{len(src)} bytes>"
     if isinstance(src, Image.Image):

@@ -19,11 +19,6 @@ def cell_edges(x0: float, x1: float, n: int) -> np.ndarray:
     return x0 + (x1 - x0) * np.arange(n + 1) / n
 
 
-def char_boundaries(gray: np.ndarray, n: int) -> np.ndarray:
-    """:func:`cell_edges` of the text extent of ``gray``."""
-    return cell_edges(*text_extent(gray), n)
-
-
 def ink(pixels: np.ndarray, threshold: int = 48) -> np.ndarray:
     """Boolean (H, W): pixels that differ from the background (the median colour of the border) by
     more than ``threshold`` in some channel, so light text on dark ground counts as well as dark on

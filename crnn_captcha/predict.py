@@ -16,17 +16,23 @@ import sys
 from pathlib import Path
 
 from . import cli
-from .data import IMAGE_SUFFIXES
+from .data import IMAGE_SUFFIXES, is_hidden
 from .errors import OptionError
 
 
 def expand(inputs: list[str]) -> list[str]:
-    """Image files, with each folder replaced by its image files (sorted)."""
+    """Image files, with each folder replaced by its image files (sorted; hidden files and macOS
+    ``._name`` companions left out). A name the file system refuses stays, to fail on its own."""
     out: list[str] = []
     for item in inputs:
         p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        try:
+            folder = p.is_dir()
+        except OSError:  # e.g. a name too long: reading it will say so, for this file alone
+            folder = False
+        if folder:
+            found = sorted(str(f) for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f))
             if not found:
                 raise OptionError(f"{p}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out += found

@@ -46,7 +46,7 @@ from .data import GlyphDataset, collate_ctc
 from .errors import OptionError, TrainingError
 from .images import PreprocessConfig, resize_image, to_tensor
 from .model import CRNN, CRNNConfig, GlyphClassifier
-from .runtime import Dist, log, pick_device, seed_everything
+from .runtime import Dist, default_threads, log, seed_everything
 
 STAGES = ("glyph", "sequence")
 #: The pretrained model's input: colour, and the captcha v2 geometry (a fine-tuned model adapts
@@ -160,9 +160,12 @@ def glyph_data(args, device: torch.device) -> tuple[Dataset, Dataset | None, Cha
         pre = PreprocessConfig(height=args.height, width=args.width, max_aspect_error=0.0)
         augment = Augmenter(args.aug_strength, strike_line=False, seed=args.seed) if args.aug_strength > 0 else None
         train = GlyphDataset(args.glyphs, pre, augment=augment, subfolder=args.subfolder,
-                             skip_invalid=args.skip_invalid, progress=True)
-        val = GlyphDataset(args.val_glyphs, pre, charset=train.charset, skip_invalid=True, progress=True) \
+                             skip_invalid=args.skip_invalid, progress=args.progress)
+        val = GlyphDataset(args.val_glyphs, pre, charset=train.charset, skip_invalid=True, progress=args.progress) \
             if args.val_glyphs else None
+        if val is not None and not len(val):
+            raise OptionError(f"--val-glyphs {args.val_glyphs}: no glyph there is one character of the training "
+                              f"glyphs' alphabet {train.charset.chars!r}")
         loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, pin_memory=cuda,
                             generator=torch.Generator().manual_seed(args.seed))
         return train, val, train.charset, pre, loader
@@ -176,10 +179,9 @@ def glyph_data(args, device: torch.device) -> tuple[Dataset, Dataset | None, Cha
     return train, val, charset, pre, loader
 
 
-def glyph_stage(args, out: Path) -> Path:
-    """Train the backbone as a glyph classifier; returns the backbone checkpoint's path."""
+def glyph_stage(args, out: Path, device: torch.device) -> Path:
+    """Train the backbone as a glyph classifier (in one process); returns the backbone's path."""
     seed_everything(args.seed)
-    device = pick_device(args.device)
     _, val, charset, pre, loader = glyph_data(args, device)
     log(f"glyph stage: {len(charset)} classes, device {device}" + (f", val {len(val)}" if val is not None else ""))
     model = GlyphClassifier(len(charset), tuple(args.channels), in_channels=pre.channels).to(device)
@@ -216,15 +218,12 @@ def glyph_stage(args, out: Path) -> Path:
 
 
 # ----- the sequence stage ----------------------------------------------------------------------------
-def sequence_stage(args, out: Path, backbone: Path | None) -> Path | None:
+def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path | None:
     """Train the whole CRNN on synthetic captchas with the training loop of :mod:`crnn_captcha.train`;
     returns the path of the pretrained model (None when interrupted)."""
     from .train import Checkpointer, TrainConfig, _train
     from .transfer import start_from
 
-    dist_ = Dist(args.device)
-    if args.threads and dist_.device.type == "cpu":
-        torch.set_num_threads(args.threads)
     seed_everything(args.seed + dist_.rank)
     renderer = make_renderer(args.seed)
     charset = Charset(renderer.config.alphabet)
@@ -236,6 +235,8 @@ def sequence_stage(args, out: Path, backbone: Path | None) -> Path | None:
                          patience=0, seed=args.seed, aug_strength=0.0)
     saver = Checkpointer(out / "sequence", writer=dist_.main)
     resumed = saver.previous(args.resume)
+    if resumed is not None:  # the run's own settings; only --epochs may change
+        config = resumed_settings(resumed, config, args.given)
     model = CRNN(CRNNConfig(num_classes=charset.num_classes, height=PRE_HEIGHT, width=PRE_WIDTH,
                             channels=config.channels, hidden=config.hidden, lstm_layers=config.lstm_layers,
                             max_label_length=renderer.config.max_length, in_channels=3, rows=2))
@@ -263,6 +264,22 @@ def sequence_stage(args, out: Path, backbone: Path | None) -> Path | None:
     return final
 
 
+def resumed_settings(resumed: dict, config, given: set[str]):
+    """The stored run's settings, with --epochs from the command line; any other setting given
+    explicitly and different is an error naming both values."""
+    from dataclasses import replace
+
+    from .train import TrainConfig
+
+    stored = TrainConfig.from_dict(resumed.get("train_args", {}))
+    clashes = [f"--{name.replace('_', '-')} {getattr(config, name)!r} (the run has {getattr(stored, name)!r})"
+               for name in ("channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples", "seed")
+               if name in given and getattr(config, name) != getattr(stored, name)]
+    if clashes:
+        raise OptionError(f"--resume keeps the run's saved settings, but these differ: {'; '.join(clashes)}")
+    return replace(stored, epochs=config.epochs)
+
+
 # ----- command line ------------------------------------------------------------------------------------
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.pretrain", __doc__)
@@ -282,7 +299,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     o.add_argument("--glyph-epochs", type=cli.positive_int, default=3, help="epochs of the glyph stage")
     r.add_argument("--resume", action="store_true", help="continue the sequence stage in OUT/sequence")
     r.add_argument("--workers", type=cli.non_negative_int, default=1, help="processes rendering images")
-    r.add_argument("--threads", type=cli.non_negative_int, default=0, help="CPU threads for torch (0: its default)")
+    r.add_argument("--threads", type=cli.non_negative_int, default=0,
+                   help="CPU threads for torch (0: half the cores, at most 4)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return ap
 
@@ -292,9 +310,7 @@ def check_paths(args) -> None:
     for option, value in (("--glyphs", args.glyphs), ("--val-glyphs", args.val_glyphs)):
         if value and not Path(value).exists():
             raise OptionError(f"{option} {value}: no such folder or archive")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out {out} is a file, not a folder")
+    out = cli.check_out_folder(args.out)
     if args.height % 16:
         raise OptionError(f"--height {args.height}: the backbone needs a multiple of 16 (e.g. 32)")
     if args.resume and not (out / "sequence" / "last.pt").exists():
@@ -303,21 +319,34 @@ def check_paths(args) -> None:
 
 def run(args) -> int:
     stages = args.stages or (["glyph"] if args.glyphs else list(STAGES))
+    if args.glyphs and "glyph" not in stages:
+        raise OptionError("--glyphs feeds the glyph stage, but --stages leaves it out")
     check_paths(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    backbone = None
-    if "glyph" in stages and not args.resume:
-        backbone = glyph_stage(args, out)
-    elif (out / "backbone.pt").exists() and "glyph" in stages:
-        backbone = out / "backbone.pt"
+    dist_ = Dist(args.device)
+    if dist_.device.type == "cpu":
+        torch.set_num_threads(args.threads or default_threads())
+    backbone = out / "backbone.pt" if "glyph" in stages else None
+    if backbone is not None and not args.resume:
+        if dist_.main:  # one process trains the glyph stage; the others wait for its backbone
+            out.mkdir(parents=True, exist_ok=True)
+            glyph_stage(args, out, dist_.device)
+        dist_.barrier()
+    elif backbone is not None:
         load_checkpoint(backbone, kind="glyph")
-    if "sequence" in stages and sequence_stage(args, out, backbone) is None:
-        return cli.INTERRUPTED
+    try:
+        if "sequence" in stages and sequence_stage(args, out, backbone, dist_) is None:
+            return cli.INTERRUPTED
+    finally:
+        dist_.close()
     return 0
 
 
-main = cli.command(build_parser, run)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    args.given = cli.given_options(parser, argv)
+    return cli.run_main(lambda: run(args))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -35,6 +35,13 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def default_threads() -> int:
+    """CPU threads for training when none are asked for: half the cores, at most 4. A small model's
+    steps gain little from more threads, and with all cores busy elsewhere OpenMP's spinning threads
+    collapse (on 2 cores, 2 threads beside another job ran 5-30x slower than 1 thread)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
 def log(msg: str) -> None:
     """A progress or status line, on stderr (results go to stdout)."""
     print(msg, file=sys.stderr, flush=True)
@@ -61,7 +68,7 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved."""
-    random.setstate(_tuples(state["python"]))
+    random.setstate(as_tuples(state["python"]))
     keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state(("MT19937", np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
@@ -69,8 +76,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _tuples(x):
-    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+def as_tuples(x):
+    """Lists (as a checkpoint stores them) back into the tuples a random state is made of."""
+    return tuple(as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 class Dist:

@@ -36,7 +36,7 @@ def split_samples(
 
     Sizes are ``round(n * ratio)`` for val and test, the rest for train.
     """
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+    if len(ratios) != 3 or any(not 0 <= r < float("inf") for r in ratios) or not 0 < sum(ratios) < float("inf"):
         raise OptionError(f"ratios must be three non-negative numbers, got {list(ratios)}")
     total = float(sum(ratios))
     ordered = sorted(samples, key=lambda s: (s.path.name, s.label))
@@ -56,7 +56,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.split", __doc__)
     ap.add_argument("--src", required=True, help="folder of labelled images (only read, never written)")
     ap.add_argument("--out", default="data/splits", help="folder for train.csv, val.csv, test.csv (not inside --src)")
-    ap.add_argument("--ratios", type=cli.non_negative_float, nargs=3, default=(0.75, 0.125, 0.125),
+    ap.add_argument("--ratios", type=cli.ratio, nargs=3, default=(0.75, 0.125, 0.125),
                     metavar=("TRAIN", "VAL", "TEST"), help="relative sizes of the three parts")
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the shuffle")
     ap.add_argument("--length", type=cli.non_negative_int, default=0,
@@ -72,8 +72,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def check_out(out: Path, src: Path, force: bool) -> None:
     """The output folder must not be (or lie inside) the data folder, be a file, or hold a split."""
-    if out.exists() and not out.is_dir():
-        raise OptionError(f"--out {out} is a file, not a folder")
+    cli.check_out_folder(out)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise OptionError(f"--out {out} is inside the data folder {src}; the data folder is only read, never "
                           "written: choose a folder outside it")

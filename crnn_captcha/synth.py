@@ -1197,6 +1197,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    cli.check_image_out(args.out)
     config = SynthConfig(alphabet=args.alphabet, min_length=args.min_length, max_length=args.max_length,
                          height=tuple(args.height))
     renderer = SynthRenderer(config, seed=args.seed)

@@ -55,7 +55,7 @@ from .metrics import score, summarize
 from .model import CRNN, CRNNConfig, count_parameters
 from .plot import line_chart
 from .transfer import source_architecture, start_from
-from .runtime import Dist, log, rng_state, seed_everything, set_rng_state
+from .runtime import Dist, default_threads, log, rng_state, seed_everything, set_rng_state
 
 __all__ = ["TrainConfig", "run", "main", "TrainingError"]
 
@@ -88,7 +88,10 @@ class TrainConfig:
         label_from, label_regex: for folders, how a file name gives its label (stem, prefix, regex).
         charset: the characters to read (default: those of the train labels).
         height, width, color, resize: the model's input (see :mod:`crnn_captcha.geometry`);
-            color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch".
+            color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch";
+            max_aspect_error: how far an image's width/height ratio may stray from the typical one
+            before it is refused as the wrong shape (None: a factor of 3, or more where the input
+            was widened for long labels).
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
         mix_prob: share of items spliced from two captchas where their characters meet (0: off);
             new strings keep a small set from being memorised (250 ImageCaptcha images: 0% without,
@@ -117,6 +120,7 @@ class TrainConfig:
     width: int | None = None
     color: str = "auto"
     resize: str = "pad"
+    max_aspect_error: float | None = None
     aug_strength: float = 1.0
     strike_line: bool = True
     mix_prob: float = 0.5
@@ -163,8 +167,9 @@ class TrainConfig:
 def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: bool) -> tuple[TrainConfig, list[str]]:
     """``config`` with every "auto" value chosen, and one log line per choice."""
     notes = []
-    if config.charset:
-        check_labels(train, _field_charset(config.charset), f"--charset {config.charset!r} lacks characters of the training labels")
+    if config.charset is not None:
+        check_labels(train, _field_charset(config.charset),
+                     f"--charset {config.charset!r} lacks characters of the training labels", OptionError)
     longest = max(len(s.label) for s in train + val)
     changes: dict[str, Any] = {}
     if config.height is None or config.width is None or config.color == "auto":
@@ -175,6 +180,10 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
                                  4 * max(1, round(choice.width * height / choice.height / 4)))
         color = {1: "gray", 3: "rgb"}[choice.channels] if config.color == "auto" else config.color
         changes.update(height=height, width=width, color=color)
+        if config.max_aspect_error is None:  # a widened input still takes the typical image
+            changes["max_aspect_error"] = round(3.0 * max(1.0, width / (height * choice.aspect)), 2)
+    if config.max_aspect_error is None and "max_aspect_error" not in changes:
+        changes["max_aspect_error"] = 3.0
     changes.update(_architecture(config, notes))
     if config.batch_size is None:
         changes["batch_size"] = 64 if cuda else 16
@@ -251,6 +260,9 @@ def resumed_config(stored: TrainConfig, given: TrainConfig | dict[str, Any] | No
         return stored
     wanted = given.to_dict() if isinstance(given, TrainConfig) else dict(given)
     have = stored.to_dict()
+    for key in ("train", "val"):  # the same data, however the path is written
+        if wanted.get(key) and have.get(key) and Path(wanted[key]).resolve() == Path(have[key]).resolve():
+            wanted[key] = have[key]
     unknown = set(wanted) - set(have)
     if unknown:
         raise OptionError(f"unknown training settings: {', '.join(sorted(unknown))}")
@@ -279,8 +291,7 @@ class Checkpointer:
 
     def previous(self, resume: bool) -> dict[str, Any] | None:
         """The resumable checkpoint when resuming; refuses to overwrite an earlier run otherwise."""
-        if self.out.exists() and not self.out.is_dir():
-            raise OptionError(f"--out {self.out} is a file, not a folder")
+        cli.check_out_folder(self.out)
         if resume:
             if not self.last.exists():
                 raise OptionError(f"--resume: {self.last} does not exist; start without --resume")
@@ -378,30 +389,32 @@ def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], r
         model, charset, pre = build_crnn(resumed, where)
         check_labels(samples, charset, f"the training labels cannot be read by the resumed model {where}")
     else:
-        charset = Charset(config.charset) if config.charset else Charset.from_labels(s.label for s in samples)
-        check_labels(samples, charset, f"--charset {config.charset!r} lacks characters of the training labels")
-        pre = PreprocessConfig(height=config.height, width=config.width, channels=3 if config.color == "rgb" else 1,
-                               resize=config.resize)
-        model = CRNN(CRNNConfig(
-            num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
-            hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,
-            max_label_length=max(len(s.label) for s in samples), in_channels=pre.channels, rows=FEATURE_ROWS,
-        ))
+        charset = _field_charset(config.charset) if config.charset is not None else \
+            Charset.from_labels(s.label for s in samples)
+        try:
+            pre = PreprocessConfig(height=config.height, width=config.width, channels=3 if config.color == "rgb" else 1,
+                                   resize=config.resize, max_aspect_error=config.max_aspect_error)
+            model = CRNN(CRNNConfig(
+                num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
+                hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,
+                max_label_length=max(len(s.label) for s in samples), in_channels=pre.channels, rows=FEATURE_ROWS,
+            ))
+        except ValueError as e:  # a size or model setting the model cannot be built with
+            raise OptionError(f"cannot build the model: {e}") from None
         for note in start_from(model, charset, config.init):
             log(note)
-    unknown = [s for s in val if charset.unknown(s.label)]
-    if unknown:
-        chars = "".join(dict.fromkeys(c for s in unknown for c in charset.unknown(s.label)))
-        warnings.warn(f"{len(unknown)} val label(s) hold character(s) {chars!r} that no training label has; the model "
+    chars, count = charset.missing(s.label for s in val)
+    if count:
+        warnings.warn(f"{count} val label(s) hold character(s) {chars!r} that no training label has; the model "
                       "cannot read them, so they count as misreads", CaptchaWarning, stacklevel=2)
     return model, charset, pre
 
 
-def check_labels(samples: list[Sample], charset: Charset, what: str) -> None:
-    bad = [s for s in samples if charset.unknown(s.label)]
-    if bad:
-        chars = "".join(dict.fromkeys(c for s in bad for c in charset.unknown(s.label)))
-        raise LabelError(f"{what}: {chars!r} in {len(bad)} label(s), e.g. {listing([s.path.name for s in bad], 3)}")
+def check_labels(samples: list[Sample], charset: Charset, what: str, error: type = LabelError) -> None:
+    chars, count = charset.missing(s.label for s in samples)
+    if count:
+        bad = [s.path.name for s in samples if charset.unknown(s.label)]
+        raise error(f"{what}: {chars!r} in {count} label(s), e.g. {listing(bad, 3)}")
 
 
 def _worker_init(worker_id: int) -> None:
@@ -572,13 +585,6 @@ def log_epoch(rec: dict[str, Any], improved: bool) -> None:
         f"CER {rec['val_cer']:.4f}  {rec['epoch_seconds']:.1f}s" + ("  *best" if improved else ""))
 
 
-def default_threads() -> int:
-    """CPU threads for training when none are asked for: half the cores, at most 4. A small model's
-    steps gain little from more threads, and with all cores busy elsewhere OpenMP's spinning threads
-    collapse (on 2 cores, 2 threads beside another job ran 5-30x slower than 1 thread)."""
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
-
-
 # ----- the run ---------------------------------------------------------------------------------
 def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/train", *, resume: bool = False,
         device: str = "auto",
@@ -613,6 +619,7 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
         config, notes = resolve(config, train_samples, val_samples, cuda)
         for note in notes if dist_.main else []:
             log(note)
+        config = replace(config, train=str(Path(config.train).resolve()), val=str(Path(config.val).resolve()))
     model, charset, pre = build_model(config, train_samples, val_samples, resumed, saver.last)
     if dist_.main:
         log(f"alphabet ({len(charset)}): {charset.chars}")
@@ -667,9 +674,13 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
                 break
     except KeyboardInterrupt:
         if dist_.main:
-            kept = f"epoch {epoch - 1} is in {saver.last}" if epoch > 1 else "no epoch was finished, nothing is kept"
-            log(f"stopped during epoch {epoch}; the last whole {kept}; continue with --resume")
-            saver.finish(time.time() - t_start)
+            if saver.history:
+                log(f"stopped during epoch {epoch}; the last whole epoch, {epoch - 1}, is in {saver.last}; "
+                    "continue with --resume")
+                saver.finish(time.time() - t_start)
+            else:
+                log(f"stopped during epoch {epoch}, before any epoch finished: nothing was kept; start again "
+                    "(without --resume)")
         return cli.INTERRUPTED
     saver.finish(time.time() - t_start)
     dist_.barrier()

@@ -1,4 +1,4 @@
-"""Summarise the from-scratch vs glyph-pretrained ablation (runs made by scripts/ablation.sh).
+"""Summarise the from-scratch vs pretrained ablation on captcha v2 (runs made by scripts/ablation.sh).
 
     python scripts/ablation_report.py --runs runs --test data/splits/test.csv
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--test", default="data/splits/test.csv")
-    ap.add_argument("--recipes", nargs="+", default=["scratch", "pre"])
+    ap.add_argument("--recipes", nargs="+", default=["scratch", "pretrained"])
     ap.add_argument("--no-test", action="store_true", help="val columns only; the test split is not read")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)

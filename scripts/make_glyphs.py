@@ -5,4 +5,4 @@
 from crnn_captcha.glyphs import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog="python scripts/make_glyphs.py"))

@@ -5,4 +5,4 @@
 from crnn_captcha.split import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(prog="python scripts/split_data.py"))

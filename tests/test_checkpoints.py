@@ -58,6 +58,7 @@ def test_hand_edited_fields_are_named(tmp_path, tiny_ckpt, field, edit):
     assert "edited.pt" in msg and field in msg and "\n" not in msg, msg
 
 
+@pytest.mark.slow
 def test_bit_flips_are_refused_or_harmless(tmp_path):
     original = default_checkpoint().read_bytes()
     x = torch.randn(4, 1, 32, 128)

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import warnings
 from pathlib import Path
 
@@ -126,3 +127,61 @@ def test_splicing_makes_consistent_new_strings(tmp_path):
     first = [ds[i][2] for i in range(8)]
     ds.reseed(3)
     assert [ds[i][2] for i in range(8)] == first  # repeatable for a seed
+
+
+@pytest.mark.parametrize("text,match", [
+    ('{"path": 5, "label": "abcde"}\n', "string path"),
+    ('{"path": "x.png", "label": 28}\n', "string label"),
+    ('["x.png", "abc"]\n', "JSON object"),
+    ("not json\n", "not JSON"),
+])
+def test_bad_json_lines_manifests_are_one_line(tmp_path, text, match):
+    m = tmp_path / "m.jsonl"
+    m.write_text(text)
+    with pytest.raises(LabelError, match=match) as e:
+        read_manifest(m)
+    assert "m.jsonl" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_tsv_and_json_lines_manifests_with_any_characters(tmp_path):
+    make_folder(tmp_path / "imgs", 3)
+    files = sorted((tmp_path / "imgs").iterdir())
+    labels = ["aB-3x", "é?Q!", "日本x"]
+    (tmp_path / "m.tsv").write_text("path\tlabel\n" + "".join(f"imgs/{f.name}\t{l}\n" for f, l in zip(files, labels)))
+    rows = [json.dumps({"path": f"imgs/{f.name}", "label": l}, ensure_ascii=False) for f, l in zip(files, labels)]
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    for name in ("m.tsv", "m.jsonl"):
+        samples = read_manifest(tmp_path / name)
+        assert [s.label for s in samples] == labels and all(s.path.exists() for s in samples)
+    cs = Charset.from_labels(labels)
+    assert all(cs.decode_indices(cs.encode(l)) == l for l in labels)  # case, punctuation, other scripts
+
+
+def test_huge_csv_field_is_one_line(tmp_path):
+    m = tmp_path / "m.csv"
+    m.write_text("path,label\n" + "x" * 200_000 + ".png,abc\n")
+    with pytest.raises(LabelError, match="line 2") as e:
+        read_manifest(m)
+    assert "\n" not in str(e.value)
+
+
+def test_labels_from_prefix_and_regex_with_repeats(tmp_path):
+    from crnn_captcha.data import scan_folder as scan
+
+    for i, label in enumerate(["aB3x", "aB3x", "Zz9_"]):
+        render("2345").save(tmp_path / f"{label}_{i}.png")
+    assert [s.label for s in scan(tmp_path, length=None, label_from="prefix")] == ["Zz9", "aB3x", "aB3x"]
+    got = scan(tmp_path, length=None, label_from="regex", label_regex=r"^(.{4})_")
+    assert [s.label for s in got] == ["Zz9_", "aB3x", "aB3x"]
+
+
+def test_glyph_cutting_leaves_out_characters_a_file_name_cannot_hold(tmp_path, capsys):
+    from crnn_captcha.glyphs import main as glyphs_main
+
+    make_folder(tmp_path / "imgs", 2)
+    files = sorted((tmp_path / "imgs").iterdir())
+    (tmp_path / "m.csv").write_text(f"path,label\nimgs/{files[0].name},a.b/c\nimgs/{files[1].name},x_y\n")
+    assert glyphs_main(["--split", str(tmp_path / "m.csv"), "--out", str(tmp_path / "g"), "--copies", "0"]) == 0
+    names = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert names == ["a_0.png", "b_0.png", "c_0.png", "x_0.png", "y_0.png"]
+    assert "left out the glyphs of './_'" in capsys.readouterr().err  # sorted: . / _

@@ -58,6 +58,7 @@ def test_new_alphabet_keeps_shared_rows_and_names_new_ones(tmp_path):
     assert torch.allclose(a, b, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
     out = tmp_path / "pre"
     assert pretrain_main(["--out", str(out), "--epochs", "1", "--epoch-samples", "64", "--glyph-epochs", "1",
@@ -73,9 +74,12 @@ def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "backbone and LSTM from" in err and "output rows kept" in err
     trained = load_checkpoint(run / "best.pt")
-    assert json.dumps(trained["train_args"]) and trained["model_config"]["hidden"] == 32  # taken from the start
+    assert trained["model_config"]["hidden"] == 32 and trained["model_config"]["channels"] == [8, 16, 16, 16, 24]
+    assert json.loads(json.dumps(trained["train_args"]))["init"] == str(out / "pretrained.pt")
     reader = CaptchaReader(run / "best.pt", device="cpu")
-    assert isinstance(reader.read(sorted((tmp_path / "imgs").iterdir())[0]), str)
+    assert reader.charset.chars == Charset.from_labels(p.stem for p in (tmp_path / "imgs").iterdir()).chars
+    assert reader.preprocess.channels == 1  # gray captchas: the colour start was adapted to gray
+    assert len(reader.predict(sorted((tmp_path / "imgs").iterdir())[0]).char_confidences) <= 8
     # the start fixes the architecture: a clash is a one-line usage error
     assert train_main(["--splits", str(tmp_path / "splits"), "--out", str(tmp_path / "r2"), "--epochs", "1",
                        "--init", str(out / "pretrained.pt"), "--hidden", "64", "--no-progress"]) == 2

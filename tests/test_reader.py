@@ -201,7 +201,10 @@ def test_stale_onnx_export_is_not_used(tmp_path):
     model = CRNN(CRNNConfig(num_classes=cs.num_classes, channels=(8, 16, 16, 16, 24), hidden=32, lstm_layers=1))
     atomic_save(make_checkpoint(model, cs, PreprocessConfig()), ckpt)
     shutil.copy(default_checkpoint().with_suffix(".onnx"), tmp_path / "m.onnx")  # made from another model
-    assert CaptchaReader(ckpt, device="cpu").backend == "torch"
+    from crnn_captcha import CaptchaWarning
+
+    with pytest.warns(CaptchaWarning, match="another checkpoint"):
+        assert CaptchaReader(ckpt, device="cpu").backend == "torch"
     with pytest.raises(CheckpointError, match="another checkpoint"):
         CaptchaReader(ckpt, device="cpu", backend="onnx")
     (tmp_path / "m.onnx").unlink()
@@ -253,3 +256,39 @@ def test_async_calls_read_like_sync_ones(reader, images):
     one, many, batch = asyncio.run(both())
     expected = [reader.read(p) for p in images]
     assert one == expected[0] and many == expected and batch == expected
+
+
+def test_evaluate_warns_about_labels_the_model_cannot_read(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    make_folder(folder, 4, seed=8)
+    make_folder(folder, 2, seed=9, alphabet="AZ")  # characters the shipped model never learned
+    assert evaluate_main([str(folder), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "2 of 6 labels hold character(s)" in err and "'A" in err.replace("'Z", "'A")
+    assert json.loads(out)["n"] == 6
+    assert evaluate_main([str(sorted(folder.iterdir())[0])]) == 2  # an image, not a manifest
+    assert "is an image" in capsys.readouterr().err
+
+
+def test_unknown_allowed_characters_are_a_usage_error(images, capsys):
+    assert predict_main([str(images[0]), "--allowed", "ZZ"]) == 2
+    assert "'Z'" in capsys.readouterr().err
+
+
+def test_a_name_too_long_spares_the_other_images(images, tmp_path, capsys):
+    long = str(tmp_path / ("y" * 300 + ".png"))
+    assert predict_main([str(images[0]), long, str(images[1])]) == 1
+    out, err = capsys.readouterr()
+    assert len(out.strip().splitlines()) == 2 and "cannot be read" in err
+
+
+def test_export_never_overwrites_its_checkpoint(tmp_path, capsys):
+    import shutil
+
+    from crnn_captcha.export import main as export_main
+
+    ckpt = tmp_path / "e.pt"
+    shutil.copy(default_checkpoint(), ckpt)
+    before = ckpt.read_bytes()
+    assert export_main(["--checkpoint", str(ckpt), "--out", str(ckpt)]) == 2
+    assert ".onnx" in capsys.readouterr().err and ckpt.read_bytes() == before

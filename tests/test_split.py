@@ -82,3 +82,51 @@ def test_split_real_captcha_v2(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "alphabet (19): 2345678bcdefgmnpwxy" in out
     assert [len(rows(tmp_path / f"{n}.csv")) for n in ("train", "val", "test")] == [750, 125, 125]
+
+
+# ----- careless splits ---------------------------------------------------------------------------
+def test_split_refuses_the_data_folder_and_files_as_out(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_folder(src, 10)
+    before = sorted(p.name for p in src.iterdir())
+    for out in (src, src / "splits"):
+        assert main(["--src", str(src), "--out", str(out)]) == 2
+        assert "data folder" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main(["--src", str(src), "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert sorted(p.name for p in src.iterdir()) == before  # nothing written into the data folder
+
+
+@pytest.mark.parametrize("ratios", [["inf", "1", "1"], ["nan", "1", "1"], ["-1", "1", "1"], ["1e308", "1e308", "1e308"]])
+def test_split_bad_ratios_are_usage_errors(tmp_path, ratios):
+    src = tmp_path / "src"
+    make_folder(src, 10)
+    with pytest.raises(SystemExit) as e:
+        main(["--src", str(src), "--out", str(tmp_path / "o"), "--ratios", *ratios])
+    assert e.value.code == 2
+
+
+def test_split_warns_about_repeats_hidden_files_and_refuses_broken_images(tmp_path, capsys):
+    src = tmp_path / "src"
+    labels = make_folder(src, 12)
+    (src / f"{labels[0]}.jpg").write_bytes((src / f"{labels[0]}.png").read_bytes())  # the same label twice
+    (src / "._x.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS companion file
+    (src / ".hidden.png").write_bytes(b"")
+    assert main(["--src", str(src), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "left out 2 hidden file(s)" in err and "1 label(s) name more than one file" in err
+    (src / "7777x.png").write_bytes((src / f"{labels[1]}.png").read_bytes()[:100])  # truncated, valid name
+    assert main(["--src", str(src), "--out", str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: 1 image(s) cannot be read") and "7777x.png" in err[-1]
+    assert main(["--src", str(src), "--out", str(tmp_path / "o3"), "--skip-invalid"]) == 0
+
+
+def test_split_too_few_images_says_so(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_folder(src, 4)
+    assert main(["--src", str(src), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "too few" in err and "val and test would be empty" in err
+    assert not (tmp_path / "o").exists()

@@ -17,13 +17,14 @@ from crnn_captcha.train import main as train_main
 from synth import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--channels", "8", "16", "16", "16", "24", "--hidden", "32", "--lstm-layers", "1", "--no-progress"]
+TINY = ["--channels", "8", "16", "16", "16", "24", "--hidden", "32", "--lstm-layers", "1", "--init", "scratch",
+        "--no-progress"]
 
 
 def tiny_config(splits, **changes) -> TrainConfig:
     """The TINY model's recipe on a split, as a config."""
-    return TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), channels=(8, 16, 16, 16, 24),
-                       hidden=32, lstm_layers=1, **changes)
+    return TrainConfig(**{"train": str(splits / "train.csv"), "val": str(splits / "val.csv"), "init": "scratch",
+                          "channels": (8, 16, 16, 16, 24), "hidden": 32, "lstm_layers": 1, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -137,14 +138,14 @@ def test_pretrained_backbone_is_loaded(tmp_path, splits):
     assert pretrain_main(["--glyphs", str(glyphs), "--out", str(tmp_path / "g"), "--epochs", "1", *chans]) == 0
     backbone = load_checkpoint(tmp_path / "g" / "backbone.pt", kind="glyph")
     out = tmp_path / "run"
-    config = tiny_config(splits, epochs=1, lr=1e-12, pretrained_backbone=str(tmp_path / "g" / "backbone.pt"))
+    config = tiny_config(splits, epochs=1, lr=1e-12, init=str(tmp_path / "g" / "backbone.pt"))
     assert run(config, out, progress=False) == 0
     trained = load_checkpoint(out / "last.pt")["state_dict"]
     w = "backbone.features.0.0.weight"
     assert torch.allclose(trained[w], backbone["state_dict"][w], atol=1e-6)
     # a backbone of another width is refused with a message naming it
-    assert train_main(["--splits", str(splits), "--out", str(tmp_path / "r2"), "--epochs", "1",
-                       "--pretrained-backbone", str(tmp_path / "g" / "backbone.pt"), "--no-progress"]) == 1
+    assert train_main(["--splits", str(splits), "--out", str(tmp_path / "r2"), "--epochs", "1", "--channels", "16", "32",
+                       "64", "64", "96", "--pretrained-backbone", str(tmp_path / "g" / "backbone.pt"), "--no-progress"]) == 2
 
 
 def test_ablation_report_val_only_and_with_test(splits, tmp_path, capsys):
@@ -232,7 +233,7 @@ def test_ctrl_c_says_what_was_kept(splits, tmp_path):
     (lambda d: (d / "t.csv").write_text("a,b\n1,2\n"), ["--train", "{d}/t.csv", "--val", "{s}/val.csv"], 1, "header"),
     (lambda d: (d / "t.csv").write_bytes(b"path,label\n\xff\xfe.png,x\n"), ["--train", "{d}/t.csv", "--val", "{s}/val.csv"],
      1, "UTF-8"),
-    (None, ["--splits", "{s}", "--charset", "2345"], 1, "--charset '2345' lacks"),
+    (None, ["--splits", "{s}", "--charset", "2345"], 2, "--charset '2345' lacks"),
     (None, ["--splits", "{s}", "--height", "20"], 2, "multiple of 32"),
     (None, ["--splits", "{s}", "--width", "16"], 2, "frames"),
     (lambda d: (d / "afile").write_text("x"), ["--splits", "{s}", "--out", "{d}/afile"], 2, "is a file"),
@@ -294,3 +295,32 @@ def test_ddp_with_too_few_gpus_is_one_line(monkeypatch):
 
     with pytest.raises(OptionError, match="4 processes .* 1 GPU"):
         Dist("cuda")
+
+
+def test_ctrl_c_in_the_first_epoch_keeps_nothing_and_says_so(splits, tmp_path, monkeypatch, capsys):
+    from crnn_captcha import train as train_module
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
+    assert run(tiny_config(splits, epochs=2), tmp_path / "run", progress=False) == 130
+    err = capsys.readouterr().err
+    assert "before any epoch finished: nothing was kept" in err and "--resume" not in err.split("nothing")[1][:30]
+    assert not (tmp_path / "run" / "last.pt").exists() and "wrote" not in err
+
+
+def test_out_under_a_file_is_one_line(splits, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    assert train_main(["--splits", str(splits), "--out", str(tmp_path / "afile" / "run"), "--epochs", "1", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be written" in err and len(err.splitlines()) == 1
+
+
+def test_resume_from_another_folder_with_the_same_data_written_differently(splits, tmp_path, monkeypatch):
+    monkeypatch.chdir(splits.parent)
+    out = tmp_path / "run"
+    assert train_main(["--splits", splits.name, "--out", str(out), "--epochs", "1", "--patience", "0", *TINY]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert train_main(["--out", str(out), "--resume", "--epochs", "2", "--splits", str(splits) + "/", "--no-progress"]) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
