@@ -141,7 +141,8 @@ def scan_folder(
         length: the label length every file must have (None: any).
         alphabet: if given, the characters labels may use.
         skip_invalid: leave out invalid names with a warning that counts them, instead of raising.
-        label_from, label_regex: how a name gives a label ("stem", "prefix" or "regex").
+        label_from: how a name gives a label: "stem", "prefix" or "regex".
+        label_regex: the regular expression for ``label_from="regex"``.
 
     Raises:
         OptionError: the folder does not exist.
