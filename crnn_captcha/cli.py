@@ -130,6 +130,16 @@ def reader_from_args(args: argparse.Namespace):
                          beam_width=args.beam_width, length=args.length, allowed=getattr(args, "allowed", None))
 
 
+def add_label_options(group, skip_invalid: bool = True) -> None:
+    """How file names give labels (for folders), and leaving out the invalid ones."""
+    group.add_argument("--label-from", choices=["stem", "prefix", "regex"], default="stem",
+                       help="for folders: the label is the file's stem, its part before the first '_', or "
+                            "--label-regex's first group")
+    group.add_argument("--label-regex", help="regular expression whose first group is the label (--label-from regex)")
+    if skip_invalid:
+        group.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
+
+
 def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int | None, batch_size: int | None,
                          lr: float | None, height: int | None, width: int | None, aug_strength: float, channels: tuple[int, ...]
                          ) -> dict[str, argparse._ArgumentGroup]:

@@ -55,7 +55,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.evaluate", __doc__)
     ap.add_argument("data", metavar="MANIFEST_OR_DIR", help="a manifest (CSV path,label; TSV; JSON lines) or a folder of <label>.png files")
     cli.add_reader_options(ap)
-    ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
+    cli.add_label_options(ap)
     ap.add_argument("--gallery", help="write a PNG of the misread images here")
     ap.add_argument("--top", type=cli.non_negative_int, default=10, help="confused pairs to list")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
         raise OptionError(f"{args.data} is an image; evaluate reads a manifest or a folder of labelled images "
                           "(python -m crnn_captcha.predict reads single images)")
-    samples = load_samples(args.data, length=None, skip_invalid=args.skip_invalid)
+    samples = load_samples(args.data, length=None, skip_invalid=args.skip_invalid, label_from=args.label_from,
+                           label_regex=args.label_regex)
     if not samples:
         raise OptionError(f"{args.data}: no labelled images")
     reader = cli.reader_from_args(args)

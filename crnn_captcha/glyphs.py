@@ -50,10 +50,10 @@ def split_extent(x0: float, x1: float, n: int) -> list[tuple[float, float]]:
     return [((a + b) / 2, b - a) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def ctc_cells(gray: np.ndarray, label: str, reader) -> list[tuple[float, float]]:
+def ctc_cells(gray: np.ndarray, label: str, reader, source: str = "") -> list[tuple[float, float]]:
     """(centre, width) of each character from a forced CTC alignment to ``label``."""
     lp = reader.log_probs(preprocess(gray, reader.preprocess).unsqueeze(0))[0]  # (T, C)
-    spans = force_align(lp, reader.charset.encode(label))
+    spans = force_align(lp, reader.charset.encode(label, source=source))
     scale = gray.shape[1] / lp.shape[0]  # image columns per frame
     centres = [((a + b - 1) / 2 + 0.5) * scale for a, b in spans]  # the mean frame of each run
     gaps = np.diff(centres) if len(centres) > 1 else np.array([gray.shape[1] / 6])
@@ -89,7 +89,7 @@ def cut_glyphs(
         elif method == "ctc":
             if reader is None:
                 raise OptionError("--method ctc needs a reader (--align-checkpoint)")
-            cells = ctc_cells(g, s.label, reader)
+            cells = ctc_cells(g, s.label, reader, str(s.path))
         else:
             raise OptionError(f"unknown method {method!r}; use projection, fixed or ctc")
         for ch, (c, w) in zip(s.label, cells):

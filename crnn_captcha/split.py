@@ -61,10 +61,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the shuffle")
     ap.add_argument("--length", type=cli.non_negative_int, default=0,
                     help="label length every file must have (0: any length; rare lengths are still named)")
-    ap.add_argument("--label-from", choices=["stem", "prefix", "regex"], default="stem",
-                    help="the label is the file name's stem, its part before the first '_', or --label-regex's group")
-    ap.add_argument("--label-regex", help="regular expression whose first group is the label (with --label-from regex)")
-    ap.add_argument("--skip-invalid", action="store_true", help="leave out files whose names are not valid labels")
+    cli.add_label_options(ap)
     ap.add_argument("--no-check", action="store_true", help="do not decode every image to check it (faster)")
     ap.add_argument("--force", action="store_true", help="overwrite existing split files")
     return ap

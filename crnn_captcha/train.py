@@ -697,9 +697,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--splits", help="folder with train.csv and val.csv (from scripts/split_data.py)")
     d.add_argument("--train", help="train manifest (CSV/TSV/JSON lines) or folder (instead of --splits)")
     d.add_argument("--val", help="val manifest or folder (instead of --splits)")
-    d.add_argument("--label-from", choices=["stem", "prefix", "regex"], default="stem",
-                   help="for folders: the label is the file's stem, its part before '_', or --label-regex's group")
-    d.add_argument("--label-regex", help="regular expression whose first group is the label")
+    cli.add_label_options(d, skip_invalid=False)  # --skip-invalid is a training option already
     d.add_argument("--charset", help="the characters to read (default: those of the train labels)")
     d.add_argument("--color", choices=["auto", "rgb", "gray"], default="auto",
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
