@@ -188,8 +188,10 @@ def _pil_to_array(img: Image.Image, name: str, color: bool) -> np.ndarray:
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
             return _array_to_image(_wide_to_uint8(np.asarray(img, dtype=np.float64), mode, name), name, color)
         if mode == "P" or mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            rgba = img.convert("RGBA")
-            img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+            rgba = img if mode == "RGBA" else img.convert("RGBA")
+            if rgba.getextrema()[3][0] < 255:  # some transparency (most RGBA captchas have none)
+                rgba = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+            img = rgba
         return np.asarray(img.convert("RGB" if color else "L"), dtype=np.uint8)
     except ImageError:
         raise
@@ -338,6 +340,8 @@ def resize_image(pixels: np.ndarray, cfg: PreprocessConfig, name: str = "image")
     scale = min(cfg.width / w, cfg.height / h)
     nw, nh = max(1, min(cfg.width, round(w * scale))), max(1, min(cfg.height, round(h * scale)))
     inner = img.resize((nw, nh), Image.BILINEAR)
+    if (nw, nh) == (cfg.width, cfg.height):  # same aspect ratio: nothing to pad
+        return np.asarray(inner, dtype=np.uint8)
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]]).reshape(-1, channels)
     fill = tuple(int(v) for v in np.median(border, axis=0))  # the colour around the text

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from crnn_captcha.images import ImageError, PreprocessConfig, load_gray, preprocess
+from crnn_captcha.images import ImageError, PreprocessConfig, load_gray, preprocess, resize_image
 from synth import render
 
 CFG = PreprocessConfig()
@@ -63,6 +63,27 @@ def test_modes(base, mode, tmp_path):
 def test_rgba_transparency_lies_on_white():
     rgba = np.zeros((50, 200, 4), np.uint8)  # fully transparent black
     assert load_gray(rgba).min() == 255
+
+
+def test_rgba_file_partly_transparent():
+    rgba = np.zeros((50, 200, 4), np.uint8)  # black everywhere, opaque only on the left half
+    rgba[:, :100, 3] = 255
+    gray = load_gray(png_bytes(Image.fromarray(rgba, "RGBA")))
+    assert gray[:, :100].max() == 0 and gray[:, 100:].min() == 255
+    opaque = rgba.copy()
+    opaque[..., 3] = 255
+    assert load_gray(png_bytes(Image.fromarray(opaque, "RGBA"))).max() == 0
+
+
+def test_pad_resize_same_aspect_is_a_plain_resize_and_other_shapes_are_padded():
+    pad, stretch = PreprocessConfig(resize="pad"), PreprocessConfig(resize="stretch")
+    same = (np.arange(50 * 200).reshape(50, 200) % 251).astype(np.uint8)  # 200x50: the model's 4:1
+    assert np.array_equal(resize_image(same, pad), resize_image(same, stretch))
+    tall = np.full((64, 128), 200, np.uint8)  # 2:1 -> scaled to 64x32, centred, border colour around
+    tall[16:48, 40:88] = 0
+    out = resize_image(tall, pad)
+    assert out.shape == (32, 128) and (out[:, :32] == 200).all() and (out[:, -32:] == 200).all()
+    assert out[:, 32:96].min() == 0
 
 
 @pytest.mark.parametrize(
