@@ -62,3 +62,54 @@ def test_every_error_is_a_captcha_error_and_exported():
         assert getattr(crnn_captcha, cls.__name__) is cls, cls
         assert cls.exit_code in (1, 2)
     assert crnn_captcha.CaptchaWarning is errors.CaptchaWarning
+
+
+# ----- the one command ---------------------------------------------------------------------------
+def run_command(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "crnn_captcha", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_one_command_version_help_and_unknown_command():
+    version = run_command("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"crnn_captcha {crnn_captcha.__version__}"
+    listing = run_command("--help")
+    assert listing.returncode == 0
+    from crnn_captcha.__main__ import COMMANDS
+
+    assert all(c in listing.stdout for c in COMMANDS) and "python -m crnn_captcha" in listing.stdout
+    unknown = run_command("reed", "x.png")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "unknown command 'reed'" in unknown.stderr
+    assert run_command().returncode == 2  # nothing asked: the list of commands, as a usage error
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "train", "export"])
+def test_each_command_help_names_the_program_and_shows_defaults(command, capsys):
+    from crnn_captcha.__main__ import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"], prog="crnn-captcha")
+    out = capsys.readouterr().out
+    assert stop.value.code == 0
+    assert out.startswith(f"usage: crnn-captcha {command}") and "(default" in out
+
+
+@pytest.mark.slow
+def test_one_command_runs_a_command_and_passes_its_exit_code(tmp_path):
+    from conftest import CAPTCHA_V2  # real image where present, else a generated one
+
+    image = CAPTCHA_V2 / "6mege.png"
+    if not image.exists():
+        from synth import render
+
+        image = tmp_path / "x.png"
+        render("6mege", seed=0).save(image)
+    read = run_command("predict", str(image))
+    assert read.returncode == 0 and len(read.stdout.strip()) > 0
+    if CAPTCHA_V2.exists():
+        assert read.stdout.strip() == "6mege"
+    missing = run_command("predict", str(tmp_path / "none.png"))
+    assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "none.png" in missing.stderr
