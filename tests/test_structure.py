@@ -1,11 +1,14 @@
-"""The package's shape: no import cycles, short functions, one error family."""
+"""The package's shape: no import cycles, short functions, one error family, one command."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import crnn_captcha
 from crnn_captcha import errors
+from crnn_captcha.__main__ import COMMANDS, main
 
 PACKAGE = Path(crnn_captcha.__file__).resolve().parent
 MODULES = sorted(p for p in PACKAGE.glob("*.py"))
@@ -66,9 +69,6 @@ def test_every_error_is_a_captcha_error_and_exported():
 
 # ----- the one command ---------------------------------------------------------------------------
 def run_command(*args: str):
-    import subprocess
-    import sys
-
     return subprocess.run([sys.executable, "-m", "crnn_captcha", *args], capture_output=True, text=True, timeout=120)
 
 
@@ -78,8 +78,6 @@ def test_one_command_version_help_and_unknown_command():
     assert version.returncode == 0 and version.stdout.strip() == f"crnn_captcha {crnn_captcha.__version__}"
     listing = run_command("--help")
     assert listing.returncode == 0
-    from crnn_captcha.__main__ import COMMANDS
-
     assert all(c in listing.stdout for c in COMMANDS) and "python -m crnn_captcha" in listing.stdout
     unknown = run_command("reed", "x.png")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "unknown command 'reed'" in unknown.stderr
@@ -88,8 +86,6 @@ def test_one_command_version_help_and_unknown_command():
 
 @pytest.mark.parametrize("command", ["predict", "evaluate", "train", "export"])
 def test_each_command_help_names_the_program_and_shows_defaults(command, capsys):
-    from crnn_captcha.__main__ import main
-
     with pytest.raises(SystemExit) as stop:
         main([command, "--help"], prog="crnn-captcha")
     out = capsys.readouterr().out
