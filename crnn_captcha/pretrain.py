@@ -46,7 +46,7 @@ from .data import GlyphDataset, collate_ctc
 from .errors import OptionError, TrainingError
 from .images import PreprocessConfig, resize_image, to_tensor
 from .model import CRNN, CRNNConfig, GlyphClassifier
-from .runtime import Dist, default_threads, log, seed_everything
+from .runtime import Dist, default_threads, default_workers, log, seed_everything
 
 STAGES = ("glyph", "sequence")
 #: The pretrained model's input: colour, and the captcha v2 geometry (a fine-tuned model adapts
@@ -298,7 +298,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--lstm-layers", type=cli.positive_int, default=CRNNConfig.lstm_layers, help="stacked BiLSTM layers")
     o.add_argument("--glyph-epochs", type=cli.positive_int, default=3, help="epochs of the glyph stage")
     r.add_argument("--resume", action="store_true", help="continue the sequence stage in OUT/sequence")
-    r.add_argument("--workers", type=cli.non_negative_int, default=1, help="processes rendering images")
+    r.add_argument("--workers", type=cli.non_negative_int,
+                   help="processes rendering images (default: 1 on the CPU; on a GPU all cores but two, shared "
+                        "among torchrun's processes: each renders about 1,000 captchas/s)")
     r.add_argument("--threads", type=cli.non_negative_int, default=0,
                    help="CPU threads for torch (0: half the cores, at most 4)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -326,6 +328,8 @@ def run(args) -> int:
     dist_ = Dist(args.device)
     if dist_.device.type == "cpu":
         torch.set_num_threads(args.threads or default_threads())
+    if args.workers is None:
+        args.workers = default_workers(dist_.device.type == "cuda", cpu=1)
     backbone = out / "backbone.pt" if "glyph" in stages else None
     if backbone is not None and not args.resume:
         if dist_.main:  # one process trains the glyph stage; the others wait for its backbone

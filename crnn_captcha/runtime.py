@@ -42,6 +42,16 @@ def default_threads() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
+def default_workers(cuda: bool, *, cpu: int, cap: int | None = None) -> int:
+    """Loader processes when none are asked for: ``cpu`` when training on the CPU (whose cores the
+    training step needs); on a GPU all cores but two, shared among the processes torchrun started on
+    this machine, at most ``cap`` each and at least one."""
+    if not cuda:
+        return cpu
+    per_process = ((os.cpu_count() or 4) - 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(1, per_process if cap is None else min(cap, per_process))
+
+
 def log(msg: str) -> None:
     """A progress or status line, on stderr (results go to stdout)."""
     print(msg, file=sys.stderr, flush=True)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -55,7 +54,7 @@ from .metrics import score, summarize
 from .model import CRNN, CRNNConfig, count_parameters
 from .plot import line_chart
 from .transfer import source_architecture, start_from
-from .runtime import Dist, default_threads, log, rng_state, seed_everything, set_rng_state
+from .runtime import Dist, default_threads, default_workers, log, rng_state, seed_everything, set_rng_state
 
 __all__ = ["TrainConfig", "run", "main", "TrainingError"]
 
@@ -597,7 +596,7 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
             dict of settings, and may change only ``epochs`` and ``patience``.
         resume: continue the run in ``out`` from its last.pt.
         device: "auto", "cpu" or "cuda". workers: data loader workers (-1: 0 on the CPU; on a GPU
-            all cores but two, at most 12).
+            all cores but two, shared among torchrun's processes, at most 12 each).
         threads: CPU threads for torch (0: :func:`default_threads`). progress: progress bars.
     """
     dist_ = Dist(device)
@@ -626,7 +625,7 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
         log(f"alphabet ({len(charset)}): {charset.chars}")
         log(f"train {len(train_samples)}  val {len(val_samples)}  device {dist_.device}  processes {dist_.world}  "
             f"parameters {count_parameters(model):,}  frames {model.config.frames}")
-    workers = (max(2, min(12, (os.cpu_count() or 4) - 2)) if cuda else 0) if workers < 0 else workers
+    workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
     loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
     return _train(config, model, charset, pre, loaders, dist_, saver, resumed, progress)
 

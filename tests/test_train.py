@@ -297,6 +297,25 @@ def test_ddp_with_too_few_gpus_is_one_line(monkeypatch):
         Dist("cuda")
 
 
+@pytest.mark.parametrize("cores, local_world, cuda, cap, expected", [
+    (2, None, False, 12, 0),    # training on the CPU: the step needs the cores, no loader processes
+    (16, None, True, 12, 12),   # one GPU on 16 cores: all but two, at most the cap
+    (16, None, True, None, 14),  # pretraining's renderers: no cap
+    (16, "8", True, 12, 1),     # 8 GPUs share the 14 cores: one each
+    (4, None, True, 12, 2),
+    (2, None, True, 12, 1),     # at least one beside a GPU
+])
+def test_default_workers_from_the_cores_and_the_processes(monkeypatch, cores, local_world, cuda, cap, expected):
+    from crnn_captcha import runtime
+
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: cores)
+    if local_world:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_world)
+    else:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert runtime.default_workers(cuda, cpu=0, cap=cap) == expected
+
+
 def test_ctrl_c_in_the_first_epoch_keeps_nothing_and_says_so(splits, tmp_path, monkeypatch, capsys):
     from crnn_captcha import train as train_module
 
