@@ -1,5 +1,9 @@
 """The pretrained start: synthetic pretraining, then fine-tuning that keeps what carries over."""
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +95,22 @@ def test_pretrain_checks_paths_before_loading(tmp_path, capsys, args, match):
     assert pretrain_main(["--out", str(tmp_path / "p"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_gpu_check_script_times_both_commands(tmp_path, capsys):
+    """scripts/gpu_check.py on the CPU (CI has no GPU): both commands run and report their speed,
+    and the utilisation columns say n/a where nvidia-smi is absent."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
+    out = tmp_path / "check"
+    done = subprocess.run([sys.executable, str(script), "--out", str(out), "--n-train", "32", "--n-val", "8",
+                           "--epochs", "2", "--pretrain-samples", "64", "--pretrain-val", "8", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "gpu_check.json").read_text())
+    assert [r["command"] for r in results] == ["train", "pretrain"]
+    for r in results:
+        assert r["rc"] == 0 and r["epochs"] == 2 and r["samples_per_s"] > 0
+        if shutil.which("nvidia-smi") is None:
+            assert r["gpu_util_mean"] is None
+    assert "| train | 0 | 2 |" in done.stdout and "| pretrain | 0 | 2 |" in done.stdout

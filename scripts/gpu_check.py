@@ -1,0 +1,128 @@
+"""Training and pretraining speed on this machine's device, with the GPU's utilisation beside them.
+
+    python scripts/gpu_check.py --out /tmp/gpu_check                       # on a GPU machine
+    python scripts/gpu_check.py --out /tmp/gpu_check --n-train 64 --epochs 2 --pretrain-samples 128 --pretrain-val 16 --device cpu
+
+Renders a labelled set of synthetic captchas (160x60, 0-9a-z, 4-6 characters: the shape of the
+ImageCaptcha development family, drawn by our own renderer so that no generator or data folder has
+to travel), then times two commands as a user runs them:
+
+- ``python -m crnn_captcha.train --train ... --val ...`` (the default recipe, ``--epochs`` of them);
+- ``python -m crnn_captcha.pretrain --stages sequence`` (two epochs of ``--pretrain-samples``).
+
+For each it reports training samples/s (epoch 1 left out where there are more: it holds the warm-up
+and cuDNN's kernel search) and, where ``nvidia-smi`` is there, the GPU's utilisation sampled every
+half second while the command ran (mean and median), as a markdown table and ``OUT/gpu_check.json``.
+
+On a machine without albumentations or editdistance (the device image has torch but not these),
+carry their wheels and put them on the path first; see docs/training.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+
+def render_family(folder: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
+    from crnn_captcha.synth import SynthConfig, SynthRenderer
+
+    renderer = SynthRenderer(SynthConfig(alphabet="0123456789abcdefghijklmnopqrstuvwxyz", min_length=4,
+                                         max_length=6, height=(60, 60), aspect=(2.67, 2.67)), seed=0)
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    manifests = []
+    for name, start, count in (("train", 0, n_train), ("val", n_train, n_val)):
+        path = folder / f"{name}.csv"
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label"])
+            for i in range(start, start + count):
+                image, label = renderer.sample(i)
+                Image.fromarray(image).save(images / f"{i}.png")
+                w.writerow([f"images/{i}.png", label])
+        manifests.append(path)
+    return manifests[0], manifests[1]
+
+
+class GpuSampler:
+    """``nvidia-smi`` utilisation readings every half second, in the background."""
+
+    def __init__(self, path: Path):
+        self.path, self.proc = path, None
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
+                                          "--format=csv,noheader,nounits", "-lms", "500"],
+                                         stdout=open(path, "w"), stderr=subprocess.DEVNULL)
+        except FileNotFoundError:
+            pass
+
+    def stop(self) -> dict:
+        if self.proc is None:
+            return {"gpu_util_mean": None, "gpu_util_median": None, "gpu_memory_mib_max": None}
+        self.proc.terminate()
+        self.proc.wait()
+        rows = [line.split(",") for line in self.path.read_text().splitlines() if line.count(",") == 1]
+        util = [float(u) for u, _ in rows]
+        memory = [float(m) for _, m in rows]
+        return {"gpu_util_mean": statistics.fmean(util) if util else None,
+                "gpu_util_median": statistics.median(util) if util else None,
+                "gpu_memory_mib_max": max(memory) if memory else None}
+
+
+def timed(name: str, cmd: list[str], metrics: Path, out: Path) -> dict:
+    print(f"$ {' '.join(cmd)}", file=sys.stderr, flush=True)
+    sampler = GpuSampler(out / f"{name}_gpu.csv")
+    t0 = time.time()
+    rc = subprocess.call(cmd)
+    result = {"command": name, "rc": rc, "seconds": round(time.time() - t0, 1), **sampler.stop()}
+    epochs = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    speeds = [e["train_samples_per_s"] for e in epochs]
+    result["samples_per_s"] = statistics.fmean(speeds[1:] or speeds) if speeds else None
+    result["epochs"] = len(epochs)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="/tmp/gpu_check", help="folder for the images, runs and results")
+    ap.add_argument("--n-train", type=int, default=5000)
+    ap.add_argument("--n-val", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=4, help="training epochs to time")
+    ap.add_argument("--pretrain-samples", type=int, default=100_000, help="synthetic captchas per pretraining epoch")
+    ap.add_argument("--pretrain-val", type=int, default=500, help="synthetic captchas of the pretraining val set")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    t0 = time.time()
+    train, val = render_family(out / "family", args.n_train, args.n_val)
+    print(f"rendered {args.n_train + args.n_val} captchas in {time.time() - t0:.0f}s", file=sys.stderr)
+    py = [sys.executable, "-m"]
+    common = ["--device", args.device, "--no-progress"]
+    results = [
+        timed("train", [*py, "crnn_captcha.train", "--train", str(train), "--val", str(val), "--out",
+                        str(out / "train"), "--epochs", str(args.epochs), *common], out / "train" / "metrics.jsonl", out),
+        timed("pretrain", [*py, "crnn_captcha.pretrain", "--stages", "sequence", "--epochs", "2", "--out",
+                           str(out / "pretrain"), "--epoch-samples", str(args.pretrain_samples),
+                           "--val-samples", str(args.pretrain_val), *common],
+              out / "pretrain" / "sequence" / "metrics.jsonl", out),
+    ]
+    print("| command | rc | epochs | samples/s | GPU util mean / median (%) | GPU memory max (MiB) | seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        util = "n/a" if r["gpu_util_mean"] is None else f"{r['gpu_util_mean']:.0f} / {r['gpu_util_median']:.0f}"
+        speed = "n/a" if r["samples_per_s"] is None else f"{r['samples_per_s']:,.0f}"
+        print(f"| {r['command']} | {r['rc']} | {r['epochs']} | {speed} | {util} | {r['gpu_memory_mib_max']} | {r['seconds']} |")
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+    return max(r["rc"] for r in results)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
