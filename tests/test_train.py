@@ -283,6 +283,21 @@ def test_overlapping_and_repeated_rows_are_counted(splits, tmp_path, capsys):
     assert "3 repeated row(s)" in err and "2 of the 8 val images are also training images" in err
 
 
+def test_a_val_label_with_an_unseen_character_is_a_counted_misread(splits, tmp_path):
+    from crnn_captcha.errors import CaptchaWarning
+
+    rows = (splits / "val.csv").read_text().splitlines()
+    path, label = rows[1].rsplit(",", 1)
+    rows[1] = f"{path},{label[:-1]}Ж"
+    val = tmp_path / "val.csv"
+    val.write_text("\n".join(rows) + "\n")
+    with pytest.warns(CaptchaWarning, match="1 val label.*'Ж'.*count as misreads"):
+        assert run(tiny_config(splits, val=str(val), epochs=1, patience=0), tmp_path / "run", progress=False) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert metrics["val_n"] == len(rows) - 1  # every val image counted, the unreadable one too
+    assert metrics["val_accuracy"] <= (len(rows) - 2) / (len(rows) - 1)
+
+
 def test_ddp_with_too_few_gpus_is_one_line(monkeypatch):
     from crnn_captcha.runtime import Dist
 

@@ -1,0 +1,71 @@
+"""The input size and colour that training chooses from the images, and an RGB model read back."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from crnn_captcha import CaptchaReader
+from crnn_captcha.charset import Charset
+from crnn_captcha.checkpoint import atomic_save, make_checkpoint
+from crnn_captcha.ctc import greedy_texts
+from crnn_captcha.export import export_onnx
+from crnn_captcha.geometry import choose_input
+from crnn_captcha.images import PreprocessConfig, preprocess
+from crnn_captcha.model import CRNN, CRNNConfig
+
+
+def captcha(w: int, h: int, text_rgb=(20, 20, 20), back_rgb=(240, 240, 240), seed: int = 0) -> np.ndarray:
+    """Blocky 'characters' of one colour on a background of another."""
+    img = Image.new("RGB", (w, h), back_rgb)
+    draw = ImageDraw.Draw(img)
+    rng = np.random.default_rng(seed)
+    for x in range(w // 10, w - w // 10, max(4, w // 8)):
+        top = int(rng.integers(h // 5, h // 3))
+        draw.rectangle([x, top, x + max(2, w // 20), h - top], fill=text_rgb)
+    return np.asarray(img)
+
+
+def test_wide_gray_captchas_keep_their_ratio_at_32_px():
+    choice = choose_input([captcha(300, 50, seed=i) for i in range(5)], longest_label=6)
+    assert (choice.height, choice.width, choice.channels) == (32, 192, 1)  # 300/50 = 6 -> 32 x 192
+    assert "height 32" in choice.why and "gray" in choice.why
+
+
+def test_tall_captchas_read_at_64_px_and_widen_for_the_longest_label():
+    choice = choose_input([captcha(100, 150, seed=i) for i in range(5)], longest_label=8)
+    # 64 * 100/150 = 43 px would give too few frames for 8 characters: 2.5 frames each -> 80 px
+    assert (choice.height, choice.width) == (64, 80)
+    assert "widened" in choice.why and "8-character label needs 80 px" in choice.why
+
+
+def test_colours_of_equal_brightness_choose_colour_input():
+    red, teal = (200, 80, 80), (60, 150, 117)  # Rec.601 luma 116 and 119: gray would lose the text
+    choice = choose_input([captcha(200, 70, text_rgb=red, back_rgb=teal, seed=i) for i in range(5)], longest_label=5)
+    assert choice.channels == 3 and choice.height == 64 and "colour" in choice.why
+    plain = choose_input([captcha(200, 70, seed=i) for i in range(5)], longest_label=5)
+    assert plain.channels == 1  # black on white, stored as RGB: no colour worth reading
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_an_rgb_checkpoint_reads_rgb_input_as_it_was_trained(tmp_path, backend):
+    cs = Charset("abc")
+    pre = PreprocessConfig(height=32, width=96, channels=3, resize="pad")
+    torch.manual_seed(0)
+    model = CRNN(CRNNConfig(num_classes=cs.num_classes, height=32, width=96, channels=(8, 16, 16, 16, 24), hidden=32,
+                            lstm_layers=1, in_channels=3)).eval()
+    path = tmp_path / "rgb.pt"
+    atomic_save(make_checkpoint(model, cs, pre), path)
+    if backend == "onnx":
+        export_onnx(path)
+    reader = CaptchaReader(path, backend=backend)
+    assert reader.backend == backend and reader.preprocess.channels == 3
+    image = captcha(120, 40, text_rgb=(200, 80, 80), back_rgb=(60, 150, 117))
+    batch = preprocess(image, pre).unsqueeze(0)
+    assert batch.shape == (1, 3, 32, 96)
+    with torch.no_grad():
+        expected = model(batch).float().log_softmax(2).numpy()
+    np.testing.assert_allclose(reader.runner.log_probs(batch), expected, atol=1e-4)
+    assert reader.read(image) == greedy_texts(expected.argmax(2), cs)[0]
+    # the three channels reach the model: the image's gray version gives other outputs
+    gray = np.repeat(np.asarray(Image.fromarray(image).convert("L"))[..., None], 3, axis=2)
+    assert not np.allclose(reader.runner.log_probs(preprocess(gray, pre).unsqueeze(0)), expected, atol=1e-3)
