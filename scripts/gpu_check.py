@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -56,22 +57,24 @@ class GpuSampler:
     """``nvidia-smi`` utilisation readings every half second, in the background."""
 
     def __init__(self, path: Path):
-        self.path, self.proc = path, None
-        try:
+        self.path, self.proc, self.log = path, None, None
+        if shutil.which("nvidia-smi"):
+            self.log = open(path, "w")
             self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
                                           "--format=csv,noheader,nounits", "-lms", "500"],
-                                         stdout=open(path, "w"), stderr=subprocess.DEVNULL)
-        except FileNotFoundError:
-            pass
+                                         stdout=self.log, stderr=subprocess.DEVNULL)
 
     def stop(self) -> dict:
         if self.proc is None:
             return {"gpu_util_mean": None, "gpu_util_median": None, "gpu_memory_mib_max": None}
         self.proc.terminate()
         self.proc.wait()
-        rows = [line.split(",") for line in self.path.read_text().splitlines() if line.count(",") == 1]
-        util = [float(u) for u, _ in rows]
-        memory = [float(m) for _, m in rows]
+        self.log.close()
+        rows = [line.split(",") for line in self.path.read_text().splitlines()]
+        readings = [(float(u), float(m)) for u, m in (r for r in rows if len(r) == 2)
+                    if u.strip().isdigit() and m.strip().isdigit()]  # "[N/A]" and cut-off lines are skipped
+        util = [u for u, _ in readings]
+        memory = [m for _, m in readings]
         return {"gpu_util_mean": statistics.fmean(util) if util else None,
                 "gpu_util_median": statistics.median(util) if util else None,
                 "gpu_memory_mib_max": max(memory) if memory else None}
@@ -83,7 +86,8 @@ def timed(name: str, cmd: list[str], metrics: Path, out: Path) -> dict:
     t0 = time.time()
     rc = subprocess.call(cmd)
     result = {"command": name, "rc": rc, "seconds": round(time.time() - t0, 1), **sampler.stop()}
-    epochs = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    lines = metrics.read_text().splitlines() if metrics.exists() else []
+    epochs = [json.loads(line) for line in lines if line.strip()]
     speeds = [e["train_samples_per_s"] for e in epochs]
     result["samples_per_s"] = statistics.fmean(speeds[1:] or speeds) if speeds else None
     result["epochs"] = len(epochs)
