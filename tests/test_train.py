@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,21 @@ def test_resume_from_another_folder_with_the_same_data_written_differently(split
     monkeypatch.chdir(tmp_path)
     assert train_main(["--out", str(out), "--resume", "--epochs", "2", "--splits", str(splits) + "/", "--no-progress"]) == 0
     assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
+    import math
+
+    from crnn_captcha.train import MIN_EPOCH_SAMPLES, auto_steps, load_data, resolve
+
+    for init, lr in (("scratch", 1e-3), ("pretrained", 2e-3)):
+        config = TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), init=init)
+        train, val = load_data(config)
+        out, notes = resolve(config, train, val, cuda=False)
+        assert (out.batch_size, out.lr) == (16, lr) and f"lr {lr:g}," in notes[-1]
+        steps = auto_steps(len(train), init != "scratch")
+        assert out.epochs == math.ceil(steps / (max(len(train), MIN_EPOCH_SAMPLES) // 16))
+        on_gpu, _ = resolve(config, train, val, cuda=True)  # 4x the batch, 2x the rate
+        assert (on_gpu.batch_size, on_gpu.lr) == (64, 2 * lr)
+        given, _ = resolve(replace(config, lr=5e-4), train, val, cuda=False)
+        assert given.lr == 5e-4
