@@ -195,11 +195,12 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
     if config.batch_size is None:
         changes["batch_size"] = 64 if cuda else 16
     n, batch = len(train), changes.get("batch_size", config.batch_size)
+    pretrained = changes["init"] != "scratch"
     if config.lr is None:
-        changes["lr"] = round(auto_lr(changes["init"] != "scratch") * math.sqrt(batch / 16), 6)
+        changes["lr"] = round(auto_lr(pretrained) * math.sqrt(batch / 16), 6)
     if config.epochs is None:
         epoch_samples = max(n, MIN_EPOCH_SAMPLES)
-        epochs = math.ceil(auto_steps(n, changes["init"] != "scratch") / max(epoch_samples // batch, 1))
+        epochs = math.ceil(auto_steps(n, pretrained) / max(epoch_samples // batch, 1))
         changes.update(epochs=epochs, epoch_samples=epoch_samples)
         notes.append(f"length: {epochs} epochs of {epoch_samples} images ({epochs * (epoch_samples // batch):,} steps "
                      f"of {batch}) for {n} training images")
