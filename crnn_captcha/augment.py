@@ -9,9 +9,13 @@ at evaluation or reading time.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-import albumentations as A
+# albumentations asks PyPI for a newer version when imported (one network call in every loader
+# worker, and a warning where there is no network): a reader of captchas has no need of it
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+import albumentations as A  # noqa: E402
 import cv2
 import numpy as np
 

@@ -494,7 +494,10 @@ class Optimisation:
     """AdamW, the step schedule and the mixed-precision scaler, saved and restored together."""
 
     def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, cuda: bool):
-        self.opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # fused on a GPU: the update in one kernel, and a step the scaler skips (an fp16 overflow) still
+        # goes through the optimizer, so the scheduler does not warn that it stepped first
+        self.opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                     fused=True if cuda else None)
         total = config.epochs * max(steps_per_epoch, 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(step, total))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda)
@@ -518,7 +521,9 @@ class Optimisation:
                 "scaler": self.scaler.state_dict() if self.cuda else {}}
 
     def restore(self, ckpt: dict[str, Any]) -> None:
-        self.opt.load_state_dict(ckpt["optimizer"])
+        saved = ckpt["optimizer"]  # fused or not is this device's choice, not the saved run's (and it
+        fused = True if self.cuda else None  # decides where the loaded step counts go)
+        self.opt.load_state_dict({**saved, "param_groups": [{**g, "fused": fused} for g in saved["param_groups"]]})
         self.sched.load_state_dict(ckpt["scheduler"])
         if self.cuda and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])

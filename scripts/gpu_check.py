@@ -10,7 +10,12 @@ to travel), then times two commands as a user runs them:
 - ``python -m crnn_captcha.train --train ... --val ...`` (the default recipe, ``--epochs`` of them);
 - ``python -m crnn_captcha.pretrain --stages sequence`` (two epochs of ``--pretrain-samples``).
 
-For each it reports training samples/s (epoch 1 left out where there are more: it holds the warm-up
+Then it splits the training step in two (``--breakdown``): the loader alone (decoding, augmentation,
+splicing, collation, in the default number of workers) and the device step alone (one batch moved
+to the device and trained on again and again: forward, CTC loss, backward, optimizer), each in
+images/s, so that the slower of the two names where the time goes.
+
+For each command it reports training samples/s (epoch 1 left out where there are more: it holds the warm-up
 and cuDNN's kernel search) and, where ``nvidia-smi`` is there, the GPU's utilisation sampled every
 half second while the command ran (mean and median), as a markdown table and ``OUT/gpu_check.json``.
 
@@ -94,6 +99,61 @@ def timed(name: str, cmd: list[str], metrics: Path, out: Path) -> dict:
     return result
 
 
+def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int]) -> dict:
+    """Images/s of the training loader alone and of the device step alone, as ``train`` builds them;
+    the step also at each batch size in ``sizes``."""
+    import torch
+    from crnn_captcha.ctc import ctc_loss
+    from crnn_captcha.data import collate_ctc
+    from crnn_captcha.runtime import Dist, default_workers
+    from crnn_captcha.train import Optimisation, TrainConfig, build_loaders, build_model, load_data, resolve
+
+    dist_ = Dist(device)
+    cuda = dist_.device.type == "cuda"
+    config = TrainConfig(train=str(train), val=str(val))
+    train_samples, val_samples = load_data(config)
+    config, _ = resolve(config, train_samples, val_samples, cuda)
+    model, charset, pre = build_model(config, train_samples, val_samples, None, Path("none"))
+    workers = default_workers(cuda, cpu=0, cap=12)
+    loader, _ = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, False)
+    it = iter(loader)
+    for _ in range(min(5, batches)):  # workers started, first batches out
+        next(it)
+    t0, n = time.perf_counter(), 0
+    for _ in range(batches):
+        try:
+            images = next(it)[0]
+        except StopIteration:
+            it = iter(loader)
+            images = next(it)[0]
+        n += images.shape[0]
+    loader_rate = n / (time.perf_counter() - t0)
+
+    model.to(dist_.device).train()
+    optim = Optimisation(model, config, batches, cuda)
+    amp = torch.autocast("cuda", dtype=torch.float16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def step_rate(size: int) -> float:
+        images, targets, lengths, _ = collate_ctc([loader.dataset[i % len(loader.dataset)] for i in range(size)])
+
+        def steps(k: int) -> None:
+            for _ in range(k):
+                with amp:
+                    logits = model(images.to(dist_.device, non_blocking=True))
+                optim.step(model, ctc_loss(logits, targets, lengths))
+            if cuda:
+                torch.cuda.synchronize()
+
+        steps(10)  # cuDNN's kernel search and the allocator's first blocks
+        t0 = time.perf_counter()
+        steps(batches)
+        return batches * size / (time.perf_counter() - t0)
+
+    rates = {size: round(step_rate(size)) for size in sorted({config.batch_size, *sizes})}
+    return {"batch_size": config.batch_size, "workers": workers, "loader_images_per_s": round(loader_rate),
+            "step_images_per_s": rates[config.batch_size], "step_images_per_s_by_batch": rates}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/gpu_check", help="folder for the images, runs and results")
@@ -103,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-samples", type=int, default=100_000, help="synthetic captchas per pretraining epoch")
     ap.add_argument("--pretrain-val", type=int, default=500, help="synthetic captchas of the pretraining val set")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--breakdown", type=int, default=200, metavar="BATCHES",
+                    help="batches to time the loader alone and the device step alone on (0: skip)")
+    ap.add_argument("--step-batches", default="", metavar="B,B",
+                    help="also time the device step alone at these batch sizes (e.g. 128,256)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     t0 = time.time()
@@ -124,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         util = "n/a" if r["gpu_util_mean"] is None else f"{r['gpu_util_mean']:.0f} / {r['gpu_util_median']:.0f}"
         speed = "n/a" if r["samples_per_s"] is None else f"{r['samples_per_s']:,.0f}"
         print(f"| {r['command']} | {r['rc']} | {r['epochs']} | {speed} | {util} | {r['gpu_memory_mib_max']} | {r['seconds']} |")
+    if args.breakdown:
+        sizes = [int(b) for b in args.step_batches.split(",") if b.strip()]
+        split = breakdown(train, val, args.device, args.breakdown, sizes)
+        print(f"\ntraining step, split (batch {split['batch_size']}, {split['workers']} loader workers): loader alone "
+              f"{split['loader_images_per_s']:,} images/s, device step alone {split['step_images_per_s']:,} images/s")
+        for size, rate in split["step_images_per_s_by_batch"].items():
+            print(f"device step alone at batch {size}: {rate:,} images/s")
+        results.append({"command": "breakdown", "rc": 0, **split})
     (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
     return max(r["rc"] for r in results)
 

@@ -104,11 +104,17 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_check.py"
     out = tmp_path / "check"
     done = subprocess.run([sys.executable, str(script), "--out", str(out), "--n-train", "32", "--n-val", "8",
-                           "--epochs", "2", "--pretrain-samples", "64", "--pretrain-val", "8", "--device", "cpu"],
+                           "--epochs", "2", "--pretrain-samples", "64", "--pretrain-val", "8", "--device", "cpu",
+                           "--breakdown", "2", "--step-batches", "4"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "gpu_check.json").read_text())
-    assert [r["command"] for r in results] == ["train", "pretrain"]
+    assert [r["command"] for r in results] == ["train", "pretrain", "breakdown"]
+    split = results.pop()
+    assert split["batch_size"] == 16 and split["workers"] == 0 and split["loader_images_per_s"] > 0
+    assert set(split["step_images_per_s_by_batch"]) == {"4", "16"}  # JSON keys
+    assert all(rate > 0 for rate in split["step_images_per_s_by_batch"].values())
+    assert "device step alone at batch 4:" in done.stdout
     for r in results:
         assert r["rc"] == 0 and r["epochs"] == 2 and r["samples_per_s"] > 0
         if shutil.which("nvidia-smi") is None:

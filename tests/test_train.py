@@ -393,3 +393,20 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
         assert (on_gpu.batch_size, on_gpu.lr) == (64, 2 * lr)
         given, _ = resolve(replace(config, lr=5e-4), train, val, cuda=False)
         assert given.lr == 5e-4
+
+
+def test_optimizer_state_saved_by_a_gpu_run_resumes_unfused_on_the_cpu():
+    from crnn_captcha.train import Optimisation
+
+    model = torch.nn.Linear(3, 2)
+    config = TrainConfig(lr=1e-3, epochs=2)
+    first = Optimisation(model, config, steps_per_epoch=1, cuda=False)
+    first.step(model, model(torch.randn(4, 3)).pow(2).mean())
+    saved = first.state()
+    saved["optimizer"]["param_groups"] = [{**g, "fused": True} for g in saved["optimizer"]["param_groups"]]  # as on a GPU
+
+    again = Optimisation(model, config, steps_per_epoch=1, cuda=False)
+    again.restore(saved)
+    assert [g["fused"] for g in again.opt.param_groups] == [None]
+    again.step(model, model(torch.randn(4, 3)).pow(2).mean())  # a CPU step on the restored state
+    assert [float(s["step"]) for s in again.opt.state.values()] == [2.0, 2.0]
