@@ -36,6 +36,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from crnn_captcha import cli
+
 
 def render_family(folder: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
     from crnn_captcha.synth import SynthConfig, SynthRenderer
@@ -154,6 +156,17 @@ def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int
             "step_images_per_s": rates[config.batch_size], "step_images_per_s_by_batch": rates}
 
 
+def batch_sizes(text: str) -> list[int]:
+    """``--step-batches``: positive whole numbers separated by commas."""
+    try:
+        sizes = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of batch sizes like 128,256") from None
+    if any(b < 1 for b in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: batch sizes must be at least 1")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/gpu_check", help="folder for the images, runs and results")
@@ -163,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-samples", type=int, default=100_000, help="synthetic captchas per pretraining epoch")
     ap.add_argument("--pretrain-val", type=int, default=500, help="synthetic captchas of the pretraining val set")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--breakdown", type=int, default=200, metavar="BATCHES",
+    ap.add_argument("--breakdown", type=cli.non_negative_int, default=200, metavar="BATCHES",
                     help="batches to time the loader alone and the device step alone on (0: skip)")
-    ap.add_argument("--step-batches", default="", metavar="B,B",
+    ap.add_argument("--step-batches", type=batch_sizes, default=[], metavar="B,B",
                     help="also time the device step alone at these batch sizes (e.g. 128,256)")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -188,15 +201,15 @@ def main(argv: list[str] | None = None) -> int:
         util = "n/a" if r["gpu_util_mean"] is None else f"{r['gpu_util_mean']:.0f} / {r['gpu_util_median']:.0f}"
         speed = "n/a" if r["samples_per_s"] is None else f"{r['samples_per_s']:,.0f}"
         print(f"| {r['command']} | {r['rc']} | {r['epochs']} | {speed} | {util} | {r['gpu_memory_mib_max']} | {r['seconds']} |")
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2))  # kept should the split fail
     if args.breakdown:
-        sizes = [int(b) for b in args.step_batches.split(",") if b.strip()]
-        split = breakdown(train, val, args.device, args.breakdown, sizes)
+        split = breakdown(train, val, args.device, args.breakdown, args.step_batches)
         print(f"\ntraining step, split (batch {split['batch_size']}, {split['workers']} loader workers): loader alone "
               f"{split['loader_images_per_s']:,} images/s, device step alone {split['step_images_per_s']:,} images/s")
         for size, rate in split["step_images_per_s_by_batch"].items():
             print(f"device step alone at batch {size}: {rate:,} images/s")
         results.append({"command": "breakdown", "rc": 0, **split})
-    (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+        (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
     return max(r["rc"] for r in results)
 
 

@@ -115,6 +115,9 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     assert set(split["step_images_per_s_by_batch"]) == {"4", "16"}  # JSON keys
     assert all(rate > 0 for rate in split["step_images_per_s_by_batch"].values())
     assert "device step alone at batch 4:" in done.stdout
+    bad = subprocess.run([sys.executable, str(script), "--step-batches", "128,x"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "'128,x' is not a list of batch sizes" in bad.stderr
+    assert "Traceback" not in bad.stderr
     for r in results:
         assert r["rc"] == 0 and r["epochs"] == 2 and r["samples_per_s"] > 0
         if shutil.which("nvidia-smi") is None:
