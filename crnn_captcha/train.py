@@ -496,8 +496,9 @@ class Optimisation:
     def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, cuda: bool):
         # fused on a GPU: the update in one kernel, and a step the scaler skips (an fp16 overflow) still
         # goes through the optimizer, so the scheduler does not warn that it stepped first
+        self.fused = True if cuda else None
         self.opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                     fused=True if cuda else None)
+                                     fused=self.fused)
         total = config.epochs * max(steps_per_epoch, 1)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda step: lr_factor(step, total))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cuda)
@@ -522,11 +523,20 @@ class Optimisation:
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         saved = ckpt["optimizer"]  # fused or not is this device's choice, not the saved run's (and it
-        fused = True if self.cuda else None  # decides where the loaded step counts go)
-        self.opt.load_state_dict({**saved, "param_groups": [{**g, "fused": fused} for g in saved["param_groups"]]})
+        # decides where the loaded step counts go)
+        self.opt.load_state_dict({**saved, "param_groups": [{**g, "fused": self.fused} for g in saved["param_groups"]]})
         self.sched.load_state_dict(ckpt["scheduler"])
         if self.cuda and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+
+
+def batch_loss(net: nn.Module, images: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor,
+               device: torch.device) -> torch.Tensor:
+    """The CTC loss of one training batch: the forward pass in fp16 mixed precision on a GPU."""
+    amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+    with amp:
+        logits = net(images.to(device, non_blocking=True))  # (N, T, C)
+    return ctc_loss(logits, targets, lengths)
 
 
 def train_one_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optim: Optimisation,
@@ -537,14 +547,10 @@ def train_one_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optim:
         TrainingError: the loss stopped being finite (names the last good checkpoint).
     """
     net.train()
-    amp = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
     loss_sum, seen = torch.zeros((), device=device), 0
     bar = tqdm(loader, desc=bar_desc, leave=False, file=sys.stderr, disable=not show_bar)
     for step, (images, targets, lengths, _) in enumerate(bar):
-        images = images.to(device, non_blocking=True)
-        with amp:
-            logits = net(images)  # (N, T, C)
-        loss = ctc_loss(logits, targets, lengths)
+        loss = batch_loss(net, images, targets, lengths, device)
         if device.type == "cpu" or step % 50 == 0:  # on a GPU, reading the loss waits for it: not every step
             value = float(loss.detach())
             if not math.isfinite(value):

@@ -12,7 +12,8 @@ to travel), then times two commands as a user runs them:
 
 Then it splits the training step in two (``--breakdown``): the loader alone (decoding, augmentation,
 splicing, collation, in the default number of workers) and the device step alone (one batch moved
-to the device and trained on again and again: forward, CTC loss, backward, optimizer), each in
+to the device and trained on again and again, as ``train`` steps: forward, CTC loss, backward,
+optimizer), each in
 images/s, so that the slower of the two names where the time goes.
 
 For each command it reports training samples/s (epoch 1 left out where there are more: it holds the warm-up
@@ -105,10 +106,10 @@ def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int
     """Images/s of the training loader alone and of the device step alone, as ``train`` builds them;
     the step also at each batch size in ``sizes``."""
     import torch
-    from crnn_captcha.ctc import ctc_loss
     from crnn_captcha.data import collate_ctc
     from crnn_captcha.runtime import Dist, default_workers
-    from crnn_captcha.train import Optimisation, TrainConfig, build_loaders, build_model, load_data, resolve
+    from crnn_captcha.train import (Optimisation, TrainConfig, batch_loss, build_loaders, build_model, load_data,
+                                    resolve)
 
     dist_ = Dist(device)
     cuda = dist_.device.type == "cuda"
@@ -133,16 +134,13 @@ def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int
 
     model.to(dist_.device).train()
     optim = Optimisation(model, config, batches, cuda)
-    amp = torch.autocast("cuda", dtype=torch.float16) if cuda else torch.autocast("cpu", enabled=False)
 
     def step_rate(size: int) -> float:
         images, targets, lengths, _ = collate_ctc([loader.dataset[i % len(loader.dataset)] for i in range(size)])
 
         def steps(k: int) -> None:
             for _ in range(k):
-                with amp:
-                    logits = model(images.to(dist_.device, non_blocking=True))
-                optim.step(model, ctc_loss(logits, targets, lengths))
+                optim.step(model, batch_loss(model, images, targets, lengths, dist_.device))
             if cuda:
                 torch.cuda.synchronize()
 
