@@ -88,9 +88,19 @@ def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
     assert train_main(["--splits", str(tmp_path / "splits"), "--out", str(tmp_path / "r2"), "--epochs", "1",
                        "--init", str(out / "pretrained.pt"), "--hidden", "64", "--no-progress"]) == 2
     assert "differs from the start model's" in capsys.readouterr().err
+    # a further pretraining run from that model keeps its size without being told it
+    more = tmp_path / "more"
+    assert pretrain_main(["--out", str(more), "--init", str(out / "pretrained.pt"), "--epochs", "1", "--epoch-samples",
+                          "32", "--val-samples", "16", "--batch-size", "16", "--workers", "0", "--no-progress"]) == 0
+    assert "backbone and LSTM from" in capsys.readouterr().err and not (more / "backbone.pt").exists()
+    assert load_checkpoint(more / "pretrained.pt")["model_config"]["hidden"] == 32
+    assert pretrain_main(["--out", str(tmp_path / "m2"), "--init", str(out / "pretrained.pt"), "--hidden", "64"]) == 2
+    assert "--hidden 64: the model of --init" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args,match", [(["--glyphs", "/nonexistent"], "no such"), (["--resume"], "does not exist")])
+@pytest.mark.parametrize("args,match", [(["--glyphs", "/nonexistent"], "no such"), (["--resume"], "does not exist"),
+                                        (["--init", "/nonexistent.pt"], "no such checkpoint"),
+                                        (["--init", "pretrained", "--stages", "glyph"], "cannot follow a glyph stage")])
 def test_pretrain_checks_paths_before_loading(tmp_path, capsys, args, match):
     assert pretrain_main(["--out", str(tmp_path / "p"), *args]) == 2
     err = capsys.readouterr().err.strip()
