@@ -4,8 +4,8 @@
     python -m crnn_captcha.evaluate ../shared/data/captcha_v2 --checkpoint runs/base/best.pt --json
     python -m crnn_captcha.evaluate data/splits/test.csv --gallery misreads.png
 
-Prints full-string accuracy with its 95% Wilson interval and the number of images, character
-accuracy, CER, the most confused character pairs and every misread image. Only evaluate a model on
+Prints full-string accuracy with its 95% Wilson interval and the number of images, the accuracy
+when case is ignored (where that differs), character accuracy, CER, the most confused character pairs and every misread image. Only evaluate a model on
 images it never trained on or was selected on (for the shipped model: the test split).
 """
 from __future__ import annotations
@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     result["checkpoint"] = str(reader.checkpoint_path)
     result["data"] = str(args.data)
     result["unreadable"] = len(failed)
+    # many sites take an answer in either case, and some generators draw both cases of a letter alike
+    result["accuracy_ignoring_case"] = sum(p.casefold() == t.casefold() for p, t in zip(texts, truths)) / len(truths)
     result["confusions"] = [[t, p, n] for (t, p), n in confusions(texts, truths).most_common(args.top)]
     result["misreads"] = [
         {"path": str(s.path), "truth": s.label, "read": p.text, "confidence": round(p.confidence, 4)}
@@ -106,6 +108,8 @@ def print_report(result: dict, gallery_path: str | None) -> None:
     lo, hi = result["accuracy_ci95"]
     print(f"images          {result['n']}")
     print(f"accuracy        {result['accuracy']:.4f}  (95% CI {lo:.4f}-{hi:.4f}, Wilson)")
+    if result["accuracy_ignoring_case"] != result["accuracy"]:
+        print(f"ignoring case   {result['accuracy_ignoring_case']:.4f}")
     print(f"char accuracy   {result['char_accuracy']:.4f}")
     print(f"CER             {result['cer']:.4f}")
     if result["confusions"]:

@@ -270,6 +270,20 @@ def test_evaluate_warns_about_labels_the_model_cannot_read(tmp_path, capsys):
     assert "is an image" in capsys.readouterr().err
 
 
+def test_evaluate_reports_accuracy_ignoring_case(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    make_folder(folder, 6, seed=8)
+    assert evaluate_main([str(folder), "--json"]) == 0
+    right = json.loads(capsys.readouterr().out)["accuracy"]
+    manifest = tmp_path / "upper.csv"  # the same images, labelled in capitals the model never read
+    manifest.write_text("path,label\n" + "".join(f"{p},{p.stem.upper()}\n" for p in sorted(folder.iterdir())))
+    assert evaluate_main([str(manifest), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["accuracy"] == 0.0 and res["accuracy_ignoring_case"] == right > 0
+    assert evaluate_main([str(manifest)]) == 0
+    assert f"ignoring case   {right:.4f}" in capsys.readouterr().out
+
+
 def test_unknown_allowed_characters_are_a_usage_error(images, capsys):
     assert predict_main([str(images[0]), "--allowed", "ZZ"]) == 2
     assert "'Z'" in capsys.readouterr().err
