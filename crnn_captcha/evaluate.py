@@ -5,8 +5,9 @@
     python -m crnn_captcha.evaluate data/splits/test.csv --gallery misreads.png
 
 Prints full-string accuracy with its 95% Wilson interval and the number of images, the accuracy
-when case is ignored (where that differs), character accuracy, CER, the most confused character pairs and every misread image. Only evaluate a model on
-images it never trained on or was selected on (for the shipped model: the test split).
+when case is ignored (where that differs), character accuracy, CER, the most confused character
+pairs and every misread image. Only evaluate a model on images it never trained on or was selected
+on (for the shipped model: the test split).
 """
 from __future__ import annotations
 

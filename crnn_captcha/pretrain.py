@@ -222,25 +222,22 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
     """Train the whole CRNN on synthetic captchas with the training loop of :mod:`crnn_captcha.train`,
     from the glyph stage's backbone, the model ``--init`` names, or scratch; returns the path of the
     pretrained model (None when interrupted)."""
-    from .train import Checkpointer, TrainConfig, _train
-    from .transfer import source_architecture, start_from
+    from .train import Checkpointer, TrainConfig, _architecture, _train
+    from .transfer import start_from
 
-    init = args.init or (str(backbone) if backbone else "scratch")
-    if args.init:  # a further run of a pretrained model keeps its size
-        for name, value in (source_architecture(args.init) or {}).items():
-            mine = tuple(args.channels) if name == "channels" else getattr(args, name)
-            if name in args.given and mine != value:
-                raise OptionError(f"--{name.replace('_', '-')} {mine!r}: the model of --init {args.init} has "
-                                  f"{value!r}; drop the option")
-            setattr(args, name, value)
+    size = {"init": str(backbone) if backbone else "scratch", "channels": tuple(args.channels),
+            "hidden": args.hidden, "lstm_layers": args.lstm_layers}
+    if args.init:  # a further run keeps the size of the model it starts from, as train does; a clash is an error
+        given = {name: size[name] if name in args.given else None for name in size}
+        size = _architecture(TrainConfig(**{**given, "init": args.init}), [])
 
     seed_everything(args.seed + dist_.rank)
     renderer = make_renderer(args.seed)
     charset = Charset(renderer.config.alphabet)
     pre = PreprocessConfig(height=PRE_HEIGHT, width=PRE_WIDTH, channels=3, resize="pad")
     config = TrainConfig(train="synthetic", val="synthetic", height=PRE_HEIGHT, width=PRE_WIDTH, color="rgb",
-                         init=init, channels=tuple(args.channels),
-                         hidden=args.hidden, lstm_layers=args.lstm_layers, epochs=args.epochs,
+                         init=size["init"], channels=size["channels"],
+                         hidden=size["hidden"], lstm_layers=size["lstm_layers"], epochs=args.epochs,
                          epoch_samples=args.epoch_samples, batch_size=args.batch_size, lr=args.lr,
                          patience=0, seed=args.seed, aug_strength=0.0)
     saver = Checkpointer(out / "sequence", writer=dist_.main)
@@ -307,9 +304,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--hidden", type=cli.positive_int, default=CRNNConfig.hidden, help="LSTM units per direction")
     m.add_argument("--lstm-layers", type=cli.positive_int, default=CRNNConfig.lstm_layers, help="stacked BiLSTM layers")
     o.add_argument("--glyph-epochs", type=cli.positive_int, default=3, help="epochs of the glyph stage")
-    m.add_argument("--init", metavar="pretrained|PATH",
+    m.add_argument("--init", metavar="pretrained|scratch|PATH",
                    help="start the sequence stage from this model (e.g. the shipped start, to pretrain it "
-                        "further) instead of a glyph stage; implies --stages sequence")
+                        "further), or from scratch, instead of a glyph stage; implies --stages sequence")
     r.add_argument("--resume", action="store_true", help="continue the sequence stage in OUT/sequence")
     r.add_argument("--workers", type=cli.non_negative_int,
                    help="processes rendering images (default: 1 on the CPU; on a GPU all cores but two, shared "
@@ -325,6 +322,8 @@ def check_paths(args) -> None:
     for option, value in (("--glyphs", args.glyphs), ("--val-glyphs", args.val_glyphs)):
         if value and not Path(value).exists():
             raise OptionError(f"{option} {value}: no such folder or archive")
+    if args.init and args.init not in ("pretrained", "scratch") and not Path(args.init).exists():
+        raise OptionError(f"--init {args.init}: no such checkpoint")
     out = cli.check_out_folder(args.out)
     if args.height % 16:
         raise OptionError(f"--height {args.height}: the backbone needs a multiple of 16 (e.g. 32)")
@@ -339,8 +338,6 @@ def run(args) -> int:
     if args.init and stages != ["sequence"]:
         raise OptionError(f"--init {args.init} starts the sequence stage; it cannot follow a glyph stage "
                           "(give --stages sequence, or leave --init out)")
-    if args.init and args.init != "pretrained" and not Path(args.init).exists():
-        raise OptionError(f"--init {args.init}: no such checkpoint")
     check_paths(args)
     out = Path(args.out)
     dist_ = Dist(args.device)

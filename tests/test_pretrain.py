@@ -95,7 +95,7 @@ def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
     assert "backbone and LSTM from" in capsys.readouterr().err and not (more / "backbone.pt").exists()
     assert load_checkpoint(more / "pretrained.pt")["model_config"]["hidden"] == 32
     assert pretrain_main(["--out", str(tmp_path / "m2"), "--init", str(out / "pretrained.pt"), "--hidden", "64"]) == 2
-    assert "--hidden 64: the model of --init" in capsys.readouterr().err
+    assert "--hidden 64 differs from the start model's 32" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,match", [(["--glyphs", "/nonexistent"], "no such"), (["--resume"], "does not exist"),
