@@ -13,6 +13,7 @@ Kaggle "CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in on
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -351,6 +352,12 @@ class CaptchaDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def plain(self) -> "CaptchaDataset":
+        """The same items as they are: no augmentation and no splicing (for the last epochs)."""
+        out = copy.copy(self)
+        out.augment, out.mix_prob = None, 0.0
+        return out
 
     def _splice(self, i: int) -> tuple[np.ndarray, list[int], str]:
         """The first k characters of item i and the last characters of another item j (its own

@@ -239,7 +239,7 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
                          init=size["init"], channels=size["channels"],
                          hidden=size["hidden"], lstm_layers=size["lstm_layers"], epochs=args.epochs,
                          epoch_samples=args.epoch_samples, batch_size=args.batch_size, lr=args.lr,
-                         patience=0, seed=args.seed, aug_strength=0.0)
+                         patience=0, seed=args.seed, aug_strength=0.0, plain_finish=0.0)
     saver = Checkpointer(out / "sequence", writer=dist_.main)
     resumed = saver.previous(args.resume)
     if resumed is not None:  # the run's own settings; only --epochs may change

@@ -103,6 +103,9 @@ class TrainConfig:
         mix_prob: share of items spliced from two captchas where their characters meet (0: off);
             new strings keep a small set from being memorised (250 ImageCaptcha images: 0% without,
             65% with 0.5).
+        plain_finish: the share of the last epochs trained on the images as they are, without
+            augmentation or splicing (0: none): the model settles on the real images after
+            learning from the varied ones.
         init: where the weights start: "pretrained" (the shipped pretrained model), "scratch"
             (random), a path to a checkpoint (a whole CRNN, or a glyph backbone), or "auto"
             (pretrained when it is installed, else scratch).
@@ -131,6 +134,7 @@ class TrainConfig:
     aug_strength: float = 1.0
     strike_line: bool = True
     mix_prob: float = 0.5
+    plain_finish: float = 0.1
     init: str = "auto"
     channels: tuple[int, ...] | None = None
     hidden: int | None = None
@@ -167,6 +171,8 @@ class TrainConfig:
             kept.update(resize="stretch", color="gray", epoch_samples=None)
         if "init" not in d:  # before --init: from scratch, or from a glyph backbone
             kept["init"] = d.get("pretrained_backbone") or "scratch"
+        if "plain_finish" not in d:  # before the plain finish: augmented to the end
+            kept["plain_finish"] = 0.0
         return cls(**kept)
 
 
@@ -458,6 +464,21 @@ def build_loaders(config: TrainConfig, train: list[Sample], val: list[Sample], c
     return train_loader, val_loader
 
 
+def first_plain_epoch(config: TrainConfig) -> int | None:
+    """The epoch from which training sees the plain images (``plain_finish``), or None."""
+    if not config.plain_finish:
+        return None
+    return config.epochs - math.ceil(config.epochs * config.plain_finish) + 1
+
+
+def plain_loader(loader: DataLoader) -> DataLoader:
+    """The same batches (sampler, shuffle stream, workers) of the plain training images."""
+    return DataLoader(loader.dataset.plain(), batch_size=loader.batch_size, sampler=loader.sampler,
+                      drop_last=loader.drop_last, collate_fn=loader.collate_fn, num_workers=loader.num_workers,
+                      pin_memory=loader.pin_memory, generator=loader.generator, worker_init_fn=loader.worker_init_fn,
+                      persistent_workers=loader.persistent_workers)
+
+
 def data_state(loader: DataLoader) -> dict[str, Any]:
     """Where the data stream stands: the shuffle generator, augmentation and splicing RNGs."""
     ds = loader.dataset
@@ -674,8 +695,13 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
     saver.open(resumed)
     dist_.barrier()
     t_start, epoch = time.time(), start
+    plain_from, plain = first_plain_epoch(config), False
     try:
         for epoch in range(start, config.epochs + 1):
+            if plain_from is not None and epoch >= plain_from and not plain:
+                train_loader, plain = plain_loader(train_loader), True
+                if dist_.main:
+                    log(f"epochs {epoch}-{config.epochs}: the training images as they are (no augmentation or splicing)")
             if hasattr(train_loader.sampler, "set_epoch"):  # DDP's shuffle, or a fresh synthetic stretch
                 train_loader.sampler.set_epoch(epoch)
             t0 = time.time()
@@ -728,6 +754,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--mix-prob", type=cli.fraction_or_one, default=0.5,
                    help="share of training items spliced from two captchas where their characters meet: strings "
                         "the set does not hold, so the model reads characters rather than memorising labels (0: off)")
+    d.add_argument("--plain-finish", type=cli.fraction, default=0.1,
+                   help="share of the last epochs trained on the images as they are, without augmentation or "
+                        "splicing (0: augment to the end)")
     m.add_argument("--hidden", type=cli.positive_int,
                    help=f"LSTM units per direction (default: the start model's, or {CRNNConfig.hidden})")
     m.add_argument("--lstm-layers", type=cli.positive_int,
@@ -758,7 +787,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         train=train or "", val=val or "", skip_invalid=args.skip_invalid, label_from=args.label_from,
         label_regex=args.label_regex, charset=args.charset, height=args.height, width=args.width, color=args.color,
         resize=args.resize, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
-        mix_prob=args.mix_prob, channels=args.channels, hidden=args.hidden, lstm_layers=args.lstm_layers,
+        mix_prob=args.mix_prob, plain_finish=args.plain_finish, channels=args.channels, hidden=args.hidden, lstm_layers=args.lstm_layers,
         dropout=args.dropout, init=args.init, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
     )

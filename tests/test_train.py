@@ -395,6 +395,25 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
         assert given.lr == 5e-4
 
 
+def test_plain_finish_trains_the_last_epochs_on_the_images_as_they_are(splits, tmp_path, capsys, monkeypatch):
+    from crnn_captcha import train as train_module
+
+    seen, real = [], train_module.train_one_epoch
+
+    def spy(net, model, loader, *args, **kwargs):
+        seen.append((loader.dataset.augment is not None, loader.dataset.mix_prob))
+        return real(net, model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", spy)
+    assert run(tiny_config(splits, epochs=4, patience=0, plain_finish=0.25), tmp_path / "run", progress=False) == 0
+    assert seen == [(True, 0.5)] * 3 + [(False, 0.0)]
+    assert "epochs 4-4: the training images as they are" in capsys.readouterr().err
+    assert train_module.first_plain_epoch(replace(tiny_config(splits), epochs=94)) == 85  # the last 10 of 94
+    assert train_module.first_plain_epoch(replace(tiny_config(splits), epochs=94, plain_finish=0.0)) is None
+    # a run saved before the plain finish existed resumes as it began: augmented to the end
+    assert TrainConfig.from_dict({"train": "t.csv", "val": "v.csv", "init": "scratch"}).plain_finish == 0.0
+
+
 def test_optimizer_state_saved_by_a_gpu_run_resumes_unfused_on_the_cpu():
     from crnn_captcha.train import Optimisation
 
