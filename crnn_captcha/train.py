@@ -701,7 +701,8 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
             if plain_from is not None and epoch >= plain_from and not plain:
                 train_loader, plain = plain_loader(train_loader), True
                 if dist_.main:
-                    log(f"epochs {epoch}-{config.epochs}: the training images as they are (no augmentation or splicing)")
+                    log(f"epochs {epoch}-{config.epochs}: the training images as they are (no augmentation or "
+                        "splicing)")
             if hasattr(train_loader.sampler, "set_epoch"):  # DDP's shuffle, or a fresh synthetic stretch
                 train_loader.sampler.set_epoch(epoch)
             t0 = time.time()
@@ -787,8 +788,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         train=train or "", val=val or "", skip_invalid=args.skip_invalid, label_from=args.label_from,
         label_regex=args.label_regex, charset=args.charset, height=args.height, width=args.width, color=args.color,
         resize=args.resize, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
-        mix_prob=args.mix_prob, plain_finish=args.plain_finish, channels=args.channels, hidden=args.hidden, lstm_layers=args.lstm_layers,
-        dropout=args.dropout, init=args.init, epochs=args.epochs,
+        mix_prob=args.mix_prob, plain_finish=args.plain_finish, channels=args.channels, hidden=args.hidden,
+        lstm_layers=args.lstm_layers, dropout=args.dropout, init=args.init, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
     )
 
