@@ -695,11 +695,11 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
     saver.open(resumed)
     dist_.barrier()
     t_start, epoch = time.time(), start
-    plain_from, plain = first_plain_epoch(config), False
+    plain_from = first_plain_epoch(config)
     try:
         for epoch in range(start, config.epochs + 1):
-            if plain_from is not None and epoch >= plain_from and not plain:
-                train_loader, plain = plain_loader(train_loader), True
+            if plain_from is not None and epoch == max(start, plain_from):  # the first plain epoch of this run
+                train_loader = plain_loader(train_loader)
                 if dist_.main:
                     log(f"epochs {epoch}-{config.epochs}: the training images as they are (no augmentation or "
                         "splicing)")
