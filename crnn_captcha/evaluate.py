@@ -3,10 +3,12 @@
     python -m crnn_captcha.evaluate data/splits/test.csv
     python -m crnn_captcha.evaluate ../shared/data/captcha_v2 --checkpoint runs/base/best.pt --json
     python -m crnn_captcha.evaluate data/splits/test.csv --gallery misreads.png
+    python -m crnn_captcha.evaluate data/families/ic62/test.csv --alike 0Oo --alike vV
 
 Prints full-string accuracy with its 95% Wilson interval and the number of images, the accuracy
-when case is ignored (where that differs), character accuracy, CER, the most confused character
-pairs and every misread image. Only evaluate a model on images it never trained on or was selected
+when case is ignored (where that differs), with ``--alike`` the accuracy when each group of
+characters counts as one (characters a captcha draws the same), character accuracy, CER, the most
+confused character pairs and every misread image. Only evaluate a model on images it never trained on or was selected
 on (for the shipped model: the test split).
 """
 from __future__ import annotations
@@ -58,12 +60,33 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     cli.add_reader_options(ap)
     cli.add_label_options(ap)
     ap.add_argument("--gallery", help="write a PNG of the misread images here")
+    ap.add_argument("--alike", action="append", type=alike_group, default=[], metavar="CHARS",
+                    help="characters to count as one, e.g. 0Oo (repeatable; reported beside the exact accuracy)")
     ap.add_argument("--top", type=cli.non_negative_int, default=10, help="confused pairs to list")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     return ap
 
 
+def alike_group(text: str) -> str:
+    """An --alike value: two or more different characters."""
+    if len(set(text)) < 2 or len(set(text)) != len(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not two or more different characters")
+    return text
+
+
+def folding(groups: Sequence[str]) -> dict[int, str]:
+    """A str.translate table that writes every character of a group as the group's first."""
+    table: dict[int, str] = {}
+    for group in groups:
+        for ch in group:
+            if ord(ch) in table:
+                raise OptionError(f"--alike: {ch!r} is in more than one group")
+            table[ord(ch)] = group[0]
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
+    fold = folding(args.alike)
     if args.gallery:
         cli.check_image_out(args.gallery, "--gallery")
     if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
@@ -90,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     result["unreadable"] = len(failed)
     # many sites take an answer in either case, and some generators draw both cases of a letter alike
     result["accuracy_ignoring_case"] = sum(p.casefold() == t.casefold() for p, t in zip(texts, truths)) / len(truths)
+    if args.alike:
+        result["alike"] = args.alike
+        result["accuracy_alike"] = sum(p.translate(fold) == t.translate(fold) for p, t in zip(texts, truths)) / len(truths)
     result["confusions"] = [[t, p, n] for (t, p), n in confusions(texts, truths).most_common(args.top)]
     result["misreads"] = [
         {"path": str(s.path), "truth": s.label, "read": p.text, "confidence": round(p.confidence, 4)}
@@ -111,6 +137,8 @@ def print_report(result: dict, gallery_path: str | None) -> None:
     print(f"accuracy        {result['accuracy']:.4f}  (95% CI {lo:.4f}-{hi:.4f}, Wilson)")
     if result["accuracy_ignoring_case"] != result["accuracy"]:
         print(f"ignoring case   {result['accuracy_ignoring_case']:.4f}")
+    if "alike" in result:
+        print(f"alike as one    {result['accuracy_alike']:.4f}  ({' '.join(result['alike'])})")
     print(f"char accuracy   {result['char_accuracy']:.4f}")
     print(f"CER             {result['cer']:.4f}")
     if result["confusions"]:

@@ -284,6 +284,29 @@ def test_evaluate_reports_accuracy_ignoring_case(tmp_path, capsys):
     assert f"ignoring case   {right:.4f}" in capsys.readouterr().out
 
 
+def test_evaluate_counts_alike_characters_as_one(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    make_folder(folder, 6, seed=8)
+    assert evaluate_main([str(folder), "--json"]) == 0
+    right = json.loads(capsys.readouterr().out)["accuracy"]
+    manifest = tmp_path / "upper.csv"  # every letter written as its capital, which the model never reads
+    manifest.write_text("path,label\n" + "".join(f"{p},{p.stem.upper()}\n" for p in sorted(folder.iterdir())))
+    letters = sorted({c for p in folder.iterdir() for c in p.stem if c.isalpha()})
+    groups = [arg for c in letters for arg in ("--alike", c + c.upper())]
+    assert evaluate_main([str(manifest), "--json", *groups]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["accuracy"] == 0.0 and res["accuracy_alike"] == right > 0
+    assert res["alike"] == [c + c.upper() for c in letters]
+    assert evaluate_main([str(manifest), *groups[:2]]) == 0  # one group: most labels still differ
+    out = capsys.readouterr().out
+    assert f"alike as one    0.0000  ({letters[0]}{letters[0].upper()})" in out
+    with pytest.raises(SystemExit) as e:  # argparse's usage error
+        evaluate_main([str(manifest), "--alike", "a"])
+    assert e.value.code == 2 and "'a' is not two or more different characters" in capsys.readouterr().err
+    assert evaluate_main([str(manifest), "--alike", "aA", "--alike", "Ab"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --alike: 'A' is in more than one group"
+
+
 def test_unknown_allowed_characters_are_a_usage_error(images, capsys):
     assert predict_main([str(images[0]), "--allowed", "ZZ"]) == 2
     assert "'Z'" in capsys.readouterr().err
