@@ -293,7 +293,8 @@ class Checkpointer:
     """Owns a run folder's ``best.pt``, ``last.pt`` and ``metrics.jsonl``, and the rule that says
     which epoch is best: highest val accuracy, then lowest CER, then lowest val loss (on a small val
     set many epochs tie at the top, and the later, lower-loss one is the more settled model). Early
-    stopping counts only the epochs that raise accuracy or lower CER."""
+    stopping counts the epochs since the best by the same rule, so a run whose val accuracy tops
+    out early goes on while its val loss still falls, into the decay and the plain finish."""
 
     def __init__(self, out: str | Path, writer: bool = True):
         self.out = Path(out)
@@ -331,10 +332,9 @@ class Checkpointer:
     def record(self, rec: dict[str, Any]) -> bool:
         """Add an epoch's record; True when it is the best so far."""
         self.history.append(rec)
-        key = (rec["val_accuracy"], -rec["val_cer"])
-        best_key = (self.best["accuracy"], -self.best["cer"])
-        improved = (key, -rec["val_loss"]) > (best_key, -self.best.get("loss", math.inf))
-        self.since_best = 0 if key > best_key else self.since_best + 1
+        key = (rec["val_accuracy"], -rec["val_cer"], -rec["val_loss"])
+        improved = key > (self.best["accuracy"], -self.best["cer"], -self.best.get("loss", math.inf))
+        self.since_best = 0 if improved else self.since_best + 1
         if improved:
             self.best = {"accuracy": rec["val_accuracy"], "cer": rec["val_cer"], "loss": rec["val_loss"],
                          "epoch": rec["epoch"]}
@@ -717,7 +717,7 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
                 log_epoch(rec, improved)
             if config.patience and saver.since_best >= config.patience:
                 if dist_.main:
-                    log(f"early stop: no higher val accuracy or lower CER for {config.patience} epochs (since epoch "
+                    log(f"early stop: no better val score for {config.patience} epochs (since epoch "
                         f"{epoch - saver.since_best}; best.pt holds epoch {saver.best['epoch']})")
                 break
     except KeyboardInterrupt:
