@@ -66,8 +66,6 @@ MIN_EPOCH_SAMPLES = 512
 FEATURE_ROWS = 2
 #: Settings a resumed run may change: how long it goes on.
 RESUMABLE_CHANGES = ("epochs", "patience")
-#: The share of the steps at the full learning rate, before its cosine decay (and early stopping).
-FLAT_SHARE = 0.5
 
 
 def auto_steps(n: int, pretrained: bool = False) -> int:
@@ -118,8 +116,8 @@ class TrainConfig:
             small batches leave it idle); lr (None: :func:`auto_lr` at batch 16, times the square
             root of the batch's growth), weight_decay: AdamW, lr held for half the steps, then
             cosine-decayed; patience: stop
-            after this many epochs without a better val score, in the second half (None: a third of
-            the epochs; 0: never); seed: the random seed (CPU runs are repeatable, resumed ones too).
+            after this many epochs without a better val score (None: a third of the epochs; 0:
+            never); seed: the random seed (CPU runs are repeatable, resumed ones too).
     """
 
     train: str = ""
@@ -370,19 +368,11 @@ class Checkpointer:
             f"wrote {self.best_path}, {self.last}, {self.metrics}")
 
 
-def stops_early(epoch: int, since_best: int, config: TrainConfig) -> bool:
-    """Whether early stopping ends the run after ``epoch``: ``patience`` epochs without a better val
-    score, once the learning rate decays (after the first ``FLAT_SHARE`` of the epochs). At the full
-    rate before that, val scores swing from epoch to epoch, and a lucky one would end the run before
-    it settles (ImageCaptcha at lr 4e-3: val 0.85 at epoch 34, then 0.71-0.81 until it stopped at 65)."""
-    return bool(config.patience) and since_best >= config.patience and epoch > config.epochs * FLAT_SHARE
-
-
 def finished(ckpt: dict[str, Any], config: TrainConfig) -> str | None:
     """Why a saved run has nothing left to do, or None."""
     epoch, since_best = int(ckpt["epoch"]), int(ckpt.get("since_best", 0))
     best = ckpt.get("best", {}).get("epoch")
-    if stops_early(epoch, since_best, config):
+    if config.patience and since_best >= config.patience:
         return (f"it stopped early at epoch {epoch} (no better val score for {config.patience} epochs); best.pt holds "
                 f"epoch {best}. --patience or --epochs with a larger value continues it")
     if epoch >= config.epochs:
@@ -508,7 +498,7 @@ def restore_data_state(loader: DataLoader, state: dict[str, Any]) -> None:
         ds.augment.restore(state["augment"])
 
 
-def lr_factor(step: int, total: int, flat: float = FLAT_SHARE, floor: float = 0.02) -> float:
+def lr_factor(step: int, total: int, flat: float = 0.5, floor: float = 0.02) -> float:
     """1.0 for the first ``flat`` part of training, then a cosine decay down to ``floor``.
 
     A flat rate first: a CTC model spends its first epochs emitting only blanks, and a warm-up at a
@@ -725,7 +715,7 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
                        {"epoch": epoch, "data": data_state(train_loader), **optim.state()})
             if dist_.main:
                 log_epoch(rec, improved)
-            if stops_early(epoch, saver.since_best, config):
+            if config.patience and saver.since_best >= config.patience:
                 if dist_.main:
                     log(f"early stop: no better val score for {config.patience} epochs (since epoch "
                         f"{epoch - saver.since_best}; best.pt holds epoch {saver.best['epoch']})")
@@ -779,8 +769,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--pretrained-backbone", dest="init", metavar="PATH", help="the same as --init PATH")
     o.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-2, help="AdamW weight decay")
     o.add_argument("--patience", type=cli.non_negative_int,
-                   help="stop after this many epochs without a better val score, once the rate decays (the second half "
-                        "of the epochs; 0: never; default: a third of the epochs)")
+                   help="stop after this many epochs without a better val score (0: never; default: a third of the epochs)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, with its settings")
     r.add_argument("--workers", type=cli.non_negative_int,
                    help="data loader workers (default: 0 on the CPU; on a GPU all cores but two, at most 12: "
