@@ -116,8 +116,8 @@ class TrainConfig:
             small batches leave it idle); lr (None: :func:`auto_lr` at batch 16, times the square
             root of the batch's growth), weight_decay: AdamW, lr held for half the steps, then
             cosine-decayed; patience: stop
-            after this many epochs without a better val score (None: a third of the epochs; 0:
-            never); seed: the random seed (CPU runs are repeatable, resumed ones too).
+            after this many epochs without a better val score (0, the default: never, as the
+            schedule is made to be run to its end); seed: the random seed (CPU runs are repeatable, resumed ones too).
     """
 
     train: str = ""
@@ -145,7 +145,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float = 1e-2
-    patience: int | None = None
+    patience: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -210,8 +210,6 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
         changes.update(epochs=epochs, epoch_samples=epoch_samples)
         notes.append(f"length: {epochs} epochs of {epoch_samples} images ({epochs * (epoch_samples // batch):,} steps "
                      f"of {batch}) for {n} training images")
-    if config.patience is None:
-        changes["patience"] = max(10, changes.get("epochs", config.epochs) // 3)
     out = replace(config, **changes)
     check_config(out, longest)
     notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}; batch {out.batch_size}, "
@@ -768,8 +766,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "model, or a glyph backbone); auto: pretrained when installed")
     m.add_argument("--pretrained-backbone", dest="init", metavar="PATH", help="the same as --init PATH")
     o.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-2, help="AdamW weight decay")
-    o.add_argument("--patience", type=cli.non_negative_int,
-                   help="stop after this many epochs without a better val score (0: never; default: a third of the epochs)")
+    o.add_argument("--patience", type=cli.non_negative_int, default=0,
+                   help="stop after this many epochs without a better val score (default 0: never; the run's length "
+                        "comes from the set's size)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, with its settings")
     r.add_argument("--workers", type=cli.non_negative_int,
                    help="data loader workers (default: 0 on the CPU; on a GPU all cores but two, at most 12: "
