@@ -8,8 +8,8 @@
 Prints full-string accuracy with its 95% Wilson interval and the number of images, the accuracy
 when case is ignored (where that differs), with ``--alike`` the accuracy when each group of
 characters counts as one (characters a captcha draws the same), character accuracy, CER, the most
-confused character pairs and every misread image. Only evaluate a model on images it never trained on or was selected
-on (for the shipped model: the test split).
+confused character pairs and every misread image. Only evaluate a model on images it never trained
+on or was selected on (for the shipped model: the test split).
 """
 from __future__ import annotations
 

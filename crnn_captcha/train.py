@@ -115,9 +115,9 @@ class TrainConfig:
             ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU, 64 on a GPU, where
             small batches leave it idle); lr (None: :func:`auto_lr` at batch 16, times the square
             root of the batch's growth), weight_decay: AdamW, lr held for half the steps, then
-            cosine-decayed; patience: stop
-            after this many epochs without a better val score (0, the default: never, as the
-            schedule is made to be run to its end); seed: the random seed (CPU runs are repeatable, resumed ones too).
+            cosine-decayed; patience: stop after this many epochs without a better val score (0,
+            the default: never, as the schedule is made to be run to its end); seed: the random
+            seed (CPU runs are repeatable, resumed ones too).
     """
 
     train: str = ""
@@ -291,8 +291,7 @@ class Checkpointer:
     """Owns a run folder's ``best.pt``, ``last.pt`` and ``metrics.jsonl``, and the rule that says
     which epoch is best: highest val accuracy, then lowest CER, then lowest val loss (on a small val
     set many epochs tie at the top, and the later, lower-loss one is the more settled model). Early
-    stopping counts the epochs since the best by the same rule, so a run whose val accuracy tops
-    out early goes on while its val loss still falls, into the decay and the plain finish."""
+    stopping (``patience``, off by default) counts the epochs since the best by the same rule."""
 
     def __init__(self, out: str | Path, writer: bool = True):
         self.out = Path(out)
