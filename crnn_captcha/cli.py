@@ -163,7 +163,7 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     o.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help="images per optimizer step" + ("" if batch_size else " (default: 16 on the CPU, 64 on a GPU)"))
     o.add_argument("--lr", type=learning_rate, default=lr,
-                   help="peak learning rate" + ("" if lr else " (default at batch 16: 2e-3 from a pretrained start, "
+                   help="peak learning rate" + ("" if lr else " (default at batch 16: 4e-3 from a pretrained start, "
                                                               "1e-3 from scratch; scaled with the batch)"))
     o.add_argument("--seed", type=non_negative_int, default=0, help="random seed (repeatable runs on the CPU)")
     r = ap.add_argument_group("run")
