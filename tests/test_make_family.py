@@ -116,3 +116,25 @@ def test_list_names_every_family(capsys):
     assert make_family.main(["--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(make_family.FAMILIES)
+
+
+def test_lookalike_probe_draws_the_generators_glyphs_for_a_seed(capsys):
+    pytest.importorskip("captcha")
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import lookalike_ceiling
+    finally:
+        sys.path.pop(0)
+    x = lookalike_ceiling.glyph("x", 5)
+    assert x.shape == (70, 64) and x.min() < 0.2 and x.max() == 1.0  # dark ink on white
+    assert np.array_equal(x, lookalike_ceiling.glyph("x", 5))
+    assert not np.array_equal(x, lookalike_ceiling.glyph("x", 6))
+    assert not np.array_equal(x, lookalike_ceiling.glyph("X", 5))
+
+    assert lookalike_ceiling.main(["--train", "2", "--test", "1", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "ic62 (62 symbols, 6 characters): mean character accuracy" in out
+    assert "whole-captcha ceiling" in out
+    with pytest.raises(SystemExit) as stop:
+        lookalike_ceiling.main(["--epochs", "0"])
+    assert stop.value.code == 2
