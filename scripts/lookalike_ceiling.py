@@ -36,16 +36,28 @@ from make_family import SeededSource, image_captcha, seeded_module  # noqa: E402
 LOOKALIKES = ("0Oo", "vV", "xX", "zZ", "uU", "cC", "sS", "wW", "kK", "pP")
 CONTROLS = ("aA", "bB", "eE")
 CANVAS = (64, 70)  # width, height: ic62 is 200x70
+SYMBOLS = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
-def glyph(char: str, seed: int) -> np.ndarray:
-    """One character as ImageCaptcha 200x70 draws it, centred on a white canvas, gray 0-1."""
+def glyph(char: str, seed: int, squeeze: bool = False) -> np.ndarray:
+    """One character as ImageCaptcha 200x70 draws it, centred on a white canvas, gray 0-1. With
+    `squeeze`, narrowed as the generator narrows a 6-character line that comes out wider than 200
+    pixels (the other five characters and the optional spaces drawn, and measured, as it would)."""
     import captcha.image
 
     generator = image_captcha(200, 70)
     canvas = Image.new("L", CANVAS, 255)
-    with seeded_module(captcha.image, SeededSource(seed)):
-        drawn = generator._draw_character(char, ImageDraw.Draw(canvas), (255, 255, 255))
+    source = SeededSource(seed)
+    with seeded_module(captcha.image, source):
+        draw = ImageDraw.Draw(canvas)
+        drawn = generator._draw_character(char, draw, (255, 255, 255))
+        if squeeze:
+            line = [char] + [source.choice(SYMBOLS) for _ in range(5)]
+            spaces = sum(source.random() > generator.word_space_probability for _ in line)
+            width = drawn.width + sum(generator._draw_character(c, draw, (255, 255, 255)).width
+                                      for c in line[1:] + [" "] * spaces)
+            if width > 200:
+                drawn = drawn.resize((max(1, round(drawn.width * 200 / width)), drawn.height))
     if drawn.width > CANVAS[0]:
         drawn = drawn.resize((CANVAS[0], drawn.height))
     mask = drawn.convert("L").point(generator.lookup_table)  # the generator pastes through this mask
@@ -53,9 +65,9 @@ def glyph(char: str, seed: int) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
-def glyphs(chars: str, count: int, offset: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def glyphs(chars: str, count: int, offset: int, seed: int, squeeze: bool) -> tuple[np.ndarray, np.ndarray]:
     rng = random.Random(f"{seed}|{offset}")
-    images = [glyph(c, rng.getrandbits(64)) for c in chars for _ in range(count)]
+    images = [glyph(c, rng.getrandbits(64), squeeze) for c in chars for _ in range(count)]
     labels = [i for i in range(len(chars)) for _ in range(count)]
     return np.stack(images)[:, None], np.array(labels)
 
@@ -74,6 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--test", type=int, default=1000, help="glyphs per character to test on")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--squeeze", action="store_true",
+                        help="narrow each glyph as the generator narrows a 6-character line wider than 200 px")
     args = parser.parse_args(argv)
     if min(args.train, args.test, args.epochs) < 1:
         parser.error("--train, --test and --epochs must be at least 1")
@@ -81,8 +95,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     chars = "".join(LOOKALIKES + CONTROLS)
     start = time.time()
-    x_train, y_train = glyphs(chars, args.train, 0, args.seed)
-    x_test, y_test = glyphs(chars, args.test, 1, args.seed)
+    x_train, y_train = glyphs(chars, args.train, 0, args.seed, args.squeeze)
+    x_test, y_test = glyphs(chars, args.test, 1, args.seed, args.squeeze)
     print(f"rendered {len(x_train)} + {len(x_test)} glyphs of {chars} in {time.time() - start:.0f}s", flush=True)
 
     model = probe(len(chars))
@@ -112,8 +126,7 @@ def main(argv=None) -> int:
         accuracy[c] = float((mine == i).mean())
         wrong = {chars[j]: int((mine == j).sum()) for j in set(mine.tolist()) if j != i}
         print(f"{c}  {accuracy[c]:.3f}  read as: {wrong or '-'}")
-    symbols = string.digits + string.ascii_uppercase + string.ascii_lowercase
-    per_char = sum(accuracy[c] if c in "".join(LOOKALIKES) else 1.0 for c in symbols) / len(symbols)
+    per_char = sum(accuracy[c] if c in "".join(LOOKALIKES) else 1.0 for c in SYMBOLS) / len(SYMBOLS)
     print(f"controls {''.join(CONTROLS)}: mean {np.mean([accuracy[c] for c in ''.join(CONTROLS)]):.3f}")
     print(f"ic62 (62 symbols, 6 characters): mean character accuracy {per_char:.4f} "
           f"(controls and the other characters counted as 1), whole-captcha ceiling {per_char ** 6:.3f}")

@@ -130,6 +130,9 @@ def test_lookalike_probe_draws_the_generators_glyphs_for_a_seed(capsys):
     assert np.array_equal(x, lookalike_ceiling.glyph("x", 5))
     assert not np.array_equal(x, lookalike_ceiling.glyph("x", 6))
     assert not np.array_equal(x, lookalike_ceiling.glyph("X", 5))
+    squeezed = lookalike_ceiling.glyph("x", 5, squeeze=True)  # narrowed as in a line over 200 px, or not
+    assert np.array_equal(squeezed, lookalike_ceiling.glyph("x", 5, squeeze=True))
+    assert (squeezed < 0.5).any(axis=0).sum() <= (x < 0.5).any(axis=0).sum()
 
     assert lookalike_ceiling.main(["--train", "2", "--test", "1", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
