@@ -1,20 +1,24 @@
 """How well can anything tell the cases of ImageCaptcha's look-alike characters apart? A probe, not a test.
 
-    python scripts/lookalike_ceiling.py                        # 3000 train / 1000 test glyphs per character
-    python scripts/lookalike_ceiling.py --train 500 --test 200 --epochs 2     # a quick look
+    python scripts/lookalike_ceiling.py                      # 3000 train / 1000 test glyphs per character
+    python scripts/lookalike_ceiling.py --train 500 --test 200 --epochs 2   # a quick look
+    python scripts/lookalike_ceiling.py --train 480 --epochs 20 --squeeze   # narrowed as in a 6-char line
 
-ImageCaptcha (the `captcha` package, our ic36 / ic62 development families) draws each character at a font
-size picked from three, crops it to its ink and stretches that to the character's line box, so a lowercase
-`x` and a capital `X` come out the same height. This script renders single characters exactly as the
-generator draws them (its own `_draw_character` and paste mask, seeded, black on white, centred on a 70-pixel-high canvas
-as in a 200x70 ic62 captcha) and trains a small CNN to name them, with far more glyphs per character than a
-captcha reader ever sees. Its test accuracy per character is roughly the best a reader can do on one clean,
-isolated glyph, so (mean over the alphabet)^length bounds what a case-sensitive reader can score on whole
-captchas of uniform random characters. Control groups whose cases differ in shape (a/A, b/B, e/E) show
-whether the probe is strong enough to separate what can be separated.
+ImageCaptcha (the `captcha` package, our ic36 / ic62 development families) draws each character at a
+font size picked from three, crops it to its ink and stretches that to the character's line box, so a
+lowercase `x` and a capital `X` come out the same height. This script renders single characters
+exactly as the generator draws them (its own `_draw_character` and paste mask, seeded, black on white,
+centred on a 70-pixel-high canvas as in a 200x70 ic62 captcha) and trains a small CNN to name them
+(3,000 glyphs a character by default, six times what 5,000 ic62 captchas hold). Its test accuracy per
+character is roughly the best a reader can do on one clean, isolated glyph, so (mean over the
+alphabet)^length bounds what a case-sensitive reader can score on whole captchas of uniform random
+characters. Control groups whose cases differ in shape (a/A, b/B, e/E) show whether the probe is strong
+enough to separate what can be separated. The generator also narrows a whole line that comes out
+wider than 200 pixels, nearly every 6-character one; `--squeeze` narrows each glyph as its line would
+be, which takes much of the difference between the cases away.
 
-Prints per-character accuracy, the confusions, and the implied whole-captcha ceiling for ic62 (62 symbols,
-6 characters). The generator's glyphs are measured here, never trained into a shipped model.
+Prints per-character accuracy, the confusions, and the implied whole-captcha ceiling for ic62 (62
+symbols, 6 characters). The generator's glyphs are measured here, never trained into a shipped model.
 """
 from __future__ import annotations
 
@@ -33,8 +37,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_family import SeededSource, image_captcha, seeded_module  # noqa: E402
 
-LOOKALIKES = ("0Oo", "vV", "xX", "zZ", "uU", "cC", "sS", "wW", "kK", "pP")
-CONTROLS = ("aA", "bB", "eE")
+LOOKALIKES = "0Oo" "vV" "xX" "zZ" "uU" "cC" "sS" "wW" "kK" "pP"  # the characters the ceiling counts
+CONTROLS = "aA" "bB" "eE"  # cases of different shapes: the probe should name them all
 CANVAS = (64, 70)  # width, height: ic62 is 200x70
 SYMBOLS = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
@@ -93,7 +97,7 @@ def main(argv=None) -> int:
         parser.error("--train, --test and --epochs must be at least 1")
 
     torch.manual_seed(args.seed)
-    chars = "".join(LOOKALIKES + CONTROLS)
+    chars = LOOKALIKES + CONTROLS
     start = time.time()
     x_train, y_train = glyphs(chars, args.train, 0, args.seed, args.squeeze)
     x_test, y_test = glyphs(chars, args.test, 1, args.seed, args.squeeze)
@@ -126,8 +130,8 @@ def main(argv=None) -> int:
         accuracy[c] = float((mine == i).mean())
         wrong = {chars[j]: int((mine == j).sum()) for j in set(mine.tolist()) if j != i}
         print(f"{c}  {accuracy[c]:.3f}  read as: {wrong or '-'}")
-    per_char = sum(accuracy[c] if c in "".join(LOOKALIKES) else 1.0 for c in SYMBOLS) / len(SYMBOLS)
-    print(f"controls {''.join(CONTROLS)}: mean {np.mean([accuracy[c] for c in ''.join(CONTROLS)]):.3f}")
+    per_char = sum(accuracy[c] if c in LOOKALIKES else 1.0 for c in SYMBOLS) / len(SYMBOLS)
+    print(f"controls {CONTROLS}: mean {np.mean([accuracy[c] for c in CONTROLS]):.3f}")
     print(f"ic62 (62 symbols, 6 characters): mean character accuracy {per_char:.4f} "
           f"(controls and the other characters counted as 1), whole-captcha ceiling {per_char ** 6:.3f}")
     return 0
