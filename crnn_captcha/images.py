@@ -47,6 +47,9 @@ class PreprocessConfig:
         channels: 1 reads gray, 3 reads colour (RGB).
         resize: "stretch" scales width and height to the input size independently; "pad" keeps
             the image's aspect ratio and pads the rest with the colour of the image's border.
+        x_scale: for "pad", how many times wider than its aspect ratio an image is drawn: the
+            text is stretched across before padding, so characters a generator squeezed together
+            span more of the model's frames (training chooses it so the typical image fills the width).
     """
 
     height: int = 32
@@ -56,18 +59,23 @@ class PreprocessConfig:
     max_aspect_error: float = 3.0
     channels: int = 1
     resize: str = "stretch"
+    x_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("height", "width"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4096:
                 raise ValueError(f"preprocess {name} must be a whole number from 1 to 4096, got {value!r}")
-        for name in ("mean", "std", "max_aspect_error"):
+        for name in ("mean", "std", "max_aspect_error", "x_scale"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"preprocess {name} must be a finite number, got {value!r}")
         if self.std <= 0 or self.max_aspect_error < 0:
             raise ValueError(f"preprocess std must be > 0 and max_aspect_error >= 0, got {self.std!r}, {self.max_aspect_error!r}")
+        if not 0.1 <= self.x_scale <= 16:
+            raise ValueError(f"preprocess x_scale must be from 0.1 to 16, got {self.x_scale!r}")
+        if self.x_scale != 1 and self.resize != "pad":
+            raise ValueError(f"preprocess x_scale applies to resize 'pad' only, got {self.x_scale!r} with {self.resize!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"preprocess channels must be 1 (gray) or 3 (RGB), got {self.channels!r}")
         if self.resize not in RESIZE_MODES:
@@ -321,10 +329,11 @@ def load_gray(src: ImageInput, name: str | None = None) -> np.ndarray:
 def check_aspect(h: int, w: int, cfg: PreprocessConfig, name: str) -> None:
     """Refuse an image whose shape is far from the model's (see ``max_aspect_error``)."""
     if cfg.max_aspect_error:
-        ratio = (w / h) / (cfg.width / cfg.height)
+        typical = cfg.width / cfg.x_scale  # the width of an image the input fits without padding
+        ratio = (w / h) / (typical / cfg.height)
         if ratio > cfg.max_aspect_error or ratio < 1.0 / cfg.max_aspect_error:
             raise ImageError(f"{name}: wrong shape {w}x{h} (width x height); this model reads images shaped "
-                             f"like {cfg.width}x{cfg.height} (within a factor {cfg.max_aspect_error:g} of that ratio)")
+                             f"like {round(typical)}x{cfg.height} (within a factor {cfg.max_aspect_error:g} of that ratio)")
 
 
 def resize_image(pixels: np.ndarray, cfg: PreprocessConfig, name: str = "image") -> np.ndarray:
@@ -337,8 +346,9 @@ def resize_image(pixels: np.ndarray, cfg: PreprocessConfig, name: str = "image")
     img = Image.fromarray(pixels, mode)
     if cfg.resize == "stretch":
         return np.asarray(img.resize((cfg.width, cfg.height), Image.BILINEAR), dtype=np.uint8)
-    scale = min(cfg.width / w, cfg.height / h)
-    nw, nh = max(1, min(cfg.width, round(w * scale))), max(1, min(cfg.height, round(h * scale)))
+    wide = w * cfg.x_scale  # the width the image is drawn at, before scaling to the input
+    scale = min(cfg.width / wide, cfg.height / h)
+    nw, nh = max(1, min(cfg.width, round(wide * scale))), max(1, min(cfg.height, round(h * scale)))
     inner = img.resize((nw, nh), Image.BILINEAR)
     if (nw, nh) == (cfg.width, cfg.height):  # same aspect ratio: nothing to pad
         return np.asarray(inner, dtype=np.uint8)

@@ -98,8 +98,10 @@ class TrainConfig:
         height, width, color, resize: the model's input (see :mod:`crnn_captcha.geometry`);
             color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch";
             max_aspect_error: how far an image's width/height ratio may stray from the typical one
-            before it is refused as the wrong shape (None: a factor of 3, or more where the input
-            was widened for long labels).
+            before it is refused as the wrong shape (None: a factor of 3, or more where a stretched
+            input was widened for long labels); x_scale: for "pad", how many times wider than its
+            ratio the text is drawn (None: as chosen with the width, so the typical image fills an
+            input widened for long labels; 1 where --width is given).
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
         mix_prob: share of items spliced from two captchas where their characters meet (0: off);
             new strings keep a small set from being memorised (250 ImageCaptcha images: 0% without,
@@ -132,6 +134,7 @@ class TrainConfig:
     color: str = "auto"
     resize: str = "pad"
     max_aspect_error: float | None = None
+    x_scale: float | None = None
     aug_strength: float = 1.0
     strike_line: bool = True
     mix_prob: float = 0.5
@@ -174,6 +177,8 @@ class TrainConfig:
             kept["init"] = d.get("pretrained_backbone") or "scratch"
         if "plain_finish" not in d:  # before the plain finish: augmented to the end
             kept["plain_finish"] = 0.0
+        if "x_scale" not in d:  # before widened inputs stretched the text: padded
+            kept["x_scale"] = 1.0
         return cls(**kept)
 
 
@@ -194,8 +199,12 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
                                  4 * max(1, round(choice.width * height / choice.height / 4)))
         color = {1: "gray", 3: "rgb"}[choice.channels] if config.color == "auto" else config.color
         changes.update(height=height, width=width, color=color)
+        if config.x_scale is None:  # a width chosen wider than the ratio: the text is stretched to fill it
+            changes["x_scale"] = choice.x_scale if config.width is None and config.resize == "pad" else 1.0
         if config.max_aspect_error is None:  # a widened input still takes the typical image
-            changes["max_aspect_error"] = round(3.0 * max(1.0, width / (height * choice.aspect)), 2)
+            x_scale = changes.get("x_scale", config.x_scale)
+            changes["max_aspect_error"] = round(3.0 * max(1.0, width / (height * choice.aspect * x_scale)), 2)
+    changes.setdefault("x_scale", config.x_scale or 1.0)
     if config.max_aspect_error is None and "max_aspect_error" not in changes:
         changes["max_aspect_error"] = 3.0
     changes.update(_architecture(config, notes))
@@ -213,7 +222,8 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
                      f"of {batch}) for {n} training images")
     out = replace(config, **changes)
     check_config(out, longest)
-    notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}; batch {out.batch_size}, "
+    stretched = f" (text {out.x_scale:g}x across)" if out.x_scale != 1 else ""
+    notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}{stretched}; batch {out.batch_size}, "
                  f"lr {out.lr:g}, {out.epochs} epochs, patience {out.patience or 'off'}")
     return out, notes
 
@@ -405,7 +415,8 @@ def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], r
             Charset.from_labels(s.label for s in samples)
         try:
             pre = PreprocessConfig(height=config.height, width=config.width, channels=3 if config.color == "rgb" else 1,
-                                   resize=config.resize, max_aspect_error=config.max_aspect_error)
+                                   resize=config.resize, max_aspect_error=config.max_aspect_error,
+                                   x_scale=config.x_scale or 1.0)
             model = CRNN(CRNNConfig(
                 num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
                 hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,

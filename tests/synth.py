@@ -31,7 +31,8 @@ def render(text: str, size=(200, 50), seed: int = 0) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
 
 
-def make_folder(folder: Path, n: int, seed: int = 0, length: int = 5, alphabet: str = ALPHABET) -> list[str]:
+def make_folder(folder: Path, n: int, seed: int = 0, length: int = 5, alphabet: str = ALPHABET,
+                size=(200, 50)) -> list[str]:
     """Write ``n`` generated captchas named ``<label>.png`` (distinct labels); returns the labels."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -41,5 +42,5 @@ def make_folder(folder: Path, n: int, seed: int = 0, length: int = 5, alphabet: 
         if label not in labels:
             labels.append(label)
     for i, label in enumerate(labels):
-        render(label, seed=seed * 1000 + i).convert("RGBA").save(folder / f"{label}.png")
+        render(label, size, seed=seed * 1000 + i).convert("RGBA").save(folder / f"{label}.png")
     return labels

@@ -33,9 +33,22 @@ def test_wide_gray_captchas_keep_their_ratio_at_32_px():
 
 def test_tall_captchas_read_at_64_px_and_widen_for_the_longest_label():
     choice = choose_input([captcha(100, 150, seed=i) for i in range(5)], longest_label=8)
-    # 64 * 100/150 = 43 px would give too few frames for 8 characters: 2.5 frames each -> 80 px
-    assert (choice.height, choice.width) == (64, 80)
-    assert "widened" in choice.why and "8-character label needs 80 px" in choice.why
+    # 64 * 100/150 = 43 px is narrow for 8 characters; the blocks fill 47% of the height (30 px at 64),
+    # so each character gets 5/6 * 30 = 25 px: 200, up to a multiple of 16 -> 208, the text stretched to fill it
+    assert (choice.height, choice.width, choice.x_scale) == (64, 208, round(208 / (64 * 100 / 150), 3))
+    assert "width 208, not the 44 of the ratio 0.67" in choice.why and "8-character label" in choice.why
+    assert "47% of the image's" in choice.why and "stretched 4.88x" in choice.why
+    short = choose_input([captcha(300, 50, seed=i) for i in range(5)], longest_label=8)
+    assert (short.width, short.x_scale) == (192, 1.0) and "keeps the ratio" in short.why
+
+
+def test_the_width_follows_the_texts_height_not_the_images():
+    near = [captcha(150, 60, seed=i) for i in range(5)]  # blocks over half the height and more
+    widened = choose_input(near, longest_label=8)
+    assert widened.width > 160 and widened.x_scale > 1  # past the 160 of the ratio 2.5
+    framed = [np.pad(a, ((60, 60), (150, 150), (0, 0)), constant_values=240) for a in near]  # 3x larger, same ratio
+    kept = choose_input(framed, longest_label=8)  # the same text, a sixth of the height: wide enough as it is
+    assert (kept.width, kept.x_scale) == (160, 1.0) and "keeps the ratio" in kept.why
 
 
 def test_colours_of_equal_brightness_choose_colour_input():

@@ -86,6 +86,23 @@ def test_pad_resize_same_aspect_is_a_plain_resize_and_other_shapes_are_padded():
     assert out[:, 32:96].min() == 0
 
 
+def test_pad_with_x_scale_stretches_the_text_across_and_checks_the_stretched_shape():
+    wide = PreprocessConfig(height=32, width=192, resize="pad", x_scale=1.5)  # fits 128x32 images, drawn 1.5x across
+    img = np.full((50, 200), 255, np.uint8)
+    img[10:40, 90:110] = 0  # a 20 px stroke in the middle
+    out = resize_image(img, wide)
+    assert out.shape == (32, 192)
+    assert np.array_equal(out, resize_image(img, PreprocessConfig(height=32, width=192, resize="stretch")))
+    ink = lambda x: int((x < 128).any(axis=0).sum())  # noqa: E731
+    assert ink(out) in range(18, 22)  # the 20 px stroke: 20 * 1.5 * 0.64 = 19 px wide
+    assert ink(resize_image(img, PreprocessConfig(height=32, width=192, resize="pad"))) in range(12, 15)  # 20 * 0.64
+    square = np.full((50, 50), 255, np.uint8)  # 1:1 against the 128:32 the input fits: refused
+    with pytest.raises(ImageError, match="shaped like 128x32"):
+        resize_image(square, PreprocessConfig(height=32, width=192, resize="pad", x_scale=1.5, max_aspect_error=3.0))
+    with pytest.raises(ValueError, match="x_scale applies to resize 'pad' only"):
+        PreprocessConfig(resize="stretch", x_scale=1.5)
+
+
 @pytest.mark.parametrize(
     "name,data,match",
     [

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -395,6 +396,32 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
         assert (on_gpu.batch_size, on_gpu.lr) == (64, 2 * lr)
         given, _ = resolve(replace(config, lr=5e-4), train, val, cuda=False)
         assert given.lr == 5e-4
+
+
+def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does_the_same(tmp_path):
+    from crnn_captcha import CaptchaReader
+    from crnn_captcha.images import ImageError
+    from crnn_captcha.train import load_data, resolve
+
+    for part, n in (("train", 16), ("val", 6)):  # 120x50, the text 34 px high: 77 px at 32 high, narrow for 6
+        make_folder(tmp_path / part, n, seed=len(part), length=6, size=(120, 50))
+    config = TrainConfig(train=str(tmp_path / "train"), val=str(tmp_path / "val"), init="scratch",
+                         channels=(8, 16, 16, 16, 24), hidden=32, lstm_layers=1, epochs=1)
+    out, notes = resolve(config, *load_data(config), cuda=False)
+    assert out.height == 32 and out.width > 77 and out.width % 16 == 0
+    assert out.x_scale == round(out.width / (32 * 120 / 50), 3) and out.max_aspect_error == 3.0
+    assert f"text {out.x_scale:g}x across" in notes[-1]
+    given, _ = resolve(replace(config, width=out.width), *load_data(config), cuda=False)
+    assert given.x_scale == 1.0  # a width given on the command line: padded, as before
+    older = {k: v for k, v in out.to_dict().items() if k != "x_scale"}
+    assert TrainConfig.from_dict(older).x_scale == 1.0  # a run saved before: padded, and resumed so
+    assert run(config, tmp_path / "run", progress=False) == 0
+    reader = CaptchaReader(tmp_path / "run" / "best.pt")
+    assert (reader.preprocess.width, reader.preprocess.x_scale) == (out.width, out.x_scale)
+    image = next((tmp_path / "val").iterdir())
+    assert isinstance(reader.read(image), str)  # a 120x50 image fits the input once stretched: no shape error
+    with pytest.raises(ImageError, match="shaped like 77x32"):
+        reader.read(np.full((100, 40), 255, np.uint8))
 
 
 def test_plain_finish_trains_the_last_epochs_on_the_images_as_they_are(splits, tmp_path, capsys, monkeypatch):
