@@ -14,7 +14,8 @@ The rules, kept simple so a user can predict them:
   Widened where that leaves a character of the longest label narrower than 5/6 of the text's
   height (the rows holding the middle 90% of the ink), and the text stretched across to fill it
   (training's ``x_scale``): generators squeeze characters together, and a squeezed pair needs
-  frames (4 px each) to be read as two. Characters drawn at their own width are about as wide as
+  frames (4 px each) to be read as two; and never under 2.5 frames a character (CTC needs 2L-1 for
+  a label of L characters with repeats). Characters drawn at their own width are about as wide as
   5/6 of the text's height or wider, so they are left as they are (the constant puts ImageCaptcha's
   160x60 images of up to 6 characters at 256 px, the width measured: four seeds on 250 labelled
   images read 89.7-91.7% of the test set against 88.1-90.1% at 172 px, with fewer dropped characters).
@@ -40,6 +41,9 @@ MIN_HEIGHT, MAX_HEIGHT = 32, 64
 SMALL_IMAGE = 56
 #: The least width of the input, per character of the longest label, as a share of the text's height.
 CHAR_WIDTH = 5 / 6
+#: And at least this many frames (4 px each) a character, whatever the text's height (CTC needs
+#: 2L-1 frames for a label of L characters with repeats).
+FRAMES_PER_CHAR = 2.5
 #: A widened input's width is a multiple of this, so that the sample's noise in the text's height
 #: seldom moves it.
 WIDEN_STEP = 16
@@ -97,15 +101,16 @@ def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int =
     height = MIN_HEIGHT if h <= SMALL_IMAGE else MAX_HEIGHT
     width = 4 * max(1, round(height * aspect / 4))
     text = float(np.median(texts))
-    need = WIDEN_STEP * math.ceil(CHAR_WIDTH * text * height * longest_label / WIDEN_STEP)
+    need = max(WIDEN_STEP * math.ceil(CHAR_WIDTH * text * height * longest_label / WIDEN_STEP),
+               4 * math.ceil(FRAMES_PER_CHAR * longest_label))
     x_scale = 1.0
     if width >= need:
         width_why = f"width {width} keeps the ratio {aspect:.2f}"
     else:
         x_scale = round(need / (height * aspect), 3)
         width_why = (f"width {need}, not the {width} of the ratio {aspect:.2f}: each character of a {longest_label}-character "
-                     f"label gets 5/6 of the text's height ({text:.0%} of the image's; the text is stretched "
-                     f"{x_scale:.2f}x across)")
+                     f"label gets 5/6 of the text's height ({text:.0%} of the image's) and {FRAMES_PER_CHAR} frames or "
+                     f"more; the text is stretched {x_scale:.2f}x across")
         width = need
     gain, colour_level = float(np.median(gains)), float(np.median(chroma))
     colour = colour_level >= 2.0 and gain >= COLOUR_GAIN

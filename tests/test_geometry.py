@@ -49,6 +49,8 @@ def test_the_width_follows_the_texts_height_not_the_images():
     framed = [np.pad(a, ((60, 60), (150, 150), (0, 0)), constant_values=240) for a in near]  # 3x larger, same ratio
     kept = choose_input(framed, longest_label=8)  # the same text, a sixth of the height: wide enough as it is
     assert (kept.width, kept.x_scale) == (160, 1.0) and "keeps the ratio" in kept.why
+    long_label = choose_input(framed, longest_label=30)  # small text, long labels: 2.5 frames each at least
+    assert long_label.width == 300 and long_label.x_scale > 1
 
 
 def test_colours_of_equal_brightness_choose_colour_input():
