@@ -17,8 +17,9 @@ The rules, kept simple so a user can predict them:
   frames (4 px each) to be read as two; and never under 2.5 frames a character (CTC needs 2L-1 for
   a label of L characters with repeats). Characters drawn at their own width are about as wide as
   5/6 of the text's height or wider, so they are left as they are (the constant puts ImageCaptcha's
-  160x60 images of up to 6 characters at 256 px, the width measured: four seeds on 250 labelled
-  images read 89.7-91.7% of the test set against 88.1-90.1% at 172 px, with fewer dropped characters).
+  160x60 images of up to 6 characters at 256 px, the width measured: fine-tuned on 250 labelled
+  images, the last epochs of three seeds read 88.3-88.8% of 4,000 held-out images against
+  87.1-87.9% at 172 px, with fewer dropped characters; docs/results.md has the rest).
 - **Colour**: read RGB when the images hold colour that gray would lose: when, in the typical
   image, the spread of one colour channel is clearly larger than the spread of gray values (text and
   background of similar brightness but different hue). Gray otherwise, including colour images whose
