@@ -437,10 +437,22 @@ def test_plain_finish_trains_the_last_epochs_on_the_images_as_they_are(splits, t
     assert run(tiny_config(splits, epochs=4, patience=0, plain_finish=0.25), tmp_path / "run", progress=False) == 0
     assert seen == [(True, 0.5)] * 3 + [(False, 0.0)]
     assert "epochs 4-4: the training images as they are" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["metrics"]["epoch"] == 4  # the settled epoch, whatever its val score
     assert train_module.first_plain_epoch(replace(tiny_config(splits), epochs=94)) == 85  # the last 10 of 94
     assert train_module.first_plain_epoch(replace(tiny_config(splits), epochs=94, plain_finish=0.0)) is None
     # a run saved before the plain finish existed resumes as it began: augmented to the end
     assert TrainConfig.from_dict({"train": "t.csv", "val": "v.csv", "init": "scratch"}).plain_finish == 0.0
+
+
+def test_a_settled_epoch_replaces_the_best_whatever_its_val_score(tmp_path):
+    from crnn_captcha.train import Checkpointer
+
+    saver = Checkpointer(tmp_path, writer=False)
+    rec = lambda epoch, acc: {"epoch": epoch, "val_accuracy": acc, "val_cer": 1 - acc, "val_loss": 1 - acc}  # noqa: E731
+    assert saver.record(rec(1, 0.80)) and saver.record(rec(2, 0.90))
+    assert not saver.record(rec(3, 0.88))  # at the full rate: a lower score is not kept
+    assert saver.record(rec(4, 0.86), settled=True) and saver.best["epoch"] == 4  # the plain finish: kept
+    assert saver.since_best == 0
 
 
 def test_optimizer_state_saved_by_a_gpu_run_resumes_unfused_on_the_cpu():
