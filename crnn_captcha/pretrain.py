@@ -251,7 +251,8 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
         model.load_state_dict(resumed["state_dict"])
     else:
         for note in start_from(model, charset, config.init):
-            log(note)
+            if dist_.main:
+                log(note)
     cuda = dist_.device.type == "cuda"
     train = DataLoader(SynthCaptchas(renderer, charset, pre), batch_size=args.batch_size,
                        sampler=FreshSampler(args.epoch_samples // dist_.world, dist_.rank, dist_.world),
@@ -260,8 +261,9 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
     val_set = SynthCaptchas(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=args.val_samples)
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)
-    log(f"sequence stage: {len(charset)} characters, {args.epochs} epochs of {args.epoch_samples} images, "
-        f"val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
+    if dist_.main:
+        log(f"sequence stage: {len(charset)} characters, {args.epochs} epochs of {args.epoch_samples} images, "
+            f"val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
     if _train(config, model, charset, pre, (train, val), dist_, saver, resumed, args.progress) != 0:
         return None
     final = out / "pretrained.pt"
@@ -353,12 +355,13 @@ def run(args) -> int:
         dist_.barrier()
     elif backbone is not None:
         load_checkpoint(backbone, kind="glyph")
+    code = 1
     try:
-        if "sequence" in stages and sequence_stage(args, out, backbone, dist_) is None:
-            return cli.INTERRUPTED
+        finished = "sequence" not in stages or sequence_stage(args, out, backbone, dist_) is not None
+        code = 0 if finished else cli.INTERRUPTED
     finally:
-        dist_.close()
-    return 0
+        dist_.close(wait=code == 0)
+    return code
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -4,6 +4,7 @@ Shared by training, pretraining and the reader, so "auto" means the same thing e
 """
 from __future__ import annotations
 
+import gc
 import os
 import random
 import sys
@@ -128,6 +129,11 @@ class Dist:
         if self.world > 1:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the process group: after the other processes (``wait``, on a clean finish) and after
+        the objects that use it (a DDP wrapper) are gone, so no gloo thread outlives it."""
         if self.world > 1 and dist.is_initialized():
+            if wait:
+                dist.barrier()
+            gc.collect()
             dist.destroy_process_group()

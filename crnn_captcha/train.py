@@ -682,7 +682,12 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
             f"parameters {count_parameters(model):,}  frames {model.config.frames}")
     workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
     loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
-    return _train(config, model, charset, pre, loaders, dist_, saver, resumed, progress)
+    code = 1
+    try:
+        code = _train(config, model, charset, pre, loaders, dist_, saver, resumed, progress)
+    finally:
+        dist_.close(wait=code == 0)
+    return code
 
 
 def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessConfig,
@@ -745,8 +750,6 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
                     "(without --resume)")
         return cli.INTERRUPTED
     saver.finish(time.time() - t_start)
-    dist_.barrier()
-    dist_.close()
     return 0
 
 
