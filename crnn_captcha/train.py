@@ -736,8 +736,8 @@ def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessCo
                 log_epoch(rec, improved)
             if config.patience and saver.since_best >= config.patience:
                 if dist_.main:
-                    log(f"early stop: no better val score for {config.patience} epochs (since epoch "
-                        f"{epoch - saver.since_best}; best.pt holds epoch {saver.best['epoch']})")
+                    log(f"early stop after epoch {epoch}: no better val score for {config.patience} epochs; "
+                        f"best.pt holds epoch {saver.best['epoch']}")
                 break
     except KeyboardInterrupt:
         if dist_.main:

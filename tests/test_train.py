@@ -346,7 +346,7 @@ def test_early_stop_names_where_the_count_began_and_what_best_pt_holds(splits, t
     monkeypatch.setattr(train_module, "validate", fixed_scores)
     assert run(tiny_config(splits, epochs=8, patience=2), tmp_path / "run", progress=False) == 0
     err = capsys.readouterr().err
-    assert "early stop: no better val score for 2 epochs (since epoch 4; best.pt holds epoch 4)" in err
+    assert "early stop after epoch 6: no better val score for 2 epochs; best.pt holds epoch 4" in err
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
     assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["metrics"]["epoch"] == 4
 
