@@ -655,6 +655,17 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
         threads: CPU threads for torch (0: :func:`default_threads`). progress: progress bars.
     """
     dist_ = Dist(device)
+    code = 1
+    try:
+        code = _run(config, out, resume, dist_, workers, threads, progress)
+    finally:  # on every path, so no process group outlives the run
+        dist_.close(wait=code == 0)
+    return code
+
+
+def _run(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: bool, dist_: Dist, workers: int,
+         threads: int, progress: bool) -> int:
+    """:func:`run` once its processes are joined up."""
     if dist_.device.type == "cpu":
         torch.set_num_threads(threads or default_threads())
     saver = Checkpointer(out, writer=dist_.main)
@@ -682,12 +693,7 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
             f"parameters {count_parameters(model):,}  frames {model.config.frames}")
     workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
     loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
-    code = 1
-    try:
-        code = _train(config, model, charset, pre, loaders, dist_, saver, resumed, progress)
-    finally:
-        dist_.close(wait=code == 0)
-    return code
+    return _train(config, model, charset, pre, loaders, dist_, saver, resumed, progress)
 
 
 def _train(config: TrainConfig, model: CRNN, charset: Charset, pre: PreprocessConfig,
