@@ -134,6 +134,6 @@ class Dist:
         the objects that use it (a DDP wrapper) are gone, so no gloo thread outlives it."""
         if self.world > 1 and dist.is_initialized():
             if wait:
-                dist.barrier()
+                self.barrier()
             gc.collect()
             dist.destroy_process_group()

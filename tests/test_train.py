@@ -333,7 +333,7 @@ def test_default_workers_from_the_cores_and_the_processes(monkeypatch, cores, lo
     assert runtime.default_workers(cuda, cpu=0, cap=cap) == expected
 
 
-def test_early_stop_names_where_the_count_began_and_what_best_pt_holds(splits, tmp_path, monkeypatch, capsys):
+def test_early_stop_names_the_epoch_it_stopped_after_and_what_best_pt_holds(splits, tmp_path, monkeypatch, capsys):
     """A tie in accuracy and CER with a lower val loss is a better epoch: it moves best.pt and restarts
     the count (a run whose val accuracy tops out early goes on while its loss falls)."""
     from crnn_captcha import train as train_module
