@@ -589,17 +589,22 @@ def train_one_epoch(net: nn.Module, model: nn.Module, loader: DataLoader, optim:
         if device.type == "cpu" or step % 50 == 0:  # on a GPU, reading the loss waits for it: not every step
             value = float(loss.detach())
             if not math.isfinite(value):
-                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-                raise TrainingError(f"loss became {value} at epoch {epoch}, step {step + 1}; stopping ({kept}). "
-                                    f"Try a lower --lr (now {optim.opt.defaults['lr']}).")
+                raise not_finite(value, f"at epoch {epoch}, step {step + 1}", last, optim)
             bar.set_postfix(loss=f"{value:.3f}", lr=f"{optim.lr:.2e}")
         optim.step(model, loss)
         loss_sum += loss.detach() * images.shape[0]
         seen += images.shape[0]
     total = float(loss_sum)
-    if not math.isfinite(total):
-        raise TrainingError(f"loss became {total} during epoch {epoch}; stopping. Try a lower --lr.")
+    if not math.isfinite(total):  # on a GPU, where not every step's loss is read
+        raise not_finite(total, f"during epoch {epoch}", last, optim)
     return total, seen
+
+
+def not_finite(value: float, when: str, last: Path, optim: Optimisation) -> TrainingError:
+    """The error for a loss gone to nan or inf: when, what was kept, what to try."""
+    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+    return TrainingError(f"loss became {value} {when}; stopping ({kept}). "
+                         f"Try a lower --lr (now {optim.opt.defaults['lr']}).")
 
 
 def validate(model: nn.Module, loader: DataLoader, charset: Charset, device: torch.device, dist_: Dist) -> dict:
