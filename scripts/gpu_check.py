@@ -8,12 +8,13 @@ ImageCaptcha development family, drawn by our own renderer so that no generator 
 to travel), then times two commands as a user runs them:
 
 - ``python -m crnn_captcha.train --train ... --val ...`` (the default recipe, ``--epochs`` of them);
-- ``python -m crnn_captcha.pretrain --stages sequence`` (two epochs of ``--pretrain-samples``).
+- ``python -m crnn_captcha.pretrain --stages sequence`` (two epochs of ``--pretrain-samples``), at
+  each batch size of ``--pretrain-batches``.
 
-Then it splits the training step in two (``--breakdown``): the loader alone (decoding, augmentation,
-splicing, collation, in the default number of workers) and the device step alone (one batch moved
-to the device and trained on again and again, as ``train`` steps: forward, CTC loss, backward,
-optimizer), each in
+Then it splits each command's step in two (``--breakdown``): the loader alone (for ``train``
+decoding, augmentation, splicing, collation; for ``pretrain`` the renderer drawing fresh captchas;
+each in its default number of workers) and the device step alone (one batch moved to the device and
+trained on again and again, as ``train`` steps: forward, CTC loss, backward, optimizer), each in
 images/s, so that the slower of the two names where the time goes.
 
 For each command it reports training samples/s (epoch 1 left out where there are more: it holds the warm-up
@@ -105,11 +106,8 @@ def timed(name: str, cmd: list[str], metrics: Path, out: Path) -> dict:
 def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int]) -> dict:
     """Images/s of the training loader alone and of the device step alone, as ``train`` builds them;
     the step also at each batch size in ``sizes``."""
-    import torch
-    from crnn_captcha.data import collate_ctc
     from crnn_captcha.runtime import Dist, default_workers
-    from crnn_captcha.train import (Optimisation, TrainConfig, batch_loss, build_loaders, build_model, load_data,
-                                    resolve)
+    from crnn_captcha.train import TrainConfig, build_loaders, build_model, load_data, resolve
 
     dist_ = Dist(device)
     cuda = dist_.device.type == "cuda"
@@ -119,8 +117,16 @@ def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int
     model, charset, pre = build_model(config, train_samples, val_samples, None, Path("none"))
     workers = default_workers(cuda, cpu=0, cap=12)
     loader, _ = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, False)
+    rate = loader_rate(loader, batches)
+    rates = step_rates(model, config, loader.dataset, dist_.device, batches, sorted({config.batch_size, *sizes}))
+    return {"batch_size": config.batch_size, "workers": workers, "loader_images_per_s": round(rate),
+            "step_images_per_s": rates[config.batch_size], "step_images_per_s_by_batch": rates}
+
+
+def loader_rate(loader, batches: int) -> float:
+    """Images/s out of ``loader`` once its workers are started and their first batches taken."""
     it = iter(loader)
-    for _ in range(min(5, batches)):  # workers started, first batches out
+    for _ in range(min(5, batches)):
         next(it)
     t0, n = time.perf_counter(), 0
     for _ in range(batches):
@@ -130,28 +136,66 @@ def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int
             it = iter(loader)
             images = next(it)[0]
         n += images.shape[0]
-    loader_rate = n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0)
 
-    model.to(dist_.device).train()
+
+def step_rates(model, config, dataset, device, batches: int, sizes: list[int]) -> dict[int, int]:
+    """Images/s of the training step alone (forward, CTC loss, backward, AdamW, as ``train`` steps),
+    one batch of ``dataset`` stepped on again and again, at each batch size."""
+    import torch
+    from crnn_captcha.data import collate_ctc
+    from crnn_captcha.train import Optimisation, batch_loss
+
+    cuda = device.type == "cuda"
+    model.to(device).train()
     optim = Optimisation(model, config, batches, cuda)
 
-    def step_rate(size: int) -> float:
-        images, targets, lengths, _ = collate_ctc([loader.dataset[i % len(loader.dataset)] for i in range(size)])
+    def rate(size: int) -> int:
+        images, targets, lengths, _ = collate_ctc([dataset[i % len(dataset)] for i in range(size)])
 
         def steps(k: int) -> None:
             for _ in range(k):
-                optim.step(model, batch_loss(model, images, targets, lengths, dist_.device))
+                optim.step(model, batch_loss(model, images, targets, lengths, device))
             if cuda:
                 torch.cuda.synchronize()
 
         steps(10)  # cuDNN's kernel search and the allocator's first blocks
         t0 = time.perf_counter()
         steps(batches)
-        return batches * size / (time.perf_counter() - t0)
+        return round(batches * size / (time.perf_counter() - t0))
 
-    rates = {size: round(step_rate(size)) for size in sorted({config.batch_size, *sizes})}
-    return {"batch_size": config.batch_size, "workers": workers, "loader_images_per_s": round(loader_rate),
-            "step_images_per_s": rates[config.batch_size], "step_images_per_s_by_batch": rates}
+    return {size: rate(size) for size in sizes}
+
+
+def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
+    """The sequence stage's time split as ``breakdown`` splits train's: the renderer alone, in the
+    workers ``pretrain`` starts (drawing, resizing, collating fresh synthetic captchas), and its
+    device step alone at each batch size."""
+    from torch.utils.data import DataLoader
+    from crnn_captcha.charset import Charset
+    from crnn_captcha.data import PreprocessConfig, collate_ctc
+    from crnn_captcha.model import CRNN, CRNNConfig
+    from crnn_captcha.pretrain import (PRE_HEIGHT, PRE_WIDTH, FreshSampler, SynthCaptchas, make_renderer,
+                                       worker_options)
+    from crnn_captcha.runtime import Dist, default_workers
+    from crnn_captcha.train import TrainConfig
+
+    dist_ = Dist(device)
+    cuda = dist_.device.type == "cuda"
+    renderer = make_renderer(0)
+    charset = Charset(renderer.config.alphabet)
+    pre = PreprocessConfig(height=PRE_HEIGHT, width=PRE_WIDTH, channels=3, resize="pad")
+    data = SynthCaptchas(renderer, charset, pre)
+    workers = default_workers(cuda, cpu=1)
+    loader = DataLoader(data, batch_size=64, sampler=FreshSampler(10**7), collate_fn=collate_ctc, pin_memory=cuda,
+                        drop_last=True, **worker_options(workers))
+    rendered = loader_rate(loader, batches)
+    config = TrainConfig(train="synthetic", val="synthetic", height=PRE_HEIGHT, width=PRE_WIDTH, color="rgb",
+                         lr=2e-3, epochs=2)  # pretrain's own; a step costs the same at any rate
+    model = CRNN(CRNNConfig(num_classes=charset.num_classes, height=PRE_HEIGHT, width=PRE_WIDTH,
+                            max_label_length=renderer.config.max_length, in_channels=3, rows=2))  # pretrain's size
+    steps = step_rates(model, config, data, dist_.device, batches, sorted({64, *sizes}))
+    return {"workers": workers, "render_images_per_s": round(rendered), "step_images_per_s_by_batch": steps}
 
 
 def batch_sizes(text: str) -> list[int]:
@@ -178,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="batches to time the loader alone and the device step alone on (0: skip)")
     ap.add_argument("--step-batches", type=batch_sizes, default=[], metavar="B,B",
                     help="also time the device step alone at these batch sizes (e.g. 128,256)")
+    ap.add_argument("--pretrain-batches", type=batch_sizes, default=[64], metavar="B,B",
+                    help="time pretrain at each of these batch sizes (default: its own, 64)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     t0 = time.time()
@@ -188,11 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     results = [
         timed("train", [*py, "crnn_captcha.train", "--train", str(train), "--val", str(val), "--out",
                         str(out / "train"), "--epochs", str(args.epochs), *common], out / "train" / "metrics.jsonl", out),
-        timed("pretrain", [*py, "crnn_captcha.pretrain", "--stages", "sequence", "--epochs", "2", "--out",
-                           str(out / "pretrain"), "--epoch-samples", str(args.pretrain_samples),
-                           "--val-samples", str(args.pretrain_val), *common],
-              out / "pretrain" / "sequence" / "metrics.jsonl", out),
     ]
+    for size in args.pretrain_batches:
+        name = "pretrain" if size == 64 else f"pretrain --batch-size {size}"
+        folder = out / f"pretrain_b{size}"
+        results.append(timed(name, [*py, "crnn_captcha.pretrain", "--stages", "sequence", "--epochs", "2", "--out",
+                                    str(folder), "--epoch-samples", str(args.pretrain_samples), "--val-samples",
+                                    str(args.pretrain_val), "--batch-size", str(size), *common],
+                             folder / "sequence" / "metrics.jsonl", out))
     print("| command | rc | epochs | samples/s | GPU util mean / median (%) | GPU memory max (MiB) | seconds |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
@@ -207,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         for size, rate in split["step_images_per_s_by_batch"].items():
             print(f"device step alone at batch {size}: {rate:,} images/s")
         results.append({"command": "breakdown", "rc": 0, **split})
+        (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+        split = pretrain_breakdown(args.device, args.breakdown, args.pretrain_batches + args.step_batches)
+        print(f"\npretrain's sequence stage, split: the renderer alone in {split['workers']} workers "
+              f"{split['render_images_per_s']:,} images/s")
+        for size, rate in split["step_images_per_s_by_batch"].items():
+            print(f"pretrain's device step alone at batch {size}: {rate:,} images/s")
+        results.append({"command": "pretrain breakdown", "rc": 0, **split})
         (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
     return max(r["rc"] for r in results)
 

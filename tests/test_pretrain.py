@@ -115,11 +115,17 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     out = tmp_path / "check"
     done = subprocess.run([sys.executable, str(script), "--out", str(out), "--n-train", "32", "--n-val", "8",
                            "--epochs", "2", "--pretrain-samples", "64", "--pretrain-val", "8", "--device", "cpu",
-                           "--breakdown", "2", "--step-batches", "4"],
+                           "--breakdown", "2", "--step-batches", "4", "--pretrain-batches", "64,8"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "gpu_check.json").read_text())
-    assert [r["command"] for r in results] == ["train", "pretrain", "breakdown"]
+    assert [r["command"] for r in results] == ["train", "pretrain", "pretrain --batch-size 8", "breakdown",
+                                               "pretrain breakdown"]
+    rendered = results.pop()
+    assert rendered["workers"] == 1 and rendered["render_images_per_s"] > 0
+    assert set(rendered["step_images_per_s_by_batch"]) == {"4", "8", "64"}
+    assert all(rate > 0 for rate in rendered["step_images_per_s_by_batch"].values())
+    assert "pretrain's device step alone at batch 8:" in done.stdout
     split = results.pop()
     assert split["batch_size"] == 16 and split["workers"] == 0 and split["loader_images_per_s"] > 0
     assert set(split["step_images_per_s_by_batch"]) == {"4", "16"}  # JSON keys
@@ -133,3 +139,4 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
         if shutil.which("nvidia-smi") is None:
             assert r["gpu_util_mean"] is None
     assert "| train | 0 | 2 |" in done.stdout and "| pretrain | 0 | 2 |" in done.stdout
+    assert "| pretrain --batch-size 8 | 0 | 2 |" in done.stdout
