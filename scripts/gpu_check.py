@@ -198,6 +198,15 @@ def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
     return {"workers": workers, "render_images_per_s": round(rendered), "step_images_per_s_by_batch": steps}
 
 
+def record(results: list[dict], out: Path, name: str, split: dict, step: str, headline: str) -> None:
+    """Print a split's headline and its step's rate at each batch size; keep it in the results file."""
+    print(f"\n{headline}")
+    for size, rate in split["step_images_per_s_by_batch"].items():
+        print(f"{step} at batch {size}: {rate:,} images/s")
+    results.append({"command": name, "rc": 0, **split})
+    (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+
+
 def batch_sizes(text: str) -> list[int]:
     """``--step-batches``: positive whole numbers separated by commas."""
     try:
@@ -251,19 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     (out / "gpu_check.json").write_text(json.dumps(results, indent=2))  # kept should the split fail
     if args.breakdown:
         split = breakdown(train, val, args.device, args.breakdown, args.step_batches)
-        print(f"\ntraining step, split (batch {split['batch_size']}, {split['workers']} loader workers): loader alone "
-              f"{split['loader_images_per_s']:,} images/s, device step alone {split['step_images_per_s']:,} images/s")
-        for size, rate in split["step_images_per_s_by_batch"].items():
-            print(f"device step alone at batch {size}: {rate:,} images/s")
-        results.append({"command": "breakdown", "rc": 0, **split})
-        (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+        record(results, out, "breakdown", split, "device step alone",
+               f"training step, split (batch {split['batch_size']}, {split['workers']} loader workers): loader alone "
+               f"{split['loader_images_per_s']:,} images/s, device step alone {split['step_images_per_s']:,} images/s")
         split = pretrain_breakdown(args.device, args.breakdown, args.pretrain_batches + args.step_batches)
-        print(f"\npretrain's sequence stage, split: the renderer alone in {split['workers']} workers "
-              f"{split['render_images_per_s']:,} images/s")
-        for size, rate in split["step_images_per_s_by_batch"].items():
-            print(f"pretrain's device step alone at batch {size}: {rate:,} images/s")
-        results.append({"command": "pretrain breakdown", "rc": 0, **split})
-        (out / "gpu_check.json").write_text(json.dumps(results, indent=2))
+        record(results, out, "pretrain breakdown", split, "pretrain's device step alone",
+               f"pretrain's sequence stage, split: the renderer alone in {split['workers']} workers "
+               f"{split['render_images_per_s']:,} images/s")
     return max(r["rc"] for r in results)
 
 
