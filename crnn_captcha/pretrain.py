@@ -341,8 +341,12 @@ def run(args) -> int:
         raise OptionError(f"--init {args.init} starts the sequence stage; it cannot follow a glyph stage "
                           "(give --stages sequence, or leave --init out)")
     check_paths(args)
-    out = Path(args.out)
     dist_ = Dist(args.device)
+    return dist_.run(lambda: _run(args, stages, Path(args.out), dist_))
+
+
+def _run(args, stages: list[str], out: Path, dist_: Dist) -> int:
+    """:func:`run` once its processes are joined up: the stages in order."""
     if dist_.device.type == "cpu":
         torch.set_num_threads(args.threads or default_threads())
     if args.workers is None:
@@ -355,13 +359,8 @@ def run(args) -> int:
         dist_.barrier()
     elif backbone is not None:
         load_checkpoint(backbone, kind="glyph")
-    code = 1
-    try:
-        finished = "sequence" not in stages or sequence_stage(args, out, backbone, dist_) is not None
-        code = 0 if finished else cli.INTERRUPTED
-    finally:
-        dist_.close(wait=code == 0)
-    return code
+    finished = "sequence" not in stages or sequence_stage(args, out, backbone, dist_) is not None
+    return 0 if finished else cli.INTERRUPTED
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

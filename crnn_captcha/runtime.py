@@ -8,7 +8,7 @@ import gc
 import os
 import random
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -128,6 +128,16 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
+
+    def run(self, work: Callable[[], int]) -> int:
+        """``work()``'s exit code, with the process group ended after it on every path: an error
+        or Ctrl-C as well as a clean finish (0), the only one that waits for the other processes."""
+        code = 1
+        try:
+            code = work()
+        finally:
+            self.close(wait=code == 0)
+        return code
 
     def close(self, wait: bool = True) -> None:
         """End the process group: after the other processes (``wait``, on a clean finish) and after

@@ -660,12 +660,7 @@ def run(config: TrainConfig | dict[str, Any] | None, out: str | Path = "runs/tra
         threads: CPU threads for torch (0: :func:`default_threads`). progress: progress bars.
     """
     dist_ = Dist(device)
-    code = 1
-    try:
-        code = _run(config, out, resume, dist_, workers, threads, progress)
-    finally:  # on every path, so no process group outlives the run
-        dist_.close(wait=code == 0)
-    return code
+    return dist_.run(lambda: _run(config, out, resume, dist_, workers, threads, progress))
 
 
 def _run(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: bool, dist_: Dist, workers: int,
