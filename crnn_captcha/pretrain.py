@@ -52,6 +52,7 @@ STAGES = ("glyph", "sequence")
 #: The pretrained model's input: colour, and the captcha v2 geometry (a fine-tuned model adapts
 #: its first convolution to gray and reads any width, and any height that is a multiple of 32).
 PRE_HEIGHT, PRE_WIDTH = 32, 128
+SEQUENCE_INPUT = PreprocessConfig(height=PRE_HEIGHT, width=PRE_WIDTH, channels=3, resize="pad")
 GLYPH_HEIGHT, GLYPH_WIDTH = 32, 20
 VAL_SEED_OFFSET = 1_000_003
 
@@ -133,6 +134,21 @@ def worker_options(workers: int) -> dict:
         return {"num_workers": 0}
     return {"num_workers": workers, "worker_init_fn": _one_thread_worker, "persistent_workers": True,
             "multiprocessing_context": "spawn", "prefetch_factor": 4}
+
+
+def synthetic_loader(renderer, charset: Charset, pre: PreprocessConfig, batch_size: int, sampler: Sampler,
+                     cuda: bool, workers: int, seed: int) -> DataLoader:
+    """Batches of fresh synthetic captchas, drawn in ``workers`` processes: the sequence stage's data."""
+    return DataLoader(SynthCaptchas(renderer, charset, pre), batch_size=batch_size, sampler=sampler,
+                      collate_fn=collate_ctc, pin_memory=cuda, generator=torch.Generator().manual_seed(seed),
+                      drop_last=True, **worker_options(workers))
+
+
+def sequence_model(charset: Charset, renderer, channels, hidden: int, lstm_layers: int) -> CRNN:
+    """The CRNN the sequence stage trains, reading colour at :data:`SEQUENCE_INPUT`'s size."""
+    return CRNN(CRNNConfig(num_classes=charset.num_classes, height=PRE_HEIGHT, width=PRE_WIDTH, channels=channels,
+                           hidden=hidden, lstm_layers=lstm_layers, max_label_length=renderer.config.max_length,
+                           in_channels=3, rows=2))
 
 
 def make_renderer(seed: int):
@@ -234,7 +250,7 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
     seed_everything(args.seed + dist_.rank)
     renderer = make_renderer(args.seed)
     charset = Charset(renderer.config.alphabet)
-    pre = PreprocessConfig(height=PRE_HEIGHT, width=PRE_WIDTH, channels=3, resize="pad")
+    pre = SEQUENCE_INPUT
     config = TrainConfig(train="synthetic", val="synthetic", height=PRE_HEIGHT, width=PRE_WIDTH, color="rgb",
                          init=size["init"], channels=size["channels"],
                          hidden=size["hidden"], lstm_layers=size["lstm_layers"], epochs=args.epochs,
@@ -244,9 +260,7 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
     resumed = saver.previous(args.resume)
     if resumed is not None:  # the run's own settings; only --epochs may change
         config = resumed_settings(resumed, config, args.given)
-    model = CRNN(CRNNConfig(num_classes=charset.num_classes, height=PRE_HEIGHT, width=PRE_WIDTH,
-                            channels=config.channels, hidden=config.hidden, lstm_layers=config.lstm_layers,
-                            max_label_length=renderer.config.max_length, in_channels=3, rows=2))
+    model = sequence_model(charset, renderer, config.channels, config.hidden, config.lstm_layers)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
     else:
@@ -254,10 +268,9 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
             if dist_.main:
                 log(note)
     cuda = dist_.device.type == "cuda"
-    train = DataLoader(SynthCaptchas(renderer, charset, pre), batch_size=args.batch_size,
-                       sampler=FreshSampler(args.epoch_samples // dist_.world, dist_.rank, dist_.world),
-                       collate_fn=collate_ctc, pin_memory=cuda, generator=torch.Generator().manual_seed(args.seed),
-                       drop_last=True, **worker_options(args.workers))
+    train = synthetic_loader(renderer, charset, pre, args.batch_size,
+                             FreshSampler(args.epoch_samples // dist_.world, dist_.rank, dist_.world), cuda,
+                             args.workers, args.seed)
     val_set = SynthCaptchas(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=args.val_samples)
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)

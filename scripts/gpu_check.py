@@ -171,12 +171,10 @@ def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
     """The sequence stage's time split as ``breakdown`` splits train's: the renderer alone, in the
     workers ``pretrain`` starts (drawing, resizing, collating fresh synthetic captchas), and its
     device step alone at each batch size."""
-    from torch.utils.data import DataLoader
     from crnn_captcha.charset import Charset
-    from crnn_captcha.data import PreprocessConfig, collate_ctc
-    from crnn_captcha.model import CRNN, CRNNConfig
-    from crnn_captcha.pretrain import (PRE_HEIGHT, PRE_WIDTH, FreshSampler, SynthCaptchas, make_renderer,
-                                       worker_options)
+    from crnn_captcha.model import CRNNConfig
+    from crnn_captcha.pretrain import (PRE_HEIGHT, PRE_WIDTH, SEQUENCE_INPUT, FreshSampler, make_renderer,
+                                       sequence_model, synthetic_loader)
     from crnn_captcha.runtime import Dist, default_workers
     from crnn_captcha.train import TrainConfig
 
@@ -184,17 +182,13 @@ def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
     cuda = dist_.device.type == "cuda"
     renderer = make_renderer(0)
     charset = Charset(renderer.config.alphabet)
-    pre = PreprocessConfig(height=PRE_HEIGHT, width=PRE_WIDTH, channels=3, resize="pad")
-    data = SynthCaptchas(renderer, charset, pre)
     workers = default_workers(cuda, cpu=1)
-    loader = DataLoader(data, batch_size=64, sampler=FreshSampler(10**7), collate_fn=collate_ctc, pin_memory=cuda,
-                        drop_last=True, **worker_options(workers))
+    loader = synthetic_loader(renderer, charset, SEQUENCE_INPUT, 64, FreshSampler(10**7), cuda, workers, seed=0)
     rendered = loader_rate(loader, batches)
     config = TrainConfig(train="synthetic", val="synthetic", height=PRE_HEIGHT, width=PRE_WIDTH, color="rgb",
                          lr=2e-3, epochs=2)  # pretrain's own; a step costs the same at any rate
-    model = CRNN(CRNNConfig(num_classes=charset.num_classes, height=PRE_HEIGHT, width=PRE_WIDTH,
-                            max_label_length=renderer.config.max_length, in_channels=3, rows=2))  # pretrain's size
-    steps = step_rates(model, config, data, dist_.device, batches, sorted({64, *sizes}))
+    model = sequence_model(charset, renderer, CRNNConfig.channels, CRNNConfig.hidden, CRNNConfig.lstm_layers)
+    steps = step_rates(model, config, loader.dataset, dist_.device, batches, sorted({64, *sizes}))
     return {"workers": workers, "render_images_per_s": round(rendered), "step_images_per_s_by_batch": steps}
 
 
