@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -80,19 +83,40 @@ def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
 
 
+@contextmanager
+def _ctrl_c_held():
+    """Ctrl-C during the block takes effect at its end, so a write is finished, not cut off: cut
+    inside ``torch.save``, the interrupt came out as an unrelated error from its zip writer (seen
+    in CI: "unexpected pos"), a traceback and exit 1 instead of "stopped" and exit 130. Only the
+    main thread can hold it; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:  # sent again, to whatever handled it before (Python's own raises KeyboardInterrupt)
+        signal.raise_signal(signal.SIGINT)
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it into place, so a
-    reader never sees a half-written file; the temporary file is removed if ``write`` fails."""
+    reader never sees a half-written file; the temporary file is removed if ``write`` fails. A
+    Ctrl-C meanwhile is raised once the file is in place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
+        with _ctrl_c_held():
+            write(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -146,3 +146,26 @@ def test_shipped_checkpoint_carries_a_checksum():
     ckpt = load_checkpoint(default_checkpoint())
     assert len(ckpt["weights_sha256"]) == 64
     assert np.isfinite(ckpt["metrics"]["val_accuracy"])
+
+
+def test_ctrl_c_during_a_checkpoint_write_is_raised_once_the_file_is_whole(tmp_path):
+    """A Ctrl-C that lands inside torch.save must not cut the file off: it is held until the
+    checkpoint is in place, then raised as KeyboardInterrupt."""
+    import os
+    import signal
+
+    from crnn_captcha.checkpoint import atomic_write
+
+    path = tmp_path / "last.pt"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(b"first half ")
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C mid-write
+            f.write(b"second half")
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, write)
+    assert path.read_bytes() == b"first half second half"
+    assert not list(tmp_path.glob("*.tmp"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
