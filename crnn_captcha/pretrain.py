@@ -247,10 +247,6 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
         given = {name: size[name] if name in args.given else None for name in size}
         size = _architecture(TrainConfig(**{**given, "init": args.init}), [])
 
-    seed_everything(args.seed + dist_.rank)
-    renderer = make_renderer(args.seed)
-    charset = Charset(renderer.config.alphabet)
-    pre = SEQUENCE_INPUT
     config = TrainConfig(train="synthetic", val="synthetic", height=PRE_HEIGHT, width=PRE_WIDTH, color="rgb",
                          init=size["init"], channels=size["channels"],
                          hidden=size["hidden"], lstm_layers=size["lstm_layers"], epochs=args.epochs,
@@ -258,8 +254,13 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
                          patience=0, seed=args.seed, aug_strength=0.0, plain_finish=0.0)
     saver = Checkpointer(out / "sequence", writer=dist_.main)
     resumed = saver.previous(args.resume)
-    if resumed is not None:  # the run's own settings; only --epochs may change
+    if resumed is not None:  # the run's own settings (size of batch and epoch, seed); only --epochs may change
         config = resumed_settings(resumed, config, args.given)
+    check_epoch(config.epoch_samples, config.batch_size, dist_.world)
+    seed_everything(config.seed + dist_.rank)
+    renderer = make_renderer(config.seed)
+    charset = Charset(renderer.config.alphabet)
+    pre = SEQUENCE_INPUT
     model = sequence_model(charset, renderer, config.channels, config.hidden, config.lstm_layers)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
@@ -268,14 +269,14 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
             if dist_.main:
                 log(note)
     cuda = dist_.device.type == "cuda"
-    train = synthetic_loader(renderer, charset, pre, args.batch_size,
-                             FreshSampler(args.epoch_samples // dist_.world, dist_.rank, dist_.world), cuda,
-                             args.workers, args.seed)
-    val_set = SynthCaptchas(make_renderer(args.seed + VAL_SEED_OFFSET), charset, pre, cache=args.val_samples)
+    train = synthetic_loader(renderer, charset, pre, config.batch_size,
+                             FreshSampler(config.epoch_samples // dist_.world, dist_.rank, dist_.world), cuda,
+                             args.workers, config.seed)
+    val_set = SynthCaptchas(make_renderer(config.seed + VAL_SEED_OFFSET), charset, pre, cache=args.val_samples)
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)
     if dist_.main:
-        log(f"sequence stage: {len(charset)} characters, {args.epochs} epochs of {args.epoch_samples} images, "
+        log(f"sequence stage: {len(charset)} characters, {config.epochs} epochs of {config.epoch_samples} images, "
             f"val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
     if _train(config, model, charset, pre, (train, val), dist_, saver, resumed, args.progress) != 0:
         return None
@@ -284,6 +285,15 @@ def sequence_stage(args, out: Path, backbone: Path | None, dist_: Dist) -> Path 
         shutil.copyfile(saver.best_path, final)
         print(f"wrote {final} (best val epoch of {saver.best_path})")
     return final
+
+
+def check_epoch(epoch_samples: int, batch_size: int, processes: int) -> None:
+    """An epoch of the sequence stage must give every process at least one whole batch (a part
+    batch is dropped, so a smaller epoch would train on nothing)."""
+    if epoch_samples // processes < batch_size:
+        each = f" for each of {processes} processes" if processes > 1 else ""
+        raise OptionError(f"--epoch-samples {epoch_samples}: less than one batch of {batch_size}{each}; "
+                          f"give at least {batch_size * processes} or a smaller --batch-size")
 
 
 def resumed_settings(resumed: dict, config, given: set[str]):
@@ -299,7 +309,7 @@ def resumed_settings(resumed: dict, config, given: set[str]):
                if name in given and getattr(config, name) != getattr(stored, name)]
     if clashes:
         raise OptionError(f"--resume keeps the run's saved settings, but these differ: {'; '.join(clashes)}")
-    return replace(stored, epochs=config.epochs)
+    return replace(stored, epochs=config.epochs) if "epochs" in given else stored
 
 
 # ----- command line ------------------------------------------------------------------------------------
@@ -365,6 +375,8 @@ def _run(args, stages: list[str], out: Path, dist_: Dist) -> int:
     if args.workers is None:
         args.workers = default_workers(dist_.device.type == "cuda", cpu=1)
     backbone = out / "backbone.pt" if "glyph" in stages else None
+    if "sequence" in stages and not args.resume:  # before the glyph stage's work, not after it
+        check_epoch(args.epoch_samples, args.batch_size, dist_.world)
     if backbone is not None and not args.resume:
         if dist_.main:  # one process trains the glyph stage; the others wait for its backbone
             out.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,47 @@ def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
     assert "--hidden 64 differs from the start model's 32" in capsys.readouterr().err
 
 
+def test_pretrain_resume_keeps_the_runs_settings(tmp_path, capsys, monkeypatch):
+    """A bare --resume continues the run with its own --epochs, --batch-size, --epoch-samples and
+    --seed, not the options' defaults: on the CPU, exactly as if it had never stopped."""
+    from crnn_captcha import train as train_module
+
+    common = ["--stages", "sequence", "--val-samples", "8", "--workers", "0", "--no-progress", *TINY]
+    first = ["--epochs", "2", "--batch-size", "8", "--epoch-samples", "16", "--seed", "3"]
+    assert pretrain_main(["--out", str(tmp_path / "whole"), *first, *common]) == 0
+    real_save = train_module.Checkpointer.save
+
+    def stop_after_first_epoch(self, *a, **kw):
+        real_save(self, *a, **kw)
+        if len(self.history) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module.Checkpointer, "save", stop_after_first_epoch)
+    assert pretrain_main(["--out", str(tmp_path / "cut"), *first, *common]) == 130
+    monkeypatch.setattr(train_module.Checkpointer, "save", real_save)
+    capsys.readouterr()
+    assert pretrain_main(["--out", str(tmp_path / "cut"), "--resume", *common]) == 0
+    assert "2 epochs of 16 images" in capsys.readouterr().err
+    whole, cut = (load_checkpoint(tmp_path / run / "sequence" / "last.pt")["state_dict"] for run in ("whole", "cut"))
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_pretrain_refuses_an_epoch_smaller_than_a_batch(tmp_path, capsys):
+    """A sequence epoch below one batch per process would train on nothing (the part batch is
+    dropped): a one-line usage error, before the glyph stage spends its time."""
+    from crnn_captcha.errors import OptionError
+    from crnn_captcha.pretrain import check_epoch
+    out = tmp_path / "p"
+    assert pretrain_main(["--out", str(out), "--epoch-samples", "12", "--batch-size", "16", "--workers", "0",
+                          "--no-progress", *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --epoch-samples 12: less than one batch of 16") and "at least 16" in err
+    check_epoch(32, 16, 2)
+    with pytest.raises(OptionError, match="of 16 for each of 3 processes; give at least 48"):
+        check_epoch(32, 16, 3)
+    assert len(err.splitlines()) == 1 and not (out / "backbone.pt").exists()
+
+
 @pytest.mark.parametrize("args,match", [(["--glyphs", "/nonexistent"], "no such"), (["--resume"], "does not exist"),
                                         (["--init", "/nonexistent.pt"], "no such checkpoint"),
                                         (["--init", "pretrained", "--stages", "glyph"], "cannot follow a glyph stage")])
