@@ -3,7 +3,9 @@
 Each command module has ``main(argv=None, prog=None) -> int``; ``prog`` is how the user called it
 (``crnn-captcha predict`` or ``python -m crnn_captcha.predict``), so ``--help`` names the real
 program. :func:`run_main` turns the library's errors into one line on stderr and the exit code the
-error class carries (see :mod:`crnn_captcha.errors`), so no traceback reaches a user.
+error class carries (see :mod:`crnn_captcha.errors`), so no traceback reaches a user; an error it
+did not expect is one line too (exit 1), with its traceback only where ``CRNN_CAPTCHA_TRACEBACK``
+is set.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from .errors import CaptchaError, CaptchaWarning, OptionError
 from .images import printable
 
 INTERRUPTED = 130
+#: Set (to anything) to let an unexpected error show its traceback instead of one line.
+TRACEBACK_ENV = "CRNN_CAPTCHA_TRACEBACK"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -249,3 +253,17 @@ def _run(work: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
+    except Exception as e:  # not raised on purpose: still one line, with the way to see more
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"error: {unexpected(e)}", file=sys.stderr)
+        return 1
+
+
+def unexpected(error: Exception) -> str:
+    """The line for an error no check of ours raised: running out of memory (with what to try), or
+    a fault in this library or one below it (with how to see the traceback)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":  # torch's, on a GPU
+        return f"out of memory ({one_line(error)[:160]}); try a smaller --batch-size or fewer --workers"
+    return (f"unexpected {type(error).__name__}: {one_line(error)} (a fault in crnn_captcha or a library it uses; "
+            f"{TRACEBACK_ENV}=1 shows where, for a report)")

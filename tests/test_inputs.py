@@ -177,3 +177,26 @@ def test_fuzzed_inputs_give_only_one_line_image_errors(reader):
         result = fuzz_images.check(reader, seed=1234, n=400)
     assert not result["failures"], result["failures"][:5]
     assert result["read"] > 20 and result["refused"] > 100, result
+
+
+def test_an_unexpected_error_is_one_line_unless_asked_for_the_traceback(capsys, monkeypatch):
+    from crnn_captcha import cli
+
+    def fault():
+        raise ZeroDivisionError("division by zero\nin a place we did not foresee")
+
+    monkeypatch.delenv(cli.TRACEBACK_ENV, raising=False)
+    assert cli.run_main(fault) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: unexpected ZeroDivisionError: division by zero\\nin a place")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and cli.TRACEBACK_ENV in err
+
+    def no_memory():
+        raise MemoryError()
+
+    assert cli.run_main(no_memory) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory") and "--batch-size" in err and len(err.splitlines()) == 1
+    monkeypatch.setenv(cli.TRACEBACK_ENV, "1")
+    with pytest.raises(ZeroDivisionError):
+        cli.run_main(fault)
