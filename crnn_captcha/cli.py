@@ -165,7 +165,7 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     o.add_argument("--epochs", type=positive_int, default=epochs,
                    help="passes over the training set" + ("" if epochs else " (default: chosen from the set's size)"))
     o.add_argument("--batch-size", type=positive_int, default=batch_size,
-                   help="images per optimizer step" + ("" if batch_size else " (default: 16 on the CPU, 64 on a GPU)"))
+                   help="images per optimizer step" + ("" if batch_size else " (default: 16; 64 on a GPU from 1,000 training images)"))
     o.add_argument("--lr", type=learning_rate, default=lr,
                    help="peak learning rate" + ("" if lr else " (default at batch 16: 4e-3 from a pretrained start, "
                                                               "1e-3 from scratch; scaled with the batch)"))

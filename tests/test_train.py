@@ -389,7 +389,7 @@ def test_resume_from_another_folder_with_the_same_data_written_differently(split
 def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
     import math
 
-    from crnn_captcha.train import MIN_EPOCH_SAMPLES, auto_steps, load_data, resolve
+    from crnn_captcha.train import GPU_BATCH_FROM, MIN_EPOCH_SAMPLES, auto_steps, load_data, resolve
 
     for init, lr in (("scratch", 1e-3), ("pretrained", 4e-3)):
         config = TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), init=init)
@@ -398,8 +398,12 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
         assert (out.batch_size, out.lr) == (16, lr) and f"lr {lr:g}," in notes[-1]
         steps = auto_steps(len(train), init != "scratch")
         assert out.epochs == math.ceil(steps / (max(len(train), MIN_EPOCH_SAMPLES) // 16))
-        on_gpu, _ = resolve(config, train, val, cuda=True)  # 4x the batch, 2x the rate
-        assert (on_gpu.batch_size, on_gpu.lr) == (64, 2 * lr)
+        on_gpu, notes = resolve(config, train, val, cuda=True)  # a small set: the CPU's batch on a GPU too
+        assert (on_gpu.batch_size, on_gpu.lr) == (16, lr) and any("batch 16 on the GPU too" in n for n in notes)
+        many = (train * (GPU_BATCH_FROM // len(train) + 1))[:GPU_BATCH_FROM]
+        on_gpu, notes = resolve(config, many, val, cuda=True)  # from GPU_BATCH_FROM images: 4x the batch, 2x the rate
+        assert (on_gpu.batch_size, on_gpu.lr) == (64, 2 * lr) and not any("GPU too" in n for n in notes)
+        assert resolve(config, many, val, cuda=False)[0].batch_size == 16
         given, _ = resolve(replace(config, lr=5e-4), train, val, cuda=False)
         assert given.lr == 5e-4
 
