@@ -17,3 +17,19 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (it lives beside the project in ../shared/data)")
     return path
+
+
+def stop_after_first_epoch(monkeypatch):
+    """Make a training run stop as a Ctrl-C would, just after its first epoch's checkpoints are
+    saved; returns the function that puts the real saving back (for the resumed run)."""
+    from crnn_captcha import train
+
+    real_save = train.Checkpointer.save
+
+    def save_then_stop(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        if len(self.history) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Checkpointer, "save", save_then_stop)
+    return lambda: monkeypatch.setattr(train.Checkpointer, "save", real_save)

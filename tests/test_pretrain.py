@@ -18,6 +18,7 @@ from crnn_captcha.pretrain import main as pretrain_main
 from crnn_captcha.split import main as split_main
 from crnn_captcha.train import main as train_main
 from crnn_captcha.transfer import start_from
+from conftest import stop_after_first_epoch
 from synth import make_folder
 
 TINY = ["--channels", "8", "16", "16", "16", "24", "--hidden", "32"]
@@ -101,21 +102,12 @@ def test_pretrain_then_train_then_read_round_trip(tmp_path, capsys):
 def test_pretrain_resume_keeps_the_runs_settings(tmp_path, capsys, monkeypatch):
     """A bare --resume continues the run with its own --epochs, --batch-size, --epoch-samples and
     --seed, not the options' defaults: on the CPU, exactly as if it had never stopped."""
-    from crnn_captcha import train as train_module
-
     common = ["--stages", "sequence", "--val-samples", "8", "--workers", "0", "--no-progress", *TINY]
     first = ["--epochs", "2", "--batch-size", "8", "--epoch-samples", "16", "--seed", "3"]
     assert pretrain_main(["--out", str(tmp_path / "whole"), *first, *common]) == 0
-    real_save = train_module.Checkpointer.save
-
-    def stop_after_first_epoch(self, *a, **kw):
-        real_save(self, *a, **kw)
-        if len(self.history) == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module.Checkpointer, "save", stop_after_first_epoch)
+    undo = stop_after_first_epoch(monkeypatch)
     assert pretrain_main(["--out", str(tmp_path / "cut"), *first, *common]) == 130
-    monkeypatch.setattr(train_module.Checkpointer, "save", real_save)
+    undo()
     capsys.readouterr()
     assert pretrain_main(["--out", str(tmp_path / "cut"), "--resume", *common]) == 0
     assert "2 epochs of 16 images" in capsys.readouterr().err

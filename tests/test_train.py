@@ -17,6 +17,7 @@ from crnn_captcha.checkpoint import load_checkpoint
 from crnn_captcha.split import main as split_main
 from crnn_captcha.train import TrainConfig, run
 from crnn_captcha.train import main as train_main
+from conftest import stop_after_first_epoch
 from synth import make_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,22 +197,13 @@ def test_resume_keeps_saved_settings_and_names_conflicts(splits, tmp_path, capsy
 
 
 def test_resume_is_exact_on_the_cpu(splits, tmp_path, monkeypatch):
-    from crnn_captcha import train as train_module
-
     config = tiny_config(splits, epochs=3, patience=0, seed=5, mix_prob=0.3)
     # the CPU: cuDNN's kernels on a GPU are not bit-for-bit repeatable (an H100 ran this test on
     # "auto", and the resumed weights differed)
     assert run(config, tmp_path / "whole", device="cpu", progress=False) == 0
-    real_save = train_module.Checkpointer.save
-
-    def stop_after_first_epoch(self, *a, **kw):
-        real_save(self, *a, **kw)
-        if len(self.history) == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module.Checkpointer, "save", stop_after_first_epoch)
+    undo = stop_after_first_epoch(monkeypatch)
     assert run(config, tmp_path / "cut", device="cpu", progress=False) == 130
-    monkeypatch.setattr(train_module.Checkpointer, "save", real_save)
+    undo()
     (tmp_path / "cut" / ".last.pt.stale.tmp").write_bytes(b"left by a kill")
     assert run(None, tmp_path / "cut", resume=True, device="cpu", progress=False) == 0
     assert not list((tmp_path / "cut").glob("*.tmp"))
