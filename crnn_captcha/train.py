@@ -122,10 +122,11 @@ class TrainConfig:
             the start model, or the defaults from scratch.
         epochs: passes over the training set (None: from its size, each pass at least
             ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU; on a GPU 64 from
-            ``GPU_BATCH_FROM`` training images, where small batches leave it idle, else 16); lr (None: :func:`auto_lr` at batch 16, times the square
-            root of the batch's growth), weight_decay: AdamW, lr held for half the steps, then
-            cosine-decayed; patience: stop after this many epochs without a better val score (0,
-            the default: never, as the schedule is made to be run to its end); seed: the random
+            ``GPU_BATCH_FROM`` training images, where small batches leave it idle, else 16); lr
+            (None: :func:`auto_lr` at batch 16, times the square root of the batch's growth),
+            weight_decay: AdamW, lr held for half the steps, then cosine-decayed; patience: stop
+            after this many epochs without a better val score (0, the default: never, as the
+            schedule is made to be run to its end); seed: the random
             seed (CPU runs are repeatable, resumed ones too).
     """
 
@@ -214,12 +215,14 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
     if config.max_aspect_error is None and "max_aspect_error" not in changes:
         changes["max_aspect_error"] = 3.0
     changes.update(_architecture(config, notes))
+    n = len(train)
     if config.batch_size is None:
-        changes["batch_size"] = GPU_BATCH if cuda and len(train) >= GPU_BATCH_FROM else 16
-        if cuda and len(train) < GPU_BATCH_FROM:
-            notes.append(f"batch 16 on the GPU too: {len(train)} training images, fewer than {GPU_BATCH_FROM:,} "
+        few_for_gpu = cuda and n < GPU_BATCH_FROM
+        changes["batch_size"] = GPU_BATCH if cuda and not few_for_gpu else 16
+        if few_for_gpu:
+            notes.append(f"batch 16 on the GPU too: {n} training images, fewer than {GPU_BATCH_FROM:,} "
                          f"(batch {GPU_BATCH} read less from few images; --batch-size sets it)")
-    n, batch = len(train), changes.get("batch_size", config.batch_size)
+    batch = changes.get("batch_size", config.batch_size)
     pretrained = changes["init"] != "scratch"
     if config.lr is None:
         changes["lr"] = round(auto_lr(pretrained) * math.sqrt(batch / 16), 6)

@@ -125,10 +125,10 @@ def test_pretrain_refuses_an_epoch_smaller_than_a_batch(tmp_path, capsys):
                           "--no-progress", *TINY]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --epoch-samples 12: less than one batch of 16") and "at least 16" in err
+    assert len(err.splitlines()) == 1 and not (out / "backbone.pt").exists()
     check_epoch(32, 16, 2)
     with pytest.raises(OptionError, match="of 16 for each of 3 processes; give at least 48"):
         check_epoch(32, 16, 3)
-    assert len(err.splitlines()) == 1 and not (out / "backbone.pt").exists()
 
 
 @pytest.mark.parametrize("args,match", [(["--glyphs", "/nonexistent"], "no such"), (["--resume"], "does not exist"),
