@@ -4,18 +4,29 @@
     CaptchaReader().read("226md.png")
 """
 from ._version import __version__
-from .charset import Charset
-from .checkpoint import LoadedModel, load_model
-from .ctc import DecodeOptions
 from .errors import (
     AllowedCharacterError, CaptchaError, CaptchaWarning, CheckpointError, ImageError, LabelError, OptionError, OverwriteError, TrainingError,
     UnknownCharacterError,
 )
-from .model import CRNN, CRNNConfig
-from .reader import CaptchaReader, Prediction
+from .read.charset import Charset
+from .read.checkpoint import LoadedModel, load_model
+from .read.ctc import DecodeOptions
+from .read.model import CRNN, CRNNConfig
+from .read.reader import CaptchaReader, Prediction
 
 __all__ = [
     "CaptchaReader", "Prediction", "DecodeOptions", "CRNN", "CRNNConfig", "Charset", "load_model", "LoadedModel",
     "AllowedCharacterError", "CaptchaError", "CaptchaWarning", "CheckpointError", "ImageError", "LabelError", "OptionError", "OverwriteError", "TrainingError",
-    "UnknownCharacterError", "__version__",
+    "UnknownCharacterError", "TrainConfig", "fit", "PretrainConfig", "pretrain", "__version__",
 ]
+
+#: Training's names, imported when first used: reading does not load the training code.
+_TRAINING = {"TrainConfig", "fit", "PretrainConfig", "pretrain"}
+
+
+def __getattr__(name: str):
+    if name in _TRAINING:
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'crnn_captcha' has no attribute {name!r}")

@@ -15,13 +15,11 @@ import math
 import os
 import sys
 import warnings
-from pathlib import Path
 from typing import Callable
 
-from .errors import CaptchaError, CaptchaWarning, OptionError
-from .images import printable
+from .errors import INTERRUPTED, CaptchaError, CaptchaWarning, OptionError, one_line
+from .read.images import printable
 
-INTERRUPTED = 130
 #: Set (to anything) to let an unexpected error show its traceback instead of one line.
 TRACEBACK_ENV = "CRNN_CAPTCHA_TRACEBACK"
 
@@ -128,7 +126,7 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
 
 def reader_from_args(args: argparse.Namespace):
     """The CaptchaReader the reader options ask for."""
-    from .reader import CaptchaReader  # torch loads here, so --help stays quick
+    from .read.reader import CaptchaReader  # torch loads here, so --help stays quick
 
     return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, decoder=args.decoder,
                          beam_width=args.beam_width, length=args.length, allowed=getattr(args, "allowed", None))
@@ -187,37 +185,10 @@ def command(build_parser: Callable[[str | None], argparse.ArgumentParser],
 
     return main
 
-def check_out_folder(path: str | Path, option: str = "--out") -> Path:
-    """An output folder that is not a file and can be written (made if missing), checked before
-    any long work."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OptionError(f"{option} {path} is a file, not a folder")
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise OptionError(f"{option} {path}: {existing} cannot be written")
-    return path
 
 
-def check_image_out(path: str | Path, option: str = "--out") -> Path:
-    """An image file to write: a name Pillow knows how to save, in a folder that exists."""
-    from PIL import Image
-
-    path = Path(path)
-    Image.init()
-    if path.suffix.lower() not in Image.EXTENSION:
-        raise OptionError(f"{option} {path}: not an image file name (end it in .png)")
-    if not path.parent.is_dir() and str(path.parent) not in ("", "."):
-        raise OptionError(f"{option} {path}: the folder {path.parent} does not exist")
-    if path.is_dir():
-        raise OptionError(f"{option} {path} is a folder, not a file name")
-    return path
 
 
-def one_line(error: BaseException) -> str:
-    """An error's message as one line (newlines in file names and listings escaped)."""
-    text = str(error).strip() or type(error).__name__
-    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

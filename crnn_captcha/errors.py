@@ -21,6 +21,9 @@ The classes also derive from the built-in exception they refine (``ValueError`` 
 """
 from __future__ import annotations
 
+#: The exit code of a command, and the value a library run returns, when Ctrl-C stopped it (128 + SIGINT).
+INTERRUPTED = 130
+
 
 class CaptchaError(Exception):
     """Base class of the library's errors; the message is one line naming the input."""
@@ -73,3 +76,9 @@ class TrainingError(CaptchaError, RuntimeError):
 class CaptchaWarning(UserWarning):
     """Something worth knowing that does not stop the work (skipped files, duplicate rows, labels a
     model cannot read); the command-line tools print it as one ``warning:`` line."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message as one line (newlines in file names and listings escaped)."""
+    text = str(error).strip() or type(error).__name__
+    return text.replace("\r", "\\r").replace("\n", "\\n")

@@ -23,11 +23,12 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import cli
-from .data import IMAGE_SUFFIXES, load_samples
 from .errors import CaptchaWarning, ImageError, OptionError
-from .images import load_gray
-from .metrics import confusions, score, summarize
+from . import cli
+from .data.labels import IMAGE_SUFFIXES, load_samples
+from .data.scoring import confusions, score, summarize
+from .files import check_image_out
+from .read.images import load_gray
 
 
 def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int = 2) -> None:
@@ -88,7 +89,7 @@ def folding(groups: Sequence[str]) -> dict[int, str]:
 def run(args: argparse.Namespace) -> int:
     fold = folding(args.alike)
     if args.gallery:
-        cli.check_image_out(args.gallery, "--gallery")
+        check_image_out(args.gallery, "--gallery")
     if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
         raise OptionError(f"{args.data} is an image; evaluate reads a manifest or a folder of labelled images "
                           "(python -m crnn_captcha.predict reads single images)")

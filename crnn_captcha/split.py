@@ -12,44 +12,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
 
 from tqdm import tqdm
 
-from . import cli
-from .data import Sample, alphabet_of, listing, scan_folder, write_manifest
 from .errors import CaptchaWarning, ImageError, OptionError, OverwriteError
-from .images import load_gray
+from . import cli
+from .data.labels import Sample, alphabet_of, listing, scan_folder, write_manifest
+from .data.split import split_samples
+from .files import check_out_folder
+from .read.images import load_gray
 
 SPLITS = ("train", "val", "test")
 
 
-def split_samples(
-    samples: Sequence[Sample], ratios: Sequence[float] = (0.75, 0.125, 0.125), seed: int = 0
-) -> dict[str, list[Sample]]:
-    """Disjoint train/val/test lists that together hold every sample once.
-
-    Sizes are ``round(n * ratio)`` for val and test, the rest for train.
-    """
-    if len(ratios) != 3 or any(not 0 <= r < float("inf") for r in ratios) or not 0 < sum(ratios) < float("inf"):
-        raise OptionError(f"ratios must be three non-negative numbers, got {list(ratios)}")
-    total = float(sum(ratios))
-    ordered = sorted(samples, key=lambda s: (s.path.name, s.label))
-    random.Random(seed).shuffle(ordered)
-    n = len(ordered)
-    n_val = round(n * ratios[1] / total)
-    n_test = round(n * ratios[2] / total)
-    n_train = n - n_val - n_test
-    return {
-        "train": ordered[:n_train],
-        "val": ordered[n_train : n_train + n_val],
-        "test": ordered[n_train + n_val :],
-    }
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -69,7 +48,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def check_out(out: Path, src: Path, force: bool) -> None:
     """The output folder must not be (or lie inside) the data folder, be a file, or hold a split."""
-    cli.check_out_folder(out)
+    check_out_folder(out)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise OptionError(f"--out {out} is inside the data folder {src}; the data folder is only read, never "
                           "written: choose a folder outside it")

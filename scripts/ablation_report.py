@@ -15,8 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from crnn_captcha.data import read_manifest
-from crnn_captcha.metrics import score, summarize
+from crnn_captcha.data.labels import read_manifest
+from crnn_captcha.data.scoring import score, summarize
 from crnn_captcha import CaptchaReader
 
 

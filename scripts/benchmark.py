@@ -71,8 +71,8 @@ def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
 
 
 def worker(name: str, data: str, threads: int, repeats: int, checkpoint: str | None) -> dict:
-    from crnn_captcha.data import load_samples
-    from crnn_captcha.metrics import score, summarize
+    from crnn_captcha.data.labels import load_samples
+    from crnn_captcha.data.scoring import score, summarize
 
     samples = load_samples(data, length=None)
     blobs = [s.path.read_bytes() for s in samples]
@@ -118,11 +118,12 @@ def train_throughput(data: str, threads: int, steps: int = 30) -> dict:
     """Samples/s of training steps (forward, CTC loss, backward, AdamW step) on the CPU."""
     import torch
 
-    from crnn_captcha.charset import Charset
-    from crnn_captcha.ctc import ctc_loss
-    from crnn_captcha.data import CaptchaDataset, collate_ctc, load_samples
-    from crnn_captcha.images import PreprocessConfig
-    from crnn_captcha.model import CRNN, CRNNConfig
+    from crnn_captcha.read.charset import Charset
+    from crnn_captcha.read.ctc import ctc_loss
+    from crnn_captcha.data.datasets import CaptchaDataset, collate_ctc
+    from crnn_captcha.data.labels import load_samples
+    from crnn_captcha.read.images import PreprocessConfig
+    from crnn_captcha.read.model import CRNN, CRNNConfig
 
     torch.set_num_threads(threads)
     samples = load_samples(data, length=None)

@@ -106,8 +106,10 @@ def timed(name: str, cmd: list[str], metrics: Path, out: Path) -> dict:
 def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int]) -> dict:
     """Images/s of the training loader alone and of the device step alone, as ``train`` builds them;
     the step also at each batch size in ``sizes``."""
-    from crnn_captcha.runtime import Dist, default_workers
-    from crnn_captcha.train import TrainConfig, build_loaders, build_model, load_data, resolve
+    from crnn_captcha.training.runtime import Dist, default_workers
+    from crnn_captcha.train import TrainConfig
+    from crnn_captcha.training.loaders import build_loaders, build_model, load_data
+    from crnn_captcha.training.recipe import resolve
 
     dist_ = Dist(device)
     cuda = dist_.device.type == "cuda"
@@ -143,8 +145,8 @@ def step_rates(model, config, dataset, device, batches: int, sizes: list[int]) -
     """Images/s of the training step alone (forward, CTC loss, backward, AdamW, as ``train`` steps),
     one batch of ``dataset`` stepped on again and again, at each batch size."""
     import torch
-    from crnn_captcha.data import collate_ctc
-    from crnn_captcha.train import Optimisation, batch_loss
+    from crnn_captcha.data.datasets import collate_ctc
+    from crnn_captcha.training.loop import Optimisation, batch_loss
 
     cuda = device.type == "cuda"
     model.to(device).train()
@@ -171,11 +173,11 @@ def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
     """The sequence stage's time split as ``breakdown`` splits train's: the renderer alone, in the
     workers ``pretrain`` starts (drawing, resizing, collating fresh synthetic captchas), and its
     device step alone at each batch size."""
-    from crnn_captcha.charset import Charset
-    from crnn_captcha.model import CRNNConfig
-    from crnn_captcha.pretrain import (PRE_HEIGHT, PRE_WIDTH, SEQUENCE_INPUT, FreshSampler, make_renderer,
-                                       sequence_model, synthetic_loader)
-    from crnn_captcha.runtime import Dist, default_workers
+    from crnn_captcha.read.charset import Charset
+    from crnn_captcha.read.model import CRNNConfig
+    from crnn_captcha.training.pretraining import PRE_HEIGHT, PRE_WIDTH, SEQUENCE_INPUT, make_renderer, sequence_model
+    from crnn_captcha.training.synthetic_data import FreshSampler, synthetic_loader
+    from crnn_captcha.training.runtime import Dist, default_workers
     from crnn_captcha.train import TrainConfig
 
     dist_ = Dist(device)

@@ -58,8 +58,8 @@ def train_one(data: Path, out: Path, size: int, seed: int, extra: list[str], log
 
 def measure(data: Path, run: Path) -> dict:
     from crnn_captcha import CaptchaReader
-    from crnn_captcha.data import read_manifest
-    from crnn_captcha.metrics import score, summarize
+    from crnn_captcha.data.labels import read_manifest
+    from crnn_captcha.data.scoring import score, summarize
 
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     test = read_manifest(data / "test.csv")

@@ -22,14 +22,14 @@ def need(path: Path) -> Path:
 def stop_after_first_epoch(monkeypatch):
     """Make a training run stop as a Ctrl-C would, just after its first epoch's checkpoints are
     saved; returns the function that puts the real saving back (for the resumed run)."""
-    from crnn_captcha import train
+    from crnn_captcha.training import run_folder
 
-    real_save = train.Checkpointer.save
+    real_save = run_folder.Checkpointer.save
 
     def save_then_stop(self, *args, **kwargs):
         real_save(self, *args, **kwargs)
         if len(self.history) == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train.Checkpointer, "save", save_then_stop)
-    return lambda: monkeypatch.setattr(train.Checkpointer, "save", real_save)
+    monkeypatch.setattr(run_folder.Checkpointer, "save", save_then_stop)
+    return lambda: monkeypatch.setattr(run_folder.Checkpointer, "save", real_save)

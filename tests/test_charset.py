@@ -1,6 +1,7 @@
 import pytest
 
-from crnn_captcha.charset import Charset, UnknownCharacterError
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.errors import UnknownCharacterError
 
 
 def test_blank_is_zero_and_round_trip():

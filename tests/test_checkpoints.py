@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from crnn_captcha import CaptchaReader, CaptchaWarning, CheckpointError, OptionError
-from crnn_captcha.charset import Charset
-from crnn_captcha.checkpoint import atomic_save, default_checkpoint, load_checkpoint, load_model, make_checkpoint
-from crnn_captcha.images import PreprocessConfig
-from crnn_captcha.model import CRNN, CRNNConfig
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.read.checkpoint import atomic_save, default_checkpoint, load_checkpoint, load_model, make_checkpoint
+from crnn_captcha.read.images import PreprocessConfig
+from crnn_captcha.read.model import CRNN, CRNNConfig
 from crnn_captcha.predict import main as predict_main
 from synth import make_folder
 
@@ -154,7 +154,7 @@ def test_ctrl_c_during_a_checkpoint_write_is_raised_once_the_file_is_whole(tmp_p
     import os
     import signal
 
-    from crnn_captcha.checkpoint import atomic_write
+    from crnn_captcha.read.checkpoint import atomic_write
 
     path = tmp_path / "last.pt"
 

@@ -4,8 +4,9 @@ import itertools
 import numpy as np
 import pytest
 
-from crnn_captcha.charset import Charset, UnknownCharacterError
-from crnn_captcha.ctc import decode
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.errors import UnknownCharacterError
+from crnn_captcha.read.ctc import decode
 
 
 def log_softmax(x):

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from crnn_captcha.charset import Charset
-from crnn_captcha.data import (
-    CaptchaDataset, GlyphDataset, LabelError, collate_ctc, load_samples, read_manifest, scan_folder,
-    write_manifest,
-)
-from crnn_captcha.images import PreprocessConfig
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.data.datasets import CaptchaDataset, collate_ctc
+from crnn_captcha.data.glyphs import GlyphDataset
+from crnn_captcha.errors import LabelError
+from crnn_captcha.data.labels import load_samples, read_manifest, scan_folder, write_manifest
+from crnn_captcha.read.images import PreprocessConfig
 from conftest import CAPTCHA_V2, GLYPHS_TAR, need
 from synth import make_folder, render
 
@@ -166,7 +166,7 @@ def test_huge_csv_field_is_one_line(tmp_path):
 
 
 def test_labels_from_prefix_and_regex_with_repeats(tmp_path):
-    from crnn_captcha.data import scan_folder as scan
+    from crnn_captcha.data.labels import scan_folder as scan
 
     for i, label in enumerate(["aB3x", "aB3x", "Zz9_"]):
         render("2345").save(tmp_path / f"{label}_{i}.png")

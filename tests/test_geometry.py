@@ -5,13 +5,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from crnn_captcha import CaptchaReader
-from crnn_captcha.charset import Charset
-from crnn_captcha.checkpoint import atomic_save, make_checkpoint
-from crnn_captcha.ctc import greedy_texts
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.read.checkpoint import atomic_save, make_checkpoint
+from crnn_captcha.read.ctc import greedy_texts
 from crnn_captcha.export import export_onnx
-from crnn_captcha.geometry import choose_input
-from crnn_captcha.images import PreprocessConfig, preprocess
-from crnn_captcha.model import CRNN, CRNNConfig
+from crnn_captcha.training.input_choice import choose_input
+from crnn_captcha.read.images import PreprocessConfig, preprocess
+from crnn_captcha.read.model import CRNN, CRNNConfig
 
 
 def captcha(w: int, h: int, text_rgb=(20, 20, 20), back_rgb=(240, 240, 240), seed: int = 0) -> np.ndarray:

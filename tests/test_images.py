@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from crnn_captcha.images import ImageError, PreprocessConfig, load_gray, preprocess, resize_image
+from crnn_captcha.errors import ImageError
+from crnn_captcha.read.images import PreprocessConfig, load_gray, preprocess, resize_image
 from synth import render
 
 CFG = PreprocessConfig()

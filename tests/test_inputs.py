@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from crnn_captcha import CaptchaReader, ImageError
-from crnn_captcha.images import MAX_FILE_BYTES, PreprocessConfig, load_gray, preprocess
+from crnn_captcha.read.images import MAX_FILE_BYTES, PreprocessConfig, load_gray, preprocess
 from crnn_captcha.predict import main as predict_main
 from conftest import ROOT
 from synth import render

@@ -2,12 +2,14 @@ import pytest
 import torch
 from torch import nn
 
-from crnn_captcha.charset import Charset
-from crnn_captcha.ctc import ctc_loss, greedy_texts
-from crnn_captcha.checkpoint import CheckpointError, atomic_save, build_crnn, load_checkpoint, make_checkpoint
-from crnn_captcha.data import CaptchaDataset, collate_ctc, scan_folder
-from crnn_captcha.images import PreprocessConfig
-from crnn_captcha.model import CRNN, CRNNConfig, GlyphClassifier
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.read.ctc import ctc_loss, greedy_texts
+from crnn_captcha.errors import CheckpointError
+from crnn_captcha.read.checkpoint import atomic_save, build_crnn, load_checkpoint, make_checkpoint
+from crnn_captcha.data.datasets import CaptchaDataset, collate_ctc
+from crnn_captcha.data.labels import scan_folder
+from crnn_captcha.read.images import PreprocessConfig
+from crnn_captcha.read.model import CRNN, CRNNConfig, GlyphClassifier
 from synth import make_folder
 
 TINY = dict(channels=(8, 16, 16, 16, 24), hidden=32, lstm_layers=1, dropout=0.0)

@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from crnn_captcha import CaptchaReader
-from crnn_captcha.charset import Charset
-from crnn_captcha.checkpoint import atomic_save, load_checkpoint, make_checkpoint
-from crnn_captcha.images import PreprocessConfig
-from crnn_captcha.model import CRNN, CRNNConfig
-from crnn_captcha.pretrain import FreshSampler
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
+from crnn_captcha.read.images import PreprocessConfig
+from crnn_captcha.read.model import CRNN, CRNNConfig
+from crnn_captcha.training.synthetic_data import FreshSampler
 from crnn_captcha.pretrain import main as pretrain_main
 from crnn_captcha.split import main as split_main
 from crnn_captcha.train import main as train_main
-from crnn_captcha.transfer import start_from
+from crnn_captcha.training.transfer import start_from
 from conftest import stop_after_first_epoch
 from synth import make_folder
 
@@ -119,7 +119,7 @@ def test_pretrain_refuses_an_epoch_smaller_than_a_batch(tmp_path, capsys):
     """A sequence epoch below one batch per process would train on nothing (the part batch is
     dropped): a one-line usage error, before the glyph stage spends its time."""
     from crnn_captcha.errors import OptionError
-    from crnn_captcha.pretrain import check_epoch
+    from crnn_captcha.training.pretraining import check_epoch
     out = tmp_path / "p"
     assert pretrain_main(["--out", str(out), "--epoch-samples", "12", "--batch-size", "16", "--workers", "0",
                           "--no-progress", *TINY]) == 2

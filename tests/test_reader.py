@@ -7,15 +7,15 @@ import torch
 from PIL import Image
 
 from crnn_captcha import CaptchaReader
-from crnn_captcha.charset import Charset
-from crnn_captcha.checkpoint import atomic_save, make_checkpoint
+from crnn_captcha.read.charset import Charset
+from crnn_captcha.read.checkpoint import atomic_save, make_checkpoint
 from crnn_captcha.errors import CheckpointError, ImageError
-from crnn_captcha.data import scan_folder
+from crnn_captcha.data.labels import scan_folder
 from crnn_captcha.evaluate import main as evaluate_main
-from crnn_captcha.images import PreprocessConfig
-from crnn_captcha.model import CRNN, CRNNConfig
+from crnn_captcha.read.images import PreprocessConfig
+from crnn_captcha.read.model import CRNN, CRNNConfig
 from crnn_captcha.predict import main as predict_main
-from crnn_captcha.checkpoint import default_checkpoint
+from crnn_captcha.read.checkpoint import default_checkpoint
 from crnn_captcha.split import split_samples
 from conftest import CAPTCHA_V2, need
 from synth import make_folder

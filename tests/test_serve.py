@@ -19,7 +19,10 @@ pytest.importorskip("uvicorn", reason="the service needs its extra: pip install 
 pytest.importorskip("prometheus_client", reason="the service needs its extra: pip install \"crnn_captcha[serve]\"")
 pytest.importorskip("python_multipart", reason="the service needs its extra: pip install \"crnn_captcha[serve]\"")
 
+import crnn_captcha  # noqa: E402
 from crnn_captcha import serve  # noqa: E402
+from crnn_captcha.service.app import create_app  # noqa: E402
+from crnn_captcha.service.settings import API_KEY_ENV  # noqa: E402
 from conftest import CAPTCHA_V2, ROOT, need  # noqa: E402
 from synth import render  # noqa: E402
 
@@ -46,7 +49,7 @@ def start_server(tmp_path: Path, *args: str, env: dict | None = None):
     log = open(tmp_path / f"server-{port}.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "crnn_captcha.serve", "--port", str(port), "--log-level",
                              "warning", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env={**{k: v for k, v in os.environ.items() if k != serve.API_KEY_ENV}, **(env or {})})
+                            env={**{k: v for k, v in os.environ.items() if k != API_KEY_ENV}, **(env or {})})
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -302,7 +305,7 @@ def test_health_description_and_metrics_change(port):
     status, _, data = call(port, "GET", "/health")
     assert status == 200 and json.loads(data) == {"status": "ok"}
     info = json.loads(call(port, "GET", "/")[2])
-    assert info["version"] == serve.__version__ and info["model"]["alphabet"] == "2345678bcdefgmnpwxy"
+    assert info["version"] == crnn_captcha.__version__ and info["model"]["alphabet"] == "2345678bcdefgmnpwxy"
     assert info["model"]["input_size"] == {"height": 32, "width": 128} and info["api_key"] is False
     status, headers, text = call(port, "GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
@@ -336,7 +339,7 @@ def test_concurrent_requests_are_batched_and_all_answered(port):
 # ----- the API key -----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_api_key(tmp_path):
-    proc, key_port = start_server(tmp_path, env={serve.API_KEY_ENV: KEY})
+    proc, key_port = start_server(tmp_path, env={API_KEY_ENV: KEY})
     try:
         for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": f"Basic {KEY}"}, {"Authorization": "Bearer"}):
             status, answer_headers, data = call(key_port, "POST", "/read", png(), {"Content-Type": "image/png", **headers})
@@ -367,7 +370,7 @@ def test_internal_error_is_a_bare_500_and_the_server_goes_on(tmp_path):
     reader.apredict_batch = broken
     sock = serve.listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(serve.create_app(reader), log_level="critical"))
+    server = uvicorn.Server(uvicorn.Config(create_app(reader), log_level="critical"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -412,10 +415,10 @@ def test_refusals_before_the_model_loads(monkeypatch, capsys):
     assert "--batch-wait-ms" in capsys.readouterr().err
     assert serve.main(["--api-key", "has space"]) == 2
     assert "printable ASCII" in capsys.readouterr().err
-    monkeypatch.setenv(serve.API_KEY_ENV, " ")
+    monkeypatch.setenv(API_KEY_ENV, " ")
     assert serve.main([]) == 2
     assert "is set but empty" in capsys.readouterr().err
-    monkeypatch.delenv(serve.API_KEY_ENV)
+    monkeypatch.delenv(API_KEY_ENV)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from crnn_captcha.split import main, split_samples
-from crnn_captcha.data import read_manifest, scan_folder
+from crnn_captcha.data.labels import read_manifest, scan_folder
 from conftest import CAPTCHA_V2, need
 from synth import make_folder
 

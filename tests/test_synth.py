@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crnn_captcha import synth
+from crnn_captcha import synth, synthetic
+import crnn_captcha.synthetic.fonts  # noqa: F401  (patched below)
 from crnn_captcha.errors import OptionError
 from crnn_captcha.synth import DEFAULT_ALPHABET, SynthConfig, SynthRenderer, sample_sheet
 
@@ -66,7 +67,7 @@ def test_every_character_draws_visible_ink():
     img, label = plain.sample(0, text="aB3%")
     assert label == "aB3%" and ink(img) >= 40
     for font in plain.fonts:  # where each font comes from and its licence are known
-        assert font.chars and font.licence and font.source.split(":")[0] in {*synth.FONT_SOURCES, "given"}
+        assert font.chars and font.licence and font.source.split(":")[0] in {*synthetic.FONT_SOURCES, "given"}
 
 
 def test_glyphs_have_the_asked_size_and_their_character(renderer):
@@ -85,7 +86,7 @@ def test_the_sample_sheet_is_a_png(renderer, tmp_path):
 
 
 def test_without_font_files_the_builtin_fonts_draw_everything(monkeypatch):
-    monkeypatch.setattr(synth, "find_font_files", lambda: [])
+    monkeypatch.setattr(synthetic.fonts, "find_font_files", lambda: [])
     bare = SynthRenderer(seed=0)
     sources = {f.source for f in bare.fonts}
     assert sources <= {"pillow", "opencv"} and "opencv" in sources

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from crnn_captcha.checkpoint import load_checkpoint
+from crnn_captcha.read.checkpoint import load_checkpoint
 from crnn_captcha.split import main as split_main
-from crnn_captcha.train import TrainConfig, run
+from crnn_captcha.training import TrainConfig, fit
 from crnn_captcha.train import main as train_main
 from conftest import stop_after_first_epoch
 from synth import make_folder
@@ -63,7 +63,7 @@ def test_train_writes_checkpoints_metrics_and_curves(splits, tmp_path):
 
 def test_cpu_runs_repeatable(splits, tmp_path):
     for name in ("a", "b"):
-        assert run(tiny_config(splits, epochs=1, seed=3), tmp_path / name, progress=False) == 0
+        assert fit(tiny_config(splits, epochs=1, seed=3), tmp_path / name, progress=False) == 0
     a, b = (load_checkpoint(tmp_path / n / "last.pt")["state_dict"] for n in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -92,7 +92,7 @@ def test_killed_run_resumes_from_last_epoch(splits, tmp_path):
 
 
 def test_nan_loss_stops_with_clear_message(splits, tmp_path, capsys, monkeypatch):
-    from crnn_captcha.model import CRNN
+    from crnn_captcha.read.model import CRNN
 
     real_forward = CRNN.forward
     calls = {"train": 0}
@@ -146,7 +146,7 @@ def test_pretrained_backbone_is_loaded(tmp_path, splits):
     backbone = load_checkpoint(tmp_path / "g" / "backbone.pt", kind="glyph")
     out = tmp_path / "run"
     config = tiny_config(splits, epochs=1, lr=1e-12, init=str(tmp_path / "g" / "backbone.pt"))
-    assert run(config, out, progress=False) == 0
+    assert fit(config, out, progress=False) == 0
     trained = load_checkpoint(out / "last.pt")["state_dict"]
     w = "backbone.features.0.0.weight"
     assert torch.allclose(trained[w], backbone["state_dict"][w], atol=1e-6)
@@ -200,12 +200,12 @@ def test_resume_is_exact_on_the_cpu(splits, tmp_path, monkeypatch):
     config = tiny_config(splits, epochs=3, patience=0, seed=5, mix_prob=0.3)
     # the CPU: cuDNN's kernels on a GPU are not bit-for-bit repeatable (an H100 ran this test on
     # "auto", and the resumed weights differed)
-    assert run(config, tmp_path / "whole", device="cpu", progress=False) == 0
+    assert fit(config, tmp_path / "whole", device="cpu", progress=False) == 0
     undo = stop_after_first_epoch(monkeypatch)
-    assert run(config, tmp_path / "cut", device="cpu", progress=False) == 130
+    assert fit(config, tmp_path / "cut", device="cpu", progress=False) == 130
     undo()
     (tmp_path / "cut" / ".last.pt.stale.tmp").write_bytes(b"left by a kill")
-    assert run(None, tmp_path / "cut", resume=True, device="cpu", progress=False) == 0
+    assert fit(None, tmp_path / "cut", resume=True, device="cpu", progress=False) == 0
     assert not list((tmp_path / "cut").glob("*.tmp"))
     a, b = (load_checkpoint(tmp_path / n / "last.pt")["state_dict"] for n in ("whole", "cut"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -292,14 +292,14 @@ def test_a_val_label_with_an_unseen_character_is_a_counted_misread(splits, tmp_p
     val = tmp_path / "val.csv"
     val.write_text("\n".join(rows) + "\n")
     with pytest.warns(CaptchaWarning, match="1 val label.*'Ж'.*count as misreads"):
-        assert run(tiny_config(splits, val=str(val), epochs=1, patience=0), tmp_path / "run", progress=False) == 0
+        assert fit(tiny_config(splits, val=str(val), epochs=1, patience=0), tmp_path / "run", progress=False) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert metrics["val_n"] == len(rows) - 1  # every val image counted, the unreadable one too
     assert metrics["val_accuracy"] <= (len(rows) - 2) / (len(rows) - 1)
 
 
 def test_ddp_with_too_few_gpus_is_one_line(monkeypatch):
-    from crnn_captcha.runtime import Dist
+    from crnn_captcha.training.runtime import Dist
 
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
@@ -321,7 +321,7 @@ def test_ddp_with_too_few_gpus_is_one_line(monkeypatch):
     (2, None, True, 12, 1),     # at least one beside a GPU
 ])
 def test_default_workers_from_the_cores_and_the_processes(monkeypatch, cores, local_world, cuda, cap, expected):
-    from crnn_captcha import runtime
+    from crnn_captcha.training import runtime
 
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: cores)
     if local_world:
@@ -334,7 +334,7 @@ def test_default_workers_from_the_cores_and_the_processes(monkeypatch, cores, lo
 def test_early_stop_names_the_epoch_it_stopped_after_and_what_best_pt_holds(splits, tmp_path, monkeypatch, capsys):
     """A tie in accuracy and CER with a lower val loss is a better epoch: it moves best.pt and restarts
     the count (a run whose val accuracy tops out early goes on while its loss falls)."""
-    from crnn_captcha import train as train_module
+    from crnn_captcha.training import loop as train_module
 
     losses = iter([1.0, 0.9, 1.1, 0.8, 1.2, 1.3, 0.1, 0.1])  # epochs 2 and 4 tie epoch 1 with a lower loss
 
@@ -342,7 +342,7 @@ def test_early_stop_names_the_epoch_it_stopped_after_and_what_best_pt_holds(spli
         return {"loss": next(losses), "accuracy": 0.5, "char_accuracy": 0.8, "cer": 0.2, "n": 4}
 
     monkeypatch.setattr(train_module, "validate", fixed_scores)
-    assert run(tiny_config(splits, epochs=8, patience=2), tmp_path / "run", progress=False) == 0
+    assert fit(tiny_config(splits, epochs=8, patience=2), tmp_path / "run", progress=False) == 0
     err = capsys.readouterr().err
     assert "early stop after epoch 6: no better val score for 2 epochs; best.pt holds epoch 4" in err
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
@@ -350,13 +350,13 @@ def test_early_stop_names_the_epoch_it_stopped_after_and_what_best_pt_holds(spli
 
 
 def test_ctrl_c_in_the_first_epoch_keeps_nothing_and_says_so(splits, tmp_path, monkeypatch, capsys):
-    from crnn_captcha import train as train_module
+    from crnn_captcha.training import loop as train_module
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
-    assert run(tiny_config(splits, epochs=2), tmp_path / "run", progress=False) == 130
+    assert fit(tiny_config(splits, epochs=2), tmp_path / "run", progress=False) == 130
     err = capsys.readouterr().err
     assert "before any epoch finished: nothing was kept" in err and "--resume" not in err.split("nothing")[1][:30]
     assert not (tmp_path / "run" / "last.pt").exists() and "wrote" not in err
@@ -381,7 +381,8 @@ def test_resume_from_another_folder_with_the_same_data_written_differently(split
 def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
     import math
 
-    from crnn_captcha.train import GPU_BATCH_FROM, MIN_EPOCH_SAMPLES, auto_steps, load_data, resolve
+    from crnn_captcha.training.recipe import GPU_BATCH_FROM, MIN_EPOCH_SAMPLES, auto_steps, resolve
+    from crnn_captcha.training.loaders import load_data
 
     for init, lr in (("scratch", 1e-3), ("pretrained", 4e-3)):
         config = TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), init=init)
@@ -402,8 +403,9 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
 
 def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does_the_same(tmp_path):
     from crnn_captcha import CaptchaReader
-    from crnn_captcha.images import ImageError
-    from crnn_captcha.train import load_data, resolve
+    from crnn_captcha.errors import ImageError
+    from crnn_captcha.training.loaders import load_data
+    from crnn_captcha.training.recipe import resolve
 
     for part, n in (("train", 16), ("val", 6)):  # 120x50, the text 34 px high: 77 px at 32 high, narrow for 6
         make_folder(tmp_path / part, n, seed=len(part), length=6, size=(120, 50))
@@ -417,7 +419,7 @@ def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does
     assert given.x_scale == 1.0  # a width given on the command line: padded, as before
     older = {k: v for k, v in out.to_dict().items() if k != "x_scale"}
     assert TrainConfig.from_dict(older).x_scale == 1.0  # a run saved before: padded, and resumed so
-    assert run(config, tmp_path / "run", progress=False) == 0
+    assert fit(config, tmp_path / "run", progress=False) == 0
     reader = CaptchaReader(tmp_path / "run" / "best.pt")
     assert (reader.preprocess.width, reader.preprocess.x_scale) == (out.width, out.x_scale)
     image = next((tmp_path / "val").iterdir())
@@ -427,16 +429,16 @@ def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does
 
 
 def test_plain_finish_trains_the_last_epochs_on_the_images_as_they_are(splits, tmp_path, capsys, monkeypatch):
-    from crnn_captcha import train as train_module
+    from crnn_captcha.training import loop as train_module
 
     seen, real = [], train_module.train_one_epoch
 
-    def spy(net, model, loader, *args, **kwargs):
+    def spy(net, model, task, loader, *args, **kwargs):
         seen.append((loader.dataset.augment is not None, loader.dataset.mix_prob))
-        return real(net, model, loader, *args, **kwargs)
+        return real(net, model, task, loader, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", spy)
-    assert run(tiny_config(splits, epochs=4, patience=0, plain_finish=0.25), tmp_path / "run", progress=False) == 0
+    assert fit(tiny_config(splits, epochs=4, patience=0, plain_finish=0.25), tmp_path / "run", progress=False) == 0
     assert seen == [(True, 0.5)] * 3 + [(False, 0.0)]
     assert "epochs 4-4: the training images as they are" in capsys.readouterr().err
     assert load_checkpoint(tmp_path / "run" / "best.pt")["metrics"]["epoch"] == 4  # the settled epoch, whatever its val score
@@ -447,7 +449,7 @@ def test_plain_finish_trains_the_last_epochs_on_the_images_as_they_are(splits, t
 
 
 def test_a_settled_epoch_replaces_the_best_whatever_its_val_score(tmp_path):
-    from crnn_captcha.train import Checkpointer
+    from crnn_captcha.training.run_folder import Checkpointer
 
     saver = Checkpointer(tmp_path, writer=False)
     rec = lambda epoch, acc: {"epoch": epoch, "val_accuracy": acc, "val_cer": 1 - acc, "val_loss": 1 - acc}  # noqa: E731
@@ -458,7 +460,7 @@ def test_a_settled_epoch_replaces_the_best_whatever_its_val_score(tmp_path):
 
 
 def test_optimizer_state_saved_by_a_gpu_run_resumes_unfused_on_the_cpu():
-    from crnn_captcha.train import Optimisation
+    from crnn_captcha.training.loop import Optimisation
 
     model = torch.nn.Linear(3, 2)
     config = TrainConfig(lr=1e-3, epochs=2)

@@ -13,29 +13,21 @@ Kaggle "CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in on
 """
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
 import os
 import re
-import sys
-import tarfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
-from tqdm import tqdm
 
-from .charset import Charset
-from .errors import CaptchaWarning, LabelError, OptionError
-from .images import PreprocessConfig, file_problem, load_image, printable, resize_image, to_tensor
-from .layout import cut_points
+from ..errors import CaptchaWarning, LabelError, OptionError
+from ..read.charset import Charset
+from ..read.images import file_problem, printable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif")
 LABEL_SOURCES = ("stem", "prefix", "regex")
@@ -303,190 +295,11 @@ def overlap(a: Sequence[Sample], b: Sequence[Sample]) -> int:
 Augment = Callable[[np.ndarray], np.ndarray]
 
 
-class CaptchaDataset(Dataset):
-    """Whole captchas: item ``i`` is ``(image (C, H, W), target indices (L,), label)``.
-
-    Images are decoded once and kept in memory at model size (a captcha set of a few thousand
-    images is a few MB); augmentation, if any, is applied each time an item is read. A label with a
-    character the charset lacks raises :class:`UnknownCharacterError` (``unknown="raise"``) or, for
-    validation, keeps its label and leaves the character out of the target (``unknown="drop"``).
-
-    With ``mix_prob`` > 0 an item is, with that probability, spliced with another captcha of the
-    same label length: the first ``k`` characters of one and the rest of the other, cut at the
-    boundary between character cells (the text extent split evenly). The new strings never occur
-    in the data, so the model cannot pass by memorising whole training strings and must read each
-    character where it stands.
-    """
-
-    def __init__(
-        self,
-        samples: Sequence[Sample],
-        charset: Charset,
-        cfg: PreprocessConfig,
-        augment: Augment | None = None,
-        mix_prob: float = 0.0,
-        seed: int = 0,
-        unknown: str = "raise",
-        progress: bool = False,
-    ):
-        self.samples = list(samples)
-        self.charset = charset
-        self.cfg = cfg
-        self.augment = augment
-        self.mix_prob = mix_prob
-        if unknown == "raise":
-            self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
-        else:  # "drop": characters the model cannot emit leave the target (the label still counts them)
-            self.targets = [charset.encode("".join(c for c in s.label if c in charset)) for s in self.samples]
-        rows = tqdm(self.samples, desc="decoding images", file=sys.stderr, leave=False, disable=not progress or None)
-        self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in rows]
-        # where each image's characters meet (model-size columns), for splicing
-        self.cuts = [cut_points(img, len(s.label)) for img, s in zip(self.images, self.samples)] if mix_prob > 0 else []
-        self.reseed(seed)
-
-    def reseed(self, seed: int) -> None:
-        """Restart the random stream of splicing (and augmentation); each loader worker calls it."""
-        self.rng = np.random.default_rng(seed)
-        if self.augment is not None and hasattr(self.augment, "pipeline"):
-            self.augment.pipeline.set_random_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def plain(self) -> "CaptchaDataset":
-        """The same items as they are: no augmentation and no splicing (for the last epochs)."""
-        out = copy.copy(self)
-        out.augment, out.mix_prob = None, 0.0
-        return out
-
-    def _splice(self, i: int) -> tuple[np.ndarray, list[int], str]:
-        """The first k characters of item i and the last characters of another item j (its own
-        cut after character m), so the result reads label_i[:k] + label_j[m:]."""
-        li, j = self.samples[i].label, int(self.rng.integers(len(self.samples)))
-        lj = self.samples[j].label
-        if len(li) < 2 or len(lj) < 2 or len(self.targets[i]) != len(li) or len(self.targets[j]) != len(lj):
-            return self.images[i], self.targets[i], li
-        k = int(self.rng.integers(1, len(li)))
-        m = int(np.clip(k + self.rng.integers(-1, 2), 1, len(lj) - 1))  # a similar place in j, lengths may differ
-        a, b = int(round(self.cuts[i][k])), int(round(self.cuts[j][m]))
-        joined = np.concatenate([self.images[i][:, :a], self.images[j][:, b:]], axis=1)
-        if joined.shape[1] != self.cfg.width:
-            mode = "L" if joined.ndim == 2 else "RGB"
-            joined = np.asarray(Image.fromarray(joined, mode).resize((self.cfg.width, self.cfg.height), Image.BILINEAR))
-        return joined, self.targets[i][:k] + self.targets[j][m:], li[:k] + lj[m:]
-
-    def __getitem__(self, i: int):
-        pixels, target, label = self.images[i], self.targets[i], self.samples[i].label
-        if self.mix_prob > 0 and self.rng.random() < self.mix_prob:
-            pixels, target, label = self._splice(i)
-        if self.augment is not None:
-            pixels = self.augment(pixels)
-        return to_tensor(pixels, self.cfg), torch.tensor(target, dtype=torch.long), label
 
 
-def collate_ctc(batch):
-    """Stack images; concatenate targets as CTC wants them, with their lengths."""
-    images, targets, labels = zip(*batch)
-    lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
-    return torch.stack(images), torch.cat(targets), lengths, list(labels)
 
 
-def _glyph_label(name: str) -> str:
-    return Path(name).name.split("_")[0]
 
 
-def read_glyph_files(src: str | Path, subfolder: str | None = None) -> list[tuple[str, str, bytes]]:
-    """``(name, label, png bytes)`` for every glyph image in a folder (flat or one folder per
-    class) or a ``.tar.gz``/``.tar`` archive, sorted by name. The label is the file name's part
-    before the first ``_``; a file without ``_`` takes its class folder's name. With ``subfolder``
-    only files below a folder of that name are read."""
-    src = Path(src)
-    out: list[tuple[str, str, bytes]] = []
-
-    def wanted(rel: str) -> bool:
-        if Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
-            return False
-        return subfolder is None or subfolder.strip("/") in rel.split("/")[:-1]
-
-    def label_for(rel: str) -> str:
-        parts = rel.split("/")
-        if "_" in parts[-1]:
-            return _glyph_label(parts[-1])
-        return parts[-2] if len(parts) >= 2 else ""
-
-    if src.is_dir():
-        for p in sorted(src.rglob("*")):
-            rel = p.relative_to(src).as_posix()
-            if p.is_file() and wanted(rel):
-                out.append((str(p), label_for(rel), p.read_bytes()))
-    elif src.is_file() and src.name.endswith((".tar.gz", ".tgz", ".tar")):
-        # Read members in archive order (a gzip stream cannot seek back cheaply), in memory:
-        # the archive is never unpacked to disk.
-        with tarfile.open(src) as tar:
-            for m in tar:
-                if m.isfile() and wanted(m.name):
-                    f = tar.extractfile(m)
-                    if f is not None:
-                        out.append((f"{src}:{m.name}", label_for(m.name), f.read()))
-        out.sort(key=lambda item: item[0])
-    else:
-        raise OptionError(f"{src}: not a folder or a .tar.gz of glyph images")
-    return out
 
 
-class GlyphDataset(Dataset):
-    """Single characters: item ``i`` is ``(image (1, H, W), class index)``.
-
-    Args:
-        src: folder or archive (see :func:`read_glyph_files`), or a list of ``(name, label, bytes)``.
-        cfg: the glyph input size (its aspect check is off: glyphs vary in shape).
-        charset: the classes; by default found from the labels and printed.
-        subfolder: keep only files under this folder of the archive/folder (e.g.
-            ``tahabakhtari_subset``).
-        skip_invalid: leave out files whose label is not one character of the charset.
-        progress: show a progress bar while the images are decoded.
-    """
-
-    def __init__(
-        self,
-        src,
-        cfg: PreprocessConfig,
-        charset: Charset | None = None,
-        augment: Augment | None = None,
-        subfolder: str | None = None,
-        skip_invalid: bool = False,
-        progress: bool = False,
-    ):
-        files = read_glyph_files(src, subfolder) if isinstance(src, (str, Path)) else list(src)
-        if not files:
-            where = f"{src}" + (f" (below {subfolder})" if subfolder else "")
-            raise LabelError(f"{where}: no glyph images (<char>_<n>.png, or one folder per class)")
-        if charset is None:
-            charset = Charset.from_labels(lbl for _, lbl, _ in files if len(lbl) == 1 and lbl.isprintable())
-            print(f"glyph alphabet ({len(charset)}): {charset.chars}", file=sys.stderr)
-        bad = [f"{Path(n).name}: label {lbl!r} is not one character of {charset.chars!r}"
-               for n, lbl, _ in files if len(lbl) != 1 or lbl not in charset]
-        if bad and not skip_invalid:
-            raise LabelError(f"{len(bad)} glyph file(s) have invalid labels (the skip-invalid option leaves them "
-                             f"out): {listing(bad)}")
-        if bad:
-            warnings.warn(f"skipped {len(bad)} glyph file(s) with invalid labels: {listing(bad)}", CaptchaWarning,
-                          stacklevel=2)
-        files = [f for f in files if len(f[1]) == 1 and f[1] in charset]
-        if progress:
-            files = tqdm(files, desc="decoding glyphs", file=sys.stderr, leave=False)
-        self.cfg = PreprocessConfig(**{**cfg.to_dict(), "max_aspect_error": 0.0})
-        self.charset = charset
-        self.augment = augment
-        self.names = [n for n, _, _ in files]
-        self.labels = [charset.encode(lbl, source=n)[0] - 1 for n, lbl, _ in files]  # 0-based class
-        self.images = [resize_image(load_image(b, n, color=self.cfg.color), self.cfg, n) for n, _, b in files]
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        gray = self.images[i]
-        if self.augment is not None:
-            gray = self.augment(gray)
-        return to_tensor(gray, self.cfg), self.labels[i]

@@ -29,9 +29,9 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
-from ._version import __version__
+from .._version import __version__
+from ..errors import CheckpointError
 from .charset import Charset
-from .errors import CheckpointError
 from .images import PreprocessConfig, file_problem
 from .model import CRNN, CRNNConfig, GlyphClassifier
 

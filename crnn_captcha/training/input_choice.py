@@ -33,16 +33,17 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from ..data.positions import ink
+from ..read.images import ImageInput, load_image
+from ..read.model import PIXELS_PER_FRAME
 
-from .images import ImageInput, load_image
-from .layout import ink
 
 MIN_HEIGHT, MAX_HEIGHT = 32, 64
 #: Images up to this height are read at MIN_HEIGHT, taller ones at MAX_HEIGHT.
 SMALL_IMAGE = 56
 #: The least width of the input, per character of the longest label, as a share of the text's height.
 CHAR_WIDTH = 5 / 6
-#: And at least this many frames (4 px each) a character, whatever the text's height (CTC needs
+#: And at least this many frames a character, whatever the text's height (CTC needs
 #: 2L-1 frames for a label of L characters with repeats).
 FRAMES_PER_CHAR = 2.5
 #: A widened input's width is a multiple of this, so that the sample's noise in the text's height
@@ -100,10 +101,10 @@ def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int =
     h = float(np.median([s[0] for s in shapes]))
     aspect = float(np.median([s[1] / s[0] for s in shapes]))
     height = MIN_HEIGHT if h <= SMALL_IMAGE else MAX_HEIGHT
-    width = 4 * max(1, round(height * aspect / 4))
+    width = PIXELS_PER_FRAME * max(1, round(height * aspect / PIXELS_PER_FRAME))
     text = float(np.median(texts))
     need = max(WIDEN_STEP * math.ceil(CHAR_WIDTH * text * height * longest_label / WIDEN_STEP),
-               4 * math.ceil(FRAMES_PER_CHAR * longest_label))
+               PIXELS_PER_FRAME * math.ceil(FRAMES_PER_CHAR * longest_label))
     x_scale = 1.0
     if width >= need:
         width_why = f"width {width} keeps the ratio {aspect:.2f}"

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import AllowedCharacterError, OptionError
 from .charset import Charset
-from .errors import AllowedCharacterError, OptionError
 
 DECODERS = ("greedy", "beam")
 #: Beam search keeps at most this many prefixes: its cost grows with the width, and wider beams

@@ -20,12 +20,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import SHA_KEY, CheckpointError, build_crnn, default_checkpoint, file_sha256, load_checkpoint
+from ..errors import CaptchaWarning, ImageError, OptionError
+from ..errors import CheckpointError
+from .checkpoint import SHA_KEY, build_crnn, default_checkpoint, file_sha256, load_checkpoint
 from .ctc import DecodeOptions, Decoded, allowed_mask, decode_batch, log_softmax
-from .errors import CaptchaWarning, ImageError, OptionError
+from .device import pick_device
 from .images import ImageInput, describe, file_problem, preprocess
 from .model import CRNN
-from .runtime import pick_device
 
 BACKENDS = ("auto", "torch", "onnx")
 #: Stands for "the reader's own setting" in the per-call options of read/predict.

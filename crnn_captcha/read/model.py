@@ -11,8 +11,14 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-
 from .ctc import frames_needed
+
+#: Input pixels per output frame: the backbone pools the width twice by 2.
+PIXELS_PER_FRAME = 4
+#: Backbone feature rows per frame in every model trained today: fixed, so the LSTM's input does not
+#: depend on the input height and a (pretrained) model carries over between heights.
+FEATURE_ROWS = 2
+
 
 
 @dataclass
@@ -73,7 +79,7 @@ class CRNNConfig:
     @property
     def frames(self) -> int:
         """T, the number of output frames: the width after two 2x poolings."""
-        return self.width // 4
+        return self.width // PIXELS_PER_FRAME
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -4,6 +4,7 @@ Shared by training, pretraining and the reader, so "auto" means the same thing e
 """
 from __future__ import annotations
 
+import copy
 import gc
 import os
 import random
@@ -14,26 +15,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import OptionError
+from ..errors import OptionError
+from ..data.augment import as_tuples
+from ..read.device import pick_device
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"`` (CUDA when a GPU is there, else the CPU), ``"cpu"`` or ``"cuda"``.
-
-    Raises:
-        OptionError: an unknown name, or "cuda" without a GPU.
-    """
-    if name not in DEVICES:
-        raise OptionError(f"device {name!r} is unknown; use one of {', '.join(DEVICES)}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise OptionError("device 'cuda' was asked for, but no CUDA GPU is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def default_threads() -> int:
@@ -87,9 +74,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def as_tuples(x):
-    """Lists (as a checkpoint stores them) back into the tuples a random state is made of."""
-    return tuple(as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
 class Dist:
@@ -112,6 +96,13 @@ class Dist:
             if self.device.type == "cuda":
                 torch.cuda.set_device(self.device)
             dist.init_process_group(backend)
+
+    def alone(self) -> "Dist":
+        """This process on its own device, as if no other were running (one process trains the
+        glyph stage while the others wait)."""
+        single = copy.copy(self)
+        single.world, single.rank = 1, 0
+        return single
 
     @property
     def main(self) -> bool:

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from .charset import Charset
-from .checkpoint import load_checkpoint, pretrained_checkpoint
-from .errors import CheckpointError, TrainingError
-from .model import CRNN
+from ..errors import CheckpointError, TrainingError
+from ..read.charset import Charset
+from ..read.checkpoint import load_checkpoint, pretrained_checkpoint
+from ..read.model import CRNN
 
 FIRST_CONV = "backbone.features.0.0.weight"
 

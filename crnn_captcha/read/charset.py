@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .errors import LabelError, UnknownCharacterError
+from ..errors import LabelError, UnknownCharacterError
 
 
 class Charset:

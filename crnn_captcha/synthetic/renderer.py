@@ -1,0 +1,255 @@
+"""The renderer: a synthetic captcha or glyph, every random choice seeded by ``(seed, index)``."""
+from __future__ import annotations
+
+import math
+import string
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import OptionError
+from .config import GLYPH_SIZE, SynthConfig
+from .drawing import _Rand, _background, _clutter, _colour_scheme, _distort
+from .fonts import FontInfo, discover_fonts
+from .text import MIN_PX, _gradient_fill, _paste, _shadow, _styled_glyph, _text_layer, _text_style
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+                         # (small where only the hue separates text from background)
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+# ----- the renderer -------------------------------------------------------------------------------
+#: Character classes a label sometimes keeps to, as many captcha families do.
+_CLASSES = (string.digits, string.ascii_lowercase + string.digits, string.ascii_uppercase + string.digits,
+            string.ascii_letters, string.ascii_lowercase)
+
+
+def _font_groups(fonts: Sequence[FontInfo], weights: dict[str, float]
+                 ) -> tuple[list[float], list[list[list[FontInfo]]]]:
+    """Fonts by source, then by family: (source weights, [source][family] -> fonts)."""
+    groups: dict[str, dict[str, list[FontInfo]]] = {}
+    for f in fonts:
+        groups.setdefault(f.source.split(":")[0], {}).setdefault(f.family, []).append(f)
+    names = [s for s in groups if weights.get(s, 1.0) > 0] or list(groups)
+    return [weights.get(s, 1.0) for s in names], [list(groups[s].values()) for s in names]
+
+
+class SynthRenderer:
+    """Draws synthetic captchas (:meth:`sample`) and glyphs (:meth:`glyph`), deterministically.
+
+    Args:
+        config: what to draw (:class:`SynthConfig`; by default the whole default alphabet).
+        seed: with the index, seeds every random choice: renderers with the same seed, config
+            and fonts draw identical images.
+
+    Raises OptionError where no font draws some character of the alphabet. A renderer pickles,
+    and its fonts travel with it, so DataLoader workers use the same fonts without searching.
+    """
+
+    def __init__(self, config: SynthConfig | None = None, seed: int = 0):
+        if int(seed) < 0:
+            raise OptionError(f"seed {seed}: give a whole number of at least 0")
+        self.config = config or SynthConfig()
+        self.seed = int(seed)
+        #: The usable fonts, each with its source, licence and the characters it draws.
+        self.fonts: tuple[FontInfo, ...] = discover_fonts(self.config)
+        self._groups = _font_groups(self.fonts, dict(self.config.source_weights))
+
+    def __repr__(self) -> str:
+        return f"SynthRenderer(seed={self.seed}, fonts={len(self.fonts)}, alphabet={self.config.alphabet!r})"
+
+    def _rand(self, index: int, stream: int) -> _Rand:
+        if int(index) < 0:
+            raise OptionError(f"index {index}: give a whole number of at least 0")
+        return _Rand((self.seed, int(index), stream))
+
+    def _pick_font(self, r: _Rand, needed: str) -> FontInfo:
+        """A font that draws ``needed``: a source by weight, one of its families, one of its fonts."""
+        weights, groups = self._groups
+        if needed:
+            fonts = [f for f in self.fonts if set(needed) <= set(f.chars)]
+            if not fonts:
+                raise OptionError(f"no usable font draws all of {needed!r}")
+            weights, groups = _font_groups(fonts, dict(self.config.source_weights))
+        return r.pick(r.pick(groups[r.weighted(weights)]))
+
+    def _pick_text(self, r: _Rand, font: FontInfo) -> str:
+        cfg = self.config
+        pool = font.chars
+        if r.chance(0.3):  # now and then keep to one class of characters, as many families do
+            subset = "".join(ch for ch in pool if ch in r.pick(_CLASSES))
+            pool = subset if len(subset) >= 4 else pool
+        return "".join(r.pick(pool) for _ in range(r.i(cfg.min_length, cfg.max_length + 1)))
+
+    def _check_text(self, text: str) -> None:
+        outside = sorted(set(text) - set(self.config.alphabet))
+        if outside or not text:
+            raise OptionError(f"text {text!r}: " + (f"{''.join(outside)!r} not in the alphabet" if outside
+                                                    else "give at least one character"))
+
+    def sample(self, index: int, *, text: str | None = None) -> tuple[np.ndarray, str]:
+        """The ``index``-th captcha: (uint8 (H, W, 3) RGB image, its label). ``text`` draws that
+        text instead of a random one (its characters must be in the alphabet)."""
+        cfg = self.config
+        r = self._rand(index, 0)
+        if text is not None:
+            self._check_text(text)
+        font = self._pick_font(r, text or "")
+        text = text if text is not None else self._pick_text(r, font)
+        h = int(round(math.exp(r.u(math.log(cfg.height[0]), math.log(cfg.height[1] + 0.5)))))
+        lowest = min(max(cfg.aspect[0], 0.33 * len(text)), cfg.aspect[1])
+        w = max(8, round(h * r.u(lowest, cfg.aspect[1])))
+        small = r.chance(cfg.p_small_text)
+        fill_w = r.u(0.28, 0.42) if small else r.u(0.55, 0.94)
+        fill_h = r.u(0.5, 0.8)
+        sc = _colour_scheme(r, cfg, len(text))
+        st = _text_style(r, cfg, max(fill_h * h / 1.1, MIN_PX))
+        layer, _ = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
+        if layer.rgb is None and r.chance(cfg.p_gradient_text):
+            _gradient_fill(r, layer)
+        lh, lw = layer.alpha.shape
+        scale = min(1.0, fill_h * h / lh, fill_w * w / lw)
+        if scale * st.px < MIN_PX:  # too small to read: widen the canvas (up to the largest aspect)
+            scale = min(1.0, MIN_PX / st.px, 0.9 * h / lh)
+            w = max(w, min(math.ceil(lw * scale / fill_w), round(h * cfg.aspect[1])))
+            scale = min(scale, 0.94 * w / lw)
+        if scale < 0.98:
+            layer = layer.scaled(scale)
+            lh, lw = layer.alpha.shape
+        img = _background(r, cfg, h, w, sc)
+        x = round((w - lw) / 2 + r.u(-0.5, 0.5) * (w - lw) * (0.3 if small else 0.9))
+        y = round((h - lh) / 2 + r.u(-0.3, 0.3) * (h - lh))
+        if r.chance(cfg.p_shadow):
+            _shadow(r, img, layer, x, y, sc)
+        _paste(img, layer, x, y)
+        _clutter(r, cfg, img, (x, y, x + lw, y + lh), sc, st.px * min(scale, 1.0))
+        return _distort(r, cfg, img, st.px * min(scale, 1.0), sc.spread < 10), text
+
+    def glyph(self, index: int, size: tuple[int, int] = GLYPH_SIZE, *, char: str | None = None
+              ) -> tuple[np.ndarray, str]:
+        """The ``index``-th single-character image: (uint8 (height, width, 3) RGB, its character),
+        ``size`` = (width, height). The character is centred (give ``char`` to choose it); parts of
+        its neighbours often show at the edges, as in glyphs cut out of captchas."""
+        cfg = self.config
+        gw, gh = (int(v) for v in size)
+        if gw < 8 or gh < 8:
+            raise OptionError(f"glyph size {size}: give (width, height), each at least 8 pixels")
+        if char is not None and (len(char) != 1 or char not in cfg.alphabet):
+            raise OptionError(f"char {char!r}: give one character of the alphabet")
+        r = self._rand(index, 1)
+        font = self._pick_font(r, char or "")
+        ch = char if char is not None else r.pick(font.chars)
+        left = r.pick(font.chars) if r.chance(0.5) else ""
+        right = r.pick(font.chars) if r.chance(0.5) else ""
+        sc = _colour_scheme(r, cfg, len(left) + 1 + len(right))
+        img = _background(r, cfg, gh, gw, sc)
+        fill_h = r.u(0.45, 0.85)
+        st = _text_style(r, cfg, fill_h * gh / 0.8)
+        st.gap = max(st.gap, 0.25)  # neighbours show at the edges, never over the character
+        layer, boxes = _text_layer(r, [_styled_glyph(r, font, c, st) for c in left + ch + right], sc.text, st)
+        x0, y0, x1, y1 = boxes[len(left)]
+        scale = min(1.0, 0.92 * gw / (x1 - x0), fill_h * gh / (y1 - y0))
+        if scale < 0.98:
+            layer = layer.scaled(scale)
+            x0, y0, x1, y1 = (v * scale for v in (x0, y0, x1, y1))
+        x = round(gw / 2 + r.u(-0.06, 0.06) * gw - (x0 + x1) / 2)
+        y = round(gh / 2 + r.u(-0.06, 0.06) * gh - (y0 + y1) / 2)
+        _paste(img, layer, x, y)
+        _clutter(r, cfg, img, (round(x + x0), round(y + y0), round(x + x1), round(y + y1)), sc,
+                 min(st.px * min(scale, 1.0), gw * 0.6))  # clutter sized for the small canvas
+        return _distort(r, cfg, img, st.px * min(scale, 1.0), sc.spread < 10), ch
