@@ -42,7 +42,7 @@ from crnn_captcha import cli
 
 
 def render_family(folder: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
-    from crnn_captcha.synth import SynthConfig, SynthRenderer
+    from crnn_captcha.synthetic import SynthConfig, SynthRenderer
 
     renderer = SynthRenderer(SynthConfig(alphabet="0123456789abcdefghijklmnopqrstuvwxyz", min_length=4,
                                          max_length=6, height=(60, 60), aspect=(2.67, 2.67)), seed=0)
@@ -107,7 +107,7 @@ def breakdown(train: Path, val: Path, device: str, batches: int, sizes: list[int
     """Images/s of the training loader alone and of the device step alone, as ``train`` builds them;
     the step also at each batch size in ``sizes``."""
     from crnn_captcha.training.runtime import Dist, default_workers
-    from crnn_captcha.train import TrainConfig
+    from crnn_captcha.training import TrainConfig
     from crnn_captcha.training.loaders import build_loaders, build_model, load_data
     from crnn_captcha.training.recipe import resolve
 
@@ -178,7 +178,7 @@ def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
     from crnn_captcha.training.pretraining import PRE_HEIGHT, PRE_WIDTH, SEQUENCE_INPUT, make_renderer, sequence_model
     from crnn_captcha.training.synthetic_data import FreshSampler, synthetic_loader
     from crnn_captcha.training.runtime import Dist, default_workers
-    from crnn_captcha.train import TrainConfig
+    from crnn_captcha.training import TrainConfig
 
     dist_ = Dist(device)
     cuda = dist_.device.type == "cuda"

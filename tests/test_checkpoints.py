@@ -10,7 +10,7 @@ import torch
 
 from crnn_captcha import CaptchaReader, CaptchaWarning, CheckpointError, OptionError
 from crnn_captcha.read.charset import Charset
-from crnn_captcha.read.checkpoint import atomic_save, default_checkpoint, load_checkpoint, load_model, make_checkpoint
+from crnn_captcha.read.checkpoint import default_checkpoint, load_checkpoint, load_model, make_checkpoint
 from crnn_captcha.read.images import PreprocessConfig
 from crnn_captcha.read.model import CRNN, CRNNConfig
 from crnn_captcha.predict import main as predict_main

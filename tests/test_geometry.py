@@ -8,7 +8,7 @@ from crnn_captcha import CaptchaReader
 from crnn_captcha.read.charset import Charset
 from crnn_captcha.read.checkpoint import atomic_save, make_checkpoint
 from crnn_captcha.read.ctc import greedy_texts
-from crnn_captcha.export import export_onnx
+from crnn_captcha.training.export import export_onnx
 from crnn_captcha.training.input_choice import choose_input
 from crnn_captcha.read.images import PreprocessConfig, preprocess
 from crnn_captcha.read.model import CRNN, CRNNConfig

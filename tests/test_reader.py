@@ -16,7 +16,7 @@ from crnn_captcha.read.images import PreprocessConfig
 from crnn_captcha.read.model import CRNN, CRNNConfig
 from crnn_captcha.predict import main as predict_main
 from crnn_captcha.read.checkpoint import default_checkpoint
-from crnn_captcha.split import split_samples
+from crnn_captcha.data.split import split_samples
 from conftest import CAPTCHA_V2, need
 from synth import make_folder
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from crnn_captcha.split import main, split_samples
+from crnn_captcha.data.split import split_samples
+from crnn_captcha.split import main
 from crnn_captcha.data.labels import read_manifest, scan_folder
 from conftest import CAPTCHA_V2, need
 from synth import make_folder

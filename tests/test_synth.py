@@ -9,7 +9,7 @@ from PIL import Image
 from crnn_captcha import synth, synthetic
 import crnn_captcha.synthetic.fonts  # noqa: F401  (patched below)
 from crnn_captcha.errors import OptionError
-from crnn_captcha.synth import DEFAULT_ALPHABET, SynthConfig, SynthRenderer, sample_sheet
+from crnn_captcha.synthetic import DEFAULT_ALPHABET, SynthConfig, SynthRenderer, sample_sheet
 
 
 @pytest.fixture(scope="module")

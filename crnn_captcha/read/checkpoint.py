@@ -54,7 +54,7 @@ def shipped(name: str) -> Path:
             return path
     except (ModuleNotFoundError, TypeError):
         pass
-    return Path(__file__).resolve().parent.parent / "checkpoints" / name
+    return Path(__file__).resolve().parents[2] / "checkpoints" / name
 
 
 def default_checkpoint() -> Path:
