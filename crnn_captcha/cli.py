@@ -126,10 +126,11 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
 
 def reader_from_args(args: argparse.Namespace):
     """The CaptchaReader the reader options ask for."""
-    from .read.reader import CaptchaReader  # torch loads here, so --help stays quick
+    from .read.ctc import DecodeOptions  # torch loads here, so --help stays quick
+    from .read.reader import CaptchaReader
 
-    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, decoder=args.decoder,
-                         beam_width=args.beam_width, length=args.length, allowed=getattr(args, "allowed", None))
+    options = DecodeOptions(args.decoder, args.beam_width, args.length, getattr(args, "allowed", None))
+    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, options=options)
 
 
 def add_label_options(group, skip_invalid: bool = True) -> None:

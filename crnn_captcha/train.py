@@ -45,9 +45,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
                    help="pad keeps each image's aspect ratio; stretch scales width and height apart")
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
-    d.add_argument("--mix-prob", type=cli.fraction_or_one, default=0.5,
+    d.add_argument("--splice-prob", "--mix-prob", dest="splice_prob", type=cli.fraction_or_one, default=0.5,
                    help="share of training items spliced from two captchas where their characters meet: strings "
-                        "the set does not hold, so the model reads characters rather than memorising labels (0: off)")
+                        "the set does not hold, so the model reads characters rather than memorising labels "
+                        "(0: off; --mix-prob is its older name)")
     d.add_argument("--plain-finish", type=cli.fraction, default=0.1,
                    help="share of the last epochs trained on the images as they are, without augmentation or "
                         "splicing (0: augment to the end)")
@@ -82,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         train=train or "", val=val or "", skip_invalid=args.skip_invalid, label_from=args.label_from,
         label_regex=args.label_regex, charset=args.charset, height=args.height, width=args.width, color=args.color,
         resize=args.resize, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
-        mix_prob=args.mix_prob, plain_finish=args.plain_finish, channels=args.channels, hidden=args.hidden,
+        splice_prob=args.splice_prob, plain_finish=args.plain_finish, channels=args.channels, hidden=args.hidden,
         lstm_layers=args.lstm_layers, dropout=args.dropout, init=args.init, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
     )

@@ -4,7 +4,7 @@
 # $RUNS/<recipe>_s<seed>/; scripts/ablation_report.py --runs $RUNS makes the table (--no-test: val only).
 #   bash scripts/ablation.sh                                   # both starts, seeds 0-4 -> runs/ablation
 #   RECIPES=pretrained SEEDS="5 6" bash scripts/ablation.sh    # more seeds, one start
-#   ARGS="--mix-prob 0" RUNS=runs/nomix bash scripts/ablation.sh   # another recipe
+#   ARGS="--splice-prob 0" RUNS=runs/nomix bash scripts/ablation.sh   # another recipe
 # A finished run (curves.png present) is skipped and an interrupted one resumed, so the script can be
 # run again after a stop.
 set -euo pipefail

@@ -112,7 +112,7 @@ def test_real_glyph_files_read_without_unpacking():
 def test_splicing_makes_consistent_new_strings(tmp_path):
     labels = make_folder(tmp_path, 8, seed=4)
     cs = Charset.from_labels(labels)
-    ds = CaptchaDataset(load_samples(tmp_path), cs, PreprocessConfig(), mix_prob=1.0, seed=0)
+    ds = CaptchaDataset(load_samples(tmp_path), cs, PreprocessConfig(), splice_prob=1.0, seed=0)
     seen_new = False
     for i in range(len(ds)):
         x, y, label = ds[i]

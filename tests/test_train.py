@@ -197,7 +197,7 @@ def test_resume_keeps_saved_settings_and_names_conflicts(splits, tmp_path, capsy
 
 
 def test_resume_is_exact_on_the_cpu(splits, tmp_path, monkeypatch):
-    config = tiny_config(splits, epochs=3, patience=0, seed=5, mix_prob=0.3)
+    config = tiny_config(splits, epochs=3, patience=0, seed=5, splice_prob=0.3)
     # the CPU: cuDNN's kernels on a GPU are not bit-for-bit repeatable (an H100 ran this test on
     # "auto", and the resumed weights differed)
     assert fit(config, tmp_path / "whole", device="cpu", progress=False) == 0
@@ -434,7 +434,7 @@ def test_plain_finish_trains_the_last_epochs_on_the_images_as_they_are(splits, t
     seen, real = [], train_module.train_one_epoch
 
     def spy(net, model, task, loader, *args, **kwargs):
-        seen.append((loader.dataset.augment is not None, loader.dataset.mix_prob))
+        seen.append((loader.dataset.augment is not None, loader.dataset.splice_prob))
         return real(net, model, task, loader, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", spy)

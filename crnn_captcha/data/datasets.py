@@ -22,7 +22,7 @@ class CaptchaDataset(Dataset):
     character the charset lacks raises :class:`UnknownCharacterError` (``unknown="raise"``) or, for
     validation, keeps its label and leaves the character out of the target (``unknown="drop"``).
 
-    With ``mix_prob`` > 0 an item is, with that probability, spliced with another captcha of the
+    With ``splice_prob`` > 0 an item is, with that probability, spliced with another captcha of the
     same label length: the first ``k`` characters of one and the rest of the other, cut at the
     boundary between character cells (the text extent split evenly). The new strings never occur
     in the data, so the model cannot pass by memorising whole training strings and must read each
@@ -35,7 +35,7 @@ class CaptchaDataset(Dataset):
         charset: Charset,
         cfg: PreprocessConfig,
         augment: Augment | None = None,
-        mix_prob: float = 0.0,
+        splice_prob: float = 0.0,
         seed: int = 0,
         unknown: str = "raise",
         progress: bool = False,
@@ -44,7 +44,7 @@ class CaptchaDataset(Dataset):
         self.charset = charset
         self.cfg = cfg
         self.augment = augment
-        self.mix_prob = mix_prob
+        self.splice_prob = splice_prob
         if unknown == "raise":
             self.targets = [charset.encode(s.label, source=str(s.path)) for s in self.samples]
         else:  # "drop": characters the model cannot emit leave the target (the label still counts them)
@@ -52,7 +52,7 @@ class CaptchaDataset(Dataset):
         rows = tqdm(self.samples, desc="decoding images", file=sys.stderr, leave=False, disable=not progress or None)
         self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in rows]
         # where each image's characters meet (model-size columns), for splicing
-        self.cuts = [cut_points(img, len(s.label)) for img, s in zip(self.images, self.samples)] if mix_prob > 0 else []
+        self.cuts = [cut_points(img, len(s.label)) for img, s in zip(self.images, self.samples)] if splice_prob > 0 else []
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -67,7 +67,7 @@ class CaptchaDataset(Dataset):
     def plain(self) -> "CaptchaDataset":
         """The same items as they are: no augmentation and no splicing (for the last epochs)."""
         out = copy.copy(self)
-        out.augment, out.mix_prob = None, 0.0
+        out.augment, out.splice_prob = None, 0.0
         return out
 
     def _splice(self, i: int) -> tuple[np.ndarray, list[int], str]:
@@ -88,7 +88,7 @@ class CaptchaDataset(Dataset):
 
     def __getitem__(self, i: int):
         pixels, target, label = self.images[i], self.targets[i], self.samples[i].label
-        if self.mix_prob > 0 and self.rng.random() < self.mix_prob:
+        if self.splice_prob > 0 and self.rng.random() < self.splice_prob:
             pixels, target, label = self._splice(i)
         if self.augment is not None:
             pixels = self.augment(pixels)

@@ -13,8 +13,8 @@ copies (``g _ g`` reads "gg", ``g g`` reads "g").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -73,9 +73,17 @@ class DecodeOptions:
         if self.allowed is not None and (not isinstance(self.allowed, str) or not self.allowed):
             raise OptionError(f"allowed must be a non-empty string of characters (or None), got {self.allowed!r}")
 
-    def replace(self, **changes) -> "DecodeOptions":
-        """A copy with some options changed (checked again); unknown names raise TypeError."""
-        return replace(self, **changes)
+    def replace(self, **changes: Any) -> "DecodeOptions":
+        """A copy with some options changed (checked again); itself when nothing changes.
+
+        Raises:
+            TypeError: a name that is not a decoding option (as for a mistyped keyword argument).
+            OptionError: a bad value.
+        """
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"unknown decoding option {unknown[0]!r}; use decoder, beam_width, length or allowed")
+        return replace(self, **changes) if changes else self
 
 
 # ----- loss ------------------------------------------------------------------------------------
@@ -134,6 +142,33 @@ def greedy_texts(best: np.ndarray, charset: Charset) -> list[str]:
     return [charset.decode_indices(char_runs(row)[0]) for row in np.asarray(best)]
 
 
+def _valid_states(length: int, classes: int, target: Sequence[int] | None) -> np.ndarray:
+    """Which states ``(k, c)`` of :func:`best_path` exist: blank always; a character only for
+    k >= 1, and with a target only its k-th class."""
+    valid = np.zeros((length + 1, classes), dtype=bool)
+    valid[:, 0] = True
+    for k in range(1, length + 1):
+        if target is None:
+            valid[k, 1:] = True
+        else:
+            valid[k, int(target[k - 1])] = True
+    return valid
+
+
+def _trace_back(score: np.ndarray, back: np.ndarray, length: int) -> np.ndarray:
+    """The frame path that ends in the best state with ``length`` characters read."""
+    T = back.shape[0]
+    k, c = length, int(np.argmax(score[length]))
+    if not np.isfinite(score[k, c]):
+        raise OptionError(f"no path reads exactly {length} characters in {T} frames")
+    path = np.zeros(T, dtype=np.int64)
+    for t in range(T - 1, -1, -1):
+        path[t] = c
+        if t > 0:
+            k, c = (int(v) for v in back[t, k, c])
+    return path
+
+
 def best_path(lp: np.ndarray, length: int, target: Sequence[int] | None = None) -> np.ndarray:
     """Best frame path (Viterbi) that reads exactly ``length`` characters.
 
@@ -151,14 +186,7 @@ def best_path(lp: np.ndarray, length: int, target: Sequence[int] | None = None) 
     # score[k, c]; back[t, k, c] = (previous k, previous c)
     score = np.full((length + 1, C), neg)
     back = np.zeros((T, length + 1, C, 2), dtype=np.int32)
-    # a character state (k, c) exists only for k >= 1, and with a target only for its k-th class
-    valid = np.zeros((length + 1, C), dtype=bool)
-    valid[:, 0] = True
-    for k in range(1, length + 1):
-        if target is None:
-            valid[k, 1:] = True
-        else:
-            valid[k, int(target[k - 1])] = True
+    valid = _valid_states(length, C, target)
     cls = np.arange(C)
     score[0, 0] = lp[0, 0]
     if length >= 1:
@@ -189,15 +217,7 @@ def best_path(lp: np.ndarray, length: int, target: Sequence[int] | None = None) 
             back[t, k, 1:, 0] = np.where(use_start, k - 1, k)[1:]
             back[t, k, 1:, 1] = np.where(use_start, start_from, cls)[1:]
         score = new
-    k, c = length, int(np.argmax(score[length]))
-    if not np.isfinite(score[k, c]):
-        raise OptionError(f"no path reads exactly {length} characters in {T} frames")
-    path = np.zeros(T, dtype=np.int64)
-    for t in range(T - 1, -1, -1):
-        path[t] = c
-        if t > 0:
-            k, c = (int(v) for v in back[t, k, c])
-    return path
+    return _trace_back(score, back, length)
 
 
 def force_align(log_probs: np.ndarray, target: Sequence[int]) -> list[tuple[int, int]]:

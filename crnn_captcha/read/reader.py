@@ -29,8 +29,6 @@ from .images import ImageInput, describe, file_problem, preprocess
 from .model import CRNN
 
 BACKENDS = ("auto", "torch", "onnx")
-#: Stands for "the reader's own setting" in the per-call options of read/predict.
-KEEP: Any = type("Keep", (), {"__repr__": lambda self: "<the reader's setting>"})()
 
 
 class TorchRunner:
@@ -134,10 +132,8 @@ class CaptchaReader:
     Args:
         checkpoint: path of a checkpoint of ours (default: the shipped model).
         device: "auto" (CUDA if available), "cpu" or "cuda".
-        decoder: "greedy" (default) or "beam".
-        beam_width: beams for "beam".
-        length: if given, read exactly this many characters.
-        allowed: if given, read only these characters (a subset of the model's charset).
+        options: how to decode (:class:`DecodeOptions`: decoder, beam_width, length, allowed);
+            single options may be given as keywords instead, e.g. ``decoder="beam"``.
         threads: CPU threads for ONNX Runtime (default: torch's current setting). The reader never
             changes the process's PyTorch thread count; call ``torch.set_num_threads`` for that.
         backend: "auto" (ONNX Runtime on the CPU when onnxruntime is installed and an up-to-date
@@ -153,16 +149,14 @@ class CaptchaReader:
         checkpoint: str | os.PathLike | None = None,
         *,
         device: str = "auto",
-        decoder: str = "greedy",
-        beam_width: int = 10,
-        length: int | None = None,
-        allowed: str | None = None,
+        options: DecodeOptions | None = None,
         threads: int | None = None,
         backend: str = "auto",
+        **decoding: Any,
     ):
         if backend not in BACKENDS:
             raise OptionError(f"backend {backend!r} is unknown; use 'auto', 'torch' or 'onnx'")
-        self.options = DecodeOptions(decoder, beam_width, length, allowed)
+        self.options = (options or DecodeOptions()).replace(**decoding)
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         if checkpoint is None and not path.exists():
             raise CheckpointError(f"{path}: the shipped default model is missing from this install")
@@ -189,11 +183,10 @@ class CaptchaReader:
         """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
         return self.runner.log_probs(batch)
 
-    def _options(self, decoder, beam_width, length, allowed) -> DecodeOptions:
-        given = {k: v for k, v in (("decoder", decoder), ("beam_width", beam_width), ("length", length),
-                                   ("allowed", allowed)) if v is not KEEP}
-        opts = self.options.replace(**given) if given else self.options
-        if given:
+    def _options(self, options: DecodeOptions | None, changes: dict[str, Any]) -> DecodeOptions:
+        """This call's options: ``options`` (or the reader's) with ``changes``, checked against the model."""
+        opts = (options or self.options).replace(**changes)
+        if opts is not self.options:
             self._check(opts)
         return opts
 
@@ -205,31 +198,29 @@ class CaptchaReader:
                               f"{self.frames} frames, so at most {self.frames} characters")
 
     # ----- public API ---------------------------------------------------------------------------
-    def predict(self, image: ImageInput, *, decoder: str = KEEP, beam_width: int = KEEP,
-                length: int | None = KEEP, allowed: str | None = KEEP) -> Prediction:
+    def predict(self, image: ImageInput, *, options: DecodeOptions | None = None, **changes: Any) -> Prediction:
         """Read one image; returns text, confidence and per-character confidences.
 
-        The keyword-only options override the reader's ``decoder``, ``beam_width``, ``length`` and
-        ``allowed`` for this call.
+        ``options`` replaces the reader's decoding options for this call; keywords change single
+        ones (``decoder``, ``beam_width``, ``length``, ``allowed``); any other keyword is an error.
 
         Raises:
             ImageError: naming the image and what is wrong with it.
             OptionError: a bad option value.
         """
-        opts = self._options(decoder, beam_width, length, allowed)
+        opts = self._options(options, changes)
         name = describe(image)
         x = preprocess(image, self.preprocess, name).unsqueeze(0)
         d: Decoded = decode_batch(self.log_probs(x), self.charset, opts)[0]
         return Prediction(d.text, d.confidence, d.char_confidences, name)
 
-    def read(self, image: ImageInput, *, decoder: str = KEEP, beam_width: int = KEEP,
-             length: int | None = KEEP, allowed: str | None = KEEP) -> str:
+    def read(self, image: ImageInput, *, options: DecodeOptions | None = None, **changes: Any) -> str:
         """Read one image and return its text (options as for :meth:`predict`)."""
-        return self.predict(image, decoder=decoder, beam_width=beam_width, length=length, allowed=allowed).text
+        return self.predict(image, options=options, **changes).text
 
     def predict_batch(
         self, images: Iterable[ImageInput], batch_size: int = 64, errors: str = "raise", *,
-        decoder: str = KEEP, beam_width: int = KEEP, length: int | None = KEEP, allowed: str | None = KEEP,
+        options: DecodeOptions | None = None, **changes: Any,
     ) -> list[Prediction]:
         """Read many images in batches; results in input order.
 
@@ -242,7 +233,7 @@ class CaptchaReader:
             raise OptionError(f"errors must be 'raise' or 'mark', got {errors!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise OptionError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
-        opts = self._options(decoder, beam_width, length, allowed)
+        opts = self._options(options, changes)
         images = list(images)
         results: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(images), batch_size):
@@ -264,11 +255,10 @@ class CaptchaReader:
 
     def read_batch(
         self, images: Sequence[ImageInput], batch_size: int = 64, errors: str = "raise", *,
-        decoder: str = KEEP, beam_width: int = KEEP, length: int | None = KEEP, allowed: str | None = KEEP,
+        options: DecodeOptions | None = None, **changes: Any,
     ) -> list[str | None]:
         """Texts of many images in input order; with ``errors="mark"`` a failed image gives None."""
-        preds = self.predict_batch(images, batch_size, errors, decoder=decoder, beam_width=beam_width,
-                                   length=length, allowed=allowed)
+        preds = self.predict_batch(images, batch_size, errors, options=options, **changes)
         return [p.text if p.ok else None for p in preds]
 
     # ----- for callers in an event loop --------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 from .._version import __version__
 from ..errors import CaptchaError, OptionError
 from ..errors import one_line
-from .batching import Batcher, Runner
+from .batching import Batcher, ReadQueue
 from .guards import Guard, Measure
 from .metrics import Metrics
 from .settings import ApiError, QUERY_OPTIONS, RAW_TYPES, ROUTES, ServeSettings, error_response, missing_packages
@@ -59,12 +59,11 @@ def decode_options(query, reader) -> DecodeOptions:
             raise OptionError(f"query parameter {name!r} is given {len(values)} times; give it once")
         value = values[0]
         given[name] = _whole_number(name, value) if name in ("beam_width", "length") else value
-    options = reader.options.replace(**given) if given else reader.options
+    options = reader.options.replace(**given)
     allowed_mask(reader.charset, options.allowed)  # characters the model cannot read fail here
     # An empty batch runs the reader's own checks of the options (a length its model cannot read,
     # ...) without any model work, so a bad value is a 400 before the request joins a batch.
-    reader.predict_batch([], decoder=options.decoder, beam_width=options.beam_width, length=options.length,
-                         allowed=options.allowed)
+    reader.predict_batch([], options=options)
     return options
 
 
@@ -118,15 +117,15 @@ def answer(pred, name: str) -> dict:
     return {"text": pred.text, "confidence": pred.confidence, "char_confidences": list(pred.char_confidences)}
 
 
-async def read_request(request, runner: Runner, many: bool) -> list[tuple[str, Any]]:
+async def read_request(request, queue: ReadQueue, many: bool) -> list[tuple[str, Any]]:
     """Options and images of a request, then the model: (name, prediction) per image."""
-    runner.arriving += 1
+    queue.arriving += 1
     try:
-        options = decode_options(request.query_params, runner.reader)
-        images = await request_images(request, runner.settings, many)
+        options = decode_options(request.query_params, queue.reader)
+        images = await request_images(request, queue.settings, many)
     finally:
-        runner.arriving -= 1
-    preds = await runner.submit([data for _, data in images], options)
+        queue.arriving -= 1
+    preds = await queue.submit([data for _, data in images], options)
     return [(name, pred) for (name, _), pred in zip(images, preds)]
 
 
@@ -198,13 +197,13 @@ def describe_service(reader, settings: ServeSettings) -> dict:
     }
 
 
-def add_routes(app, runner: Runner, metrics: Metrics, info: dict) -> None:
+def add_routes(app, queue: ReadQueue, metrics: Metrics, info: dict) -> None:
     from fastapi import Request
     from starlette.responses import JSONResponse, Response
 
     @app.post("/read")
     async def read(request: Request):
-        [(name, pred)] = await read_request(request, runner, many=False)
+        [(name, pred)] = await read_request(request, queue, many=False)
         result = answer(pred, name)
         if "error" in result:
             raise ApiError(400, "bad_image", result["error"])
@@ -212,13 +211,13 @@ def add_routes(app, runner: Runner, metrics: Metrics, info: dict) -> None:
 
     @app.post("/read/batch")
     async def read_batch(request: Request):
-        pairs = await read_request(request, runner, many=True)
+        pairs = await read_request(request, queue, many=True)
         results = [{"index": i, "name": name, **answer(pred, name)} for i, (name, pred) in enumerate(pairs)]
         return JSONResponse({"results": results, "failed": sum("error" in r for r in results)})
 
     @app.get("/health")
     async def health():
-        if not runner.alive:
+        if not queue.alive:
             return JSONResponse({"status": "unavailable"}, 503)
         return JSONResponse({"status": "ok"})
 
@@ -247,18 +246,18 @@ def create_app(reader, settings: ServeSettings = ServeSettings()):
     from starlette.middleware import Middleware
 
     metrics = Metrics()
-    runner = (Batcher if settings.batching else Runner)(reader, metrics, settings)
+    queue = (Batcher if settings.batching else ReadQueue)(reader, metrics, settings)
 
     @asynccontextmanager
     async def lifespan(app):
-        await runner.start()
+        await queue.start()
         yield
-        await runner.stop()
+        await queue.stop()
 
     app = FastAPI(title="crnn_captcha", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan, middleware=[Middleware(Measure, metrics=metrics),
                                                  Middleware(Guard, settings=settings, metrics=metrics)])
-    app.state.runner, app.state.metrics = runner, metrics
+    app.state.queue, app.state.metrics = queue, metrics
     add_error_handlers(app, metrics)
-    add_routes(app, runner, metrics, describe_service(reader, settings))
+    add_routes(app, queue, metrics, describe_service(reader, settings))
     return app

@@ -29,7 +29,7 @@ def settle(job: Job, result: Any = None, error: BaseException | None = None) -> 
         job.future.set_result(result)
 
 
-class Runner:
+class ReadQueue:
     """Runs the reader for requests; the model always works in a worker thread.
 
     This base class reads each request on its own (``--no-batching``); :class:`Batcher` gathers them.
@@ -61,9 +61,7 @@ class Runner:
         """One model call (``reader.apredict_batch``) with the metrics around it."""
         self.metrics.batch.observe(len(images))
         start = time.perf_counter()
-        preds = await self.reader.apredict_batch(
-            images, self.settings.batch_size, "mark", decoder=options.decoder, beam_width=options.beam_width,
-            length=options.length, allowed=options.allowed)
+        preds = await self.reader.apredict_batch(images, self.settings.batch_size, "mark", options=options)
         self.metrics.model_seconds.observe(time.perf_counter() - start)
         failed = sum(not p.ok for p in preds)
         self.metrics.images.labels("read").inc(len(preds) - failed)
@@ -83,7 +81,7 @@ class Runner:
             self.metrics.queued.dec()
 
 
-class Batcher(Runner):
+class Batcher(ReadQueue):
     """Gathers concurrent requests into one model call.
 
     One task takes the first waiting request, then keeps collecting for at most ``batch_wait_ms``

@@ -1,7 +1,9 @@
 """The service's settings and its error type."""
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
 from ..errors import one_line
+from ..read.ctc import DecodeOptions
 
 
 API_KEY_ENV = "CRNN_CAPTCHA_API_KEY"
@@ -15,7 +17,8 @@ WEB_PACKAGES = (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("prometheus_cli
 ROUTES = {"/": "GET", "/health": "GET", "/metrics": "GET", "/read": "POST", "/read/batch": "POST"}
 
 
-QUERY_OPTIONS = ("decoder", "beam_width", "length", "allowed")
+#: The query parameters of /read: the decoding options.
+QUERY_OPTIONS = tuple(f.name for f in fields(DecodeOptions))
 
 
 RAW_TYPES = ("application/octet-stream",)

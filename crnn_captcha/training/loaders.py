@@ -81,7 +81,7 @@ def build_loaders(config: TrainConfig, train: list[Sample], val: list[Sample], c
     """
     seed = config.seed + dist_.rank
     augment = Augmenter(config.aug_strength, config.strike_line, seed=seed) if config.aug_strength > 0 else None
-    train_ds = CaptchaDataset(train, charset, pre, augment, mix_prob=config.mix_prob, seed=seed, progress=progress)
+    train_ds = CaptchaDataset(train, charset, pre, augment, splice_prob=config.splice_prob, seed=seed, progress=progress)
     val_ds = CaptchaDataset(val, charset, pre, unknown="drop", progress=progress)
     cuda = dist_.device.type == "cuda"
     gen = torch.Generator().manual_seed(config.seed)

@@ -69,7 +69,7 @@ class TrainConfig:
             ratio the text is drawn (None: as chosen with the width, so the typical image fills an
             input widened for long labels; 1 where --width is given).
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
-        mix_prob: share of items spliced from two captchas where their characters meet (0: off);
+        splice_prob: share of items spliced from two captchas where their characters meet (0: off);
             new strings keep a small set from being memorised (250 ImageCaptcha images: 0% without,
             65% with 0.5).
         plain_finish: the share of the last epochs trained on the images as they are, without
@@ -104,7 +104,7 @@ class TrainConfig:
     x_scale: float | None = None
     aug_strength: float = 1.0
     strike_line: bool = True
-    mix_prob: float = 0.5
+    splice_prob: float = 0.5
     plain_finish: float = 0.1
     init: str = "auto"
     channels: tuple[int, ...] | None = None
@@ -142,6 +142,8 @@ class TrainConfig:
             kept.update(resize="stretch", color="gray", epoch_samples=None)
         if "init" not in d:  # before --init: from scratch, or from a glyph backbone
             kept["init"] = d.get("pretrained_backbone") or "scratch"
+        if "mix_prob" in d and "splice_prob" not in d:  # its older name
+            kept["splice_prob"] = d["mix_prob"]
         if "plain_finish" not in d:  # before the plain finish: augmented to the end
             kept["plain_finish"] = 0.0
         if "x_scale" not in d:  # before widened inputs stretched the text: padded
