@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, short functions, one error family, one command."""
+"""The package's shape: rooms that import only the rooms below them, commands that nothing imports,
+no import cycles, short functions and modules, one error family, one command."""
 import ast
 import subprocess
 import sys
@@ -11,49 +12,120 @@ from crnn_captcha import errors
 from crnn_captcha.__main__ import COMMANDS, main
 
 PACKAGE = Path(crnn_captcha.__file__).resolve().parent
-MODULES = sorted(p for p in PACKAGE.glob("*.py"))
+MODULES = sorted(PACKAGE.rglob("*.py"))
+#: The commands: parse, build a config, call the library, map errors. Nothing below them imports them.
+COMMAND_LAYER = {"cli", "__main__", *(module for module, _ in COMMANDS.values())}
+#: What each room of the library may import, besides itself and the package's base modules.
+BASE = {"errors", "files", "_version"}
+ROOMS = {
+    "read": set(),
+    "synthetic": set(),
+    "data": {"read"},
+    "service": {"read"},
+    "training": {"read", "data", "synthetic"},
+}
+MAX_FUNCTION_LINES, MAX_MODULE_LINES = 60, 500
 
 
-def package_imports(path: Path) -> set[str]:
-    """Modules of the package that ``path`` imports (``from . import x``, ``from .x import y``),
-    at any depth of the file (imports inside functions count too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
+def name_of(path: Path, root: Path = PACKAGE) -> str:
+    """``read.ctc`` for read/ctc.py under ``root``; ``read`` for its __init__.py."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts) or "__init__"
+
+
+def import_graph(root: Path = PACKAGE, top: str = "crnn_captcha") -> dict[str, set[str]]:
+    """Each module of the package under ``root`` -> the package's modules it imports, at any depth
+    of the file (imports inside functions count too)."""
+    files = sorted(root.rglob("*.py"))
+    names = {name_of(p, root) for p in files}
+    graph = {}
+    for path in files:
+        here = name_of(path, root).split(".")
+        package = here if path.name == "__init__.py" else here[:-1]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+            elif (node.module or "").startswith(top):
+                base = node.module.split(".")[1:]
             else:
-                found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crnn_captcha"):
-            parts = node.module.split(".")
-            found.add(parts[1] if len(parts) > 1 else "__init__")
-    return found - {path.stem}
+                continue
+            for alias in node.names:  # ``from . import cli`` imports a module; ``from .x import y`` imports x
+                candidate = ".".join(base + [alias.name])
+                found.add(candidate if candidate in names else ".".join(base) or "__init__")
+        graph[name_of(path, root)] = (found & names) - {name_of(path, root)}
+    return graph
 
 
-def test_no_import_cycles():
-    graph = {p.stem: package_imports(p) & {m.stem for m in MODULES} for p in MODULES}
+def cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle, or []. A room's __init__ importing its own modules is not one."""
     state: dict[str, int] = {}
 
-    def visit(node: str, trail: list[str]) -> None:
+    def visit(node: str, trail: list[str]) -> list[str]:
         if state.get(node) == 1:
-            pytest.fail("import cycle: " + " -> ".join(trail[trail.index(node):] + [node]))
+            return trail[trail.index(node):] + [node]
         if state.get(node) == 2:
-            return
+            return []
         state[node] = 1
-        for nxt in sorted(graph[node]):
-            visit(nxt, trail + [node])
+        for nxt in sorted(graph[node] - {node.split(".")[0]}):
+            found = visit(nxt, trail + [node])
+            if found:
+                return found
         state[node] = 2
+        return []
 
-    for name in graph:
-        visit(name, [])
-    assert not any("__init__" in deps for name, deps in graph.items() if name != "__main__"), graph
+    return next((c for c in (visit(name, []) for name in graph) if c), [])
 
 
-def test_no_function_over_80_lines():
-    long = [f"{p.name}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
+def layering_faults(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a command from below the commands, of the package's __init__, or of a room that
+    is not below the importing one."""
+    faults = [f"{name} imports the command {dep}" for name, deps in graph.items() if name not in COMMAND_LAYER
+              for dep in sorted(deps & COMMAND_LAYER)]
+    faults += [f"{name} imports the package's __init__" for name, deps in graph.items()
+               if name != "__main__" and "__init__" in deps]
+    for name, deps in graph.items():
+        room = name.split(".")[0]
+        if room in ROOMS:
+            allowed = {room} | ROOMS[room] | BASE
+            faults += [f"{name} imports {dep}" for dep in sorted(deps - COMMAND_LAYER)
+                       if dep.split(".")[0] not in allowed]
+    return faults
+
+
+def test_no_import_cycles_and_each_room_imports_only_the_rooms_below_it():
+    graph = import_graph()
+    assert not cycle(graph), " -> ".join(cycle(graph))
+    assert not layering_faults(graph), layering_faults(graph)
+    assert {n.split(".")[0] for n in graph} <= set(ROOMS) | COMMAND_LAYER | BASE | {"__init__"}, sorted(graph)
+    assert "read.charset" in graph["read.ctc"] and {"cli", "training.loop"} <= graph["train"]
+
+
+def test_the_checks_find_a_command_import_a_room_above_and_a_cycle(tmp_path):
+    files = {"__init__.py": "", "cli.py": "", "errors.py": "", "read/__init__.py": "",
+             "read/a.py": "from .. import cli\nfrom ..errors import E\n",
+             "read/b.py": "def f():\n    from ..training.c import g\n",
+             "training/__init__.py": "from .c import g\n",
+             "training/c.py": "from crnn_captcha.training.d import h\n", "training/d.py": "from .c import g\n"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = import_graph(tmp_path)
+    assert graph["read.a"] == {"cli", "errors"} and graph["training"] == {"training.c"}
+    assert layering_faults(graph) == ["read.a imports the command cli", "read.b imports training.c"]
+    assert cycle(graph) == ["training.c", "training.d", "training.c"]
+
+
+def test_no_function_over_60_lines_and_no_module_over_500():
+    long = [f"{p.relative_to(PACKAGE)}:{n.lineno} {n.name} ({n.end_lineno - n.lineno + 1} lines)"
             for p in MODULES for n in ast.walk(ast.parse(p.read_text()))
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > 80]
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, long
+    big = [f"{p.relative_to(PACKAGE)} ({n} lines)" for p in MODULES
+           if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES]
+    assert not big, big
 
 
 def test_every_error_is_a_captcha_error_and_exported():
