@@ -5,7 +5,15 @@
 """
 from ._version import __version__
 from .errors import (
-    AllowedCharacterError, CaptchaError, CaptchaWarning, CheckpointError, ImageError, LabelError, OptionError, OverwriteError, TrainingError,
+    AllowedCharacterError,
+    CaptchaError,
+    CaptchaWarning,
+    CheckpointError,
+    ImageError,
+    LabelError,
+    OptionError,
+    OverwriteError,
+    TrainingError,
     UnknownCharacterError,
 )
 from .read.charset import Charset

@@ -3,10 +3,12 @@
     python -m crnn_captcha.augment --data ../shared/data/captcha_v2 --out aug_grid.png
 """
 from __future__ import annotations
+
 import argparse
-from .errors import OptionError
+
 from . import cli
 from .data.augment import Augmenter, sample_grid
+from .errors import OptionError
 from .files import check_image_out
 from .read.images import PreprocessConfig
 

@@ -172,6 +172,7 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     r = ap.add_argument_group("run")
     r.add_argument("--out", default=out, help="folder for checkpoints and metrics")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
+    r.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: half the cores, at most 4)")
     return {"data": d, "model": m, "optimisation": o, "run": r}
 
 

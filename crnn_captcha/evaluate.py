@@ -18,41 +18,12 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
-from PIL import Image, ImageDraw
-
-from .errors import CaptchaWarning, ImageError, OptionError
 from . import cli
 from .data.labels import IMAGE_SUFFIXES, load_samples
-from .data.scoring import confusions, score, summarize
+from .data.scoring import folding, gallery, report
+from .errors import CaptchaWarning, OptionError
 from .files import check_image_out
-from .read.images import load_gray
-
-
-def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int = 2) -> None:
-    """A PNG with each misread image and its truth / prediction beneath it."""
-    cells = []
-    for src, truth, pred in rows:
-        try:
-            gray = load_gray(src)
-        except ImageError:  # already reported as unreadable
-            continue
-        img = Image.fromarray(gray, "L").resize((gray.shape[1] * scale // 2, gray.shape[0] * scale // 2))
-        cell = Image.new("RGB", (max(img.width, 160), img.height + 16), "white")
-        cell.paste(img.convert("RGB"), (0, 0))
-        ImageDraw.Draw(cell).text((2, img.height + 2), f"true {truth}  read {pred or '-'}", fill=(200, 0, 0))
-        cells.append(cell)
-    if not cells:
-        Image.new("RGB", (220, 20), "white").save(path)
-        return
-    cols = 4
-    w, h = max(c.width for c in cells), max(c.height for c in cells)
-    sheet = Image.new("RGB", (cols * w, ((len(cells) + cols - 1) // cols) * h), "white")
-    for i, c in enumerate(cells):
-        sheet.paste(c, ((i % cols) * w, (i // cols) * h))
-    sheet.save(path)
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -75,19 +46,10 @@ def alike_group(text: str) -> str:
     return text
 
 
-def folding(groups: Sequence[str]) -> dict[int, str]:
-    """A str.translate table that writes every character of a group as the group's first."""
-    table: dict[int, str] = {}
-    for group in groups:
-        for ch in group:
-            if ord(ch) in table:
-                raise OptionError(f"--alike: {ch!r} is in more than one group")
-            table[ord(ch)] = group[0]
-    return table
 
 
 def run(args: argparse.Namespace) -> int:
-    fold = folding(args.alike)
+    folding(args.alike)  # groups that clash are a usage error, before any reading
     if args.gallery:
         check_image_out(args.gallery, "--gallery")
     if Path(args.data).suffix.lower() in IMAGE_SUFFIXES:
@@ -106,23 +68,8 @@ def run(args: argparse.Namespace) -> int:
     failed = [p for p in preds if not p.ok]
     for p in failed:
         print(f"error: {p.error}", file=sys.stderr)
-    texts = [p.text for p in preds]
-    truths = [s.label for s in samples]
-    result = summarize(score(texts, truths))
-    result["checkpoint"] = str(reader.checkpoint_path)
-    result["data"] = str(args.data)
-    result["unreadable"] = len(failed)
-    # many sites take an answer in either case, and some generators draw both cases of a letter alike
-    result["accuracy_ignoring_case"] = sum(p.casefold() == t.casefold() for p, t in zip(texts, truths)) / len(truths)
-    if args.alike:
-        result["alike"] = args.alike
-        result["accuracy_alike"] = sum(p.translate(fold) == t.translate(fold) for p, t in zip(texts, truths)) / len(truths)
-    result["confusions"] = [[t, p, n] for (t, p), n in confusions(texts, truths).most_common(args.top)]
-    result["misreads"] = [
-        {"path": str(s.path), "truth": s.label, "read": p.text, "confidence": round(p.confidence, 4)}
-        for s, p in zip(samples, preds) if p.text != s.label
-    ]
-    result["mean_confidence"] = float(np.mean([p.confidence for p in preds]))
+    result = report(samples, preds, args.alike, args.top, checkpoint=str(reader.checkpoint_path), data=str(args.data),
+                    unreadable=len(failed))
     if args.gallery:
         gallery(args.gallery, [(m["path"], m["truth"], m["read"]) for m in result["misreads"] if Path(m["path"]).exists()])
     if args.json:

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-
-from .errors import OptionError
 from . import cli
+from .errors import OptionError
 from .read.checkpoint import default_checkpoint
 from .training.export import export_onnx
-
-
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -24,25 +24,12 @@ from collections import Counter
 from PIL import Image
 from tqdm import tqdm
 
-from .errors import CaptchaWarning, OptionError, OverwriteError
 from . import cli
 from .data.augment import Augmenter
 from .data.glyphs import contact_sheet, cut_glyphs, safe_in_name
 from .data.labels import load_samples
+from .errors import CaptchaWarning, OptionError, OverwriteError
 from .files import check_out_folder
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -15,9 +15,9 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import OptionError
 from . import cli
 from .data.labels import IMAGE_SUFFIXES, is_hidden
+from .errors import OptionError
 
 
 def expand(inputs: list[str]) -> list[str]:

@@ -62,8 +62,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--workers", type=cli.non_negative_int,
                    help="processes rendering images (default: 1 on the CPU; on a GPU all cores but two, shared "
                         "among torchrun's processes: each renders about 1,000 captchas/s)")
-    r.add_argument("--threads", type=cli.non_negative_int, default=0,
-                   help="CPU threads for torch (0: half the cores, at most 4)")
     r.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return ap
 

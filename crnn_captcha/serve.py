@@ -25,8 +25,9 @@ import ipaddress
 import os
 import socket
 import sys
-from .errors import OptionError
+
 from . import cli
+from .errors import OptionError
 from .service.app import create_app
 from .service.settings import API_KEY_ENV, ServeSettings, missing_packages
 

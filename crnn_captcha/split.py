@@ -19,10 +19,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import CaptchaWarning, ImageError, OptionError, OverwriteError
 from . import cli
 from .data.labels import Sample, alphabet_of, listing, scan_folder, write_manifest
 from .data.split import split_samples
+from .errors import CaptchaWarning, ImageError, OptionError, OverwriteError
 from .files import check_out_folder
 from .read.images import load_gray
 

@@ -5,9 +5,12 @@
 What the renderer draws: :mod:`crnn_captcha.synthetic`.
 """
 from __future__ import annotations
+
 import argparse
 import sys
+
 import cv2
+
 from . import cli
 from .files import check_image_out
 from .synthetic.config import DEFAULT_ALPHABET, SynthConfig

@@ -20,12 +20,14 @@ its saved settings, and on the CPU continues exactly as if it had not stopped), 
 From Python: :func:`crnn_captcha.training.fit` with a :class:`~crnn_captcha.training.TrainConfig`.
 """
 from __future__ import annotations
+
 import argparse
 from pathlib import Path
 from typing import Any
+
 from . import cli
-from .training.loop import fit
 from .read.model import CRNNConfig
+from .training.loop import fit
 from .training.recipe import TrainConfig
 
 
@@ -69,8 +71,6 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     r.add_argument("--workers", type=cli.non_negative_int,
                    help="data loader workers (default: 0 on the CPU; on a GPU all cores but two, at most 12: "
                         "each prepares about 1,000-2,000 images/s)")
-    r.add_argument("--threads", type=cli.non_negative_int, default=0,
-                   help="CPU threads for torch (0: half the cores, at most 4)")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     return ap
 

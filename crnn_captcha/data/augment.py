@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 
 
-
 class StrikeLine(A.ImageOnlyTransform):
     """Draw a dark, slightly curved line across the image, as the captcha generator does."""
 

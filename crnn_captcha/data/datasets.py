@@ -1,17 +1,20 @@
 """Training datasets of whole captchas, with augmentation and splicing, and their batching."""
 from __future__ import annotations
+
 import copy
 import sys
 from typing import Sequence
+
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
-from .labels import Augment, Sample
-from .positions import cut_points
+
 from ..read.charset import Charset
 from ..read.images import PreprocessConfig, load_image, resize_image, to_tensor
+from .labels import Augment, Sample
+from .positions import cut_points
 
 
 class CaptchaDataset(Dataset):

@@ -1,20 +1,30 @@
 """Glyph sets: reading one (the Kaggle 118K format) and cutting one from a split's captchas."""
 from __future__ import annotations
+
 import sys
 import tarfile
 import warnings
 from pathlib import Path
 from typing import Sequence
+
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
+
 from ..errors import CaptchaWarning, LabelError, OptionError
-from .labels import Augment, IMAGE_SUFFIXES, Sample, listing
-from .positions import cell_edges, text_extent
 from ..read.charset import Charset
 from ..read.ctc import force_align
-from ..read.images import PreprocessConfig, load_gray, load_image, preprocess, resize_image, to_tensor
+from ..read.images import (
+    PreprocessConfig,
+    load_gray,
+    load_image,
+    preprocess,
+    resize_image,
+    to_tensor,
+)
+from .labels import IMAGE_SUFFIXES, Augment, Sample, listing
+from .positions import cell_edges, text_extent
 
 GLYPH_W, GLYPH_H = 32, 52
 

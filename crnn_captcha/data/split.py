@@ -1,7 +1,9 @@
 """Splitting labelled samples into train/val/test, the same for the same seed on any machine."""
 from __future__ import annotations
+
 import random
 from typing import Sequence
+
 from ..errors import OptionError
 from .labels import Sample
 

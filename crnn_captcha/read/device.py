@@ -1,8 +1,9 @@
 """Where a model runs: the device a name asks for, checked."""
 from __future__ import annotations
-import torch
-from ..errors import OptionError
 
+import torch
+
+from ..errors import OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
 from .ctc import frames_needed
 
 #: Input pixels per output frame: the backbone pools the width twice by 2.

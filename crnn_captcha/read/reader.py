@@ -20,10 +20,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..errors import CaptchaWarning, ImageError, OptionError
-from ..errors import CheckpointError
-from .checkpoint import SHA_KEY, build_crnn, default_checkpoint, file_sha256, load_checkpoint
-from .ctc import DecodeOptions, Decoded, allowed_mask, decode_batch, log_softmax
+from ..errors import CaptchaWarning, CheckpointError, ImageError, OptionError
+from .checkpoint import (
+    SHA_KEY,
+    build_crnn,
+    default_checkpoint,
+    file_sha256,
+    load_checkpoint,
+)
+from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch, log_softmax
 from .device import pick_device
 from .images import ImageInput, describe, file_problem, preprocess
 from .model import CRNN

@@ -10,13 +10,20 @@ import re
 from typing import Any
 
 from .._version import __version__
-from ..errors import CaptchaError, OptionError
-from ..errors import one_line
+from ..errors import CaptchaError, OptionError, one_line
+from ..read.ctc import DecodeOptions, allowed_mask
 from .batching import Batcher, ReadQueue
 from .guards import Guard, Measure
 from .metrics import Metrics
-from .settings import ApiError, QUERY_OPTIONS, RAW_TYPES, ROUTES, ServeSettings, error_response, missing_packages
-from ..read.ctc import DecodeOptions, allowed_mask
+from .settings import (
+    QUERY_OPTIONS,
+    RAW_TYPES,
+    ROUTES,
+    ApiError,
+    ServeSettings,
+    error_response,
+    missing_packages,
+)
 
 log = logging.getLogger("crnn_captcha.serve")
 

@@ -4,9 +4,10 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from ..read.ctc import DecodeOptions
 from .metrics import Metrics
 from .settings import ApiError, ServeSettings
-from ..read.ctc import DecodeOptions
 
 log = logging.getLogger("crnn_captcha.serve")
 

@@ -4,8 +4,9 @@ import hashlib
 import hmac
 import time
 from typing import Callable
+
 from .metrics import Metrics
-from .settings import ApiError, ROUTES, ServeSettings, error_response
+from .settings import ROUTES, ApiError, ServeSettings, error_response
 
 
 # ----- ASGI middleware: guard the routes, measure every answer ----------------------------------

@@ -5,7 +5,6 @@ from dataclasses import dataclass, fields
 from ..errors import one_line
 from ..read.ctc import DecodeOptions
 
-
 API_KEY_ENV = "CRNN_CAPTCHA_API_KEY"
 
 

@@ -68,8 +68,8 @@ readable; a share of images is still hard on purpose, as captchas are.
 
 Speed: glyph masks are rendered once per process and size (a bounded cache; sizes on a ladder 7%
 apart, the layer then scaled to the exact size), images are drawn at their final size, and every
-noise and warp is numpy or OpenCV: about 1,000-1,600 images per second on one core at heights of
-32-80 pixels (``python -m crnn_captcha.synth`` measures it). Set ``cv2.setNumThreads(1)`` in
+noise and warp is numpy or OpenCV (``python -m crnn_captcha.synth --bench N`` measures the speed on
+your machine; docs/results.md has the figures measured). Set ``cv2.setNumThreads(1)`` in
 rendering workers: OpenCV's own threads only contend with the other workers.
 """
 

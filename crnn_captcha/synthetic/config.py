@@ -1,9 +1,10 @@
 """What the renderer draws, and how often each effect appears: :class:`SynthConfig`."""
 from __future__ import annotations
+
 import string
 from dataclasses import dataclass, fields
-from ..errors import OptionError
 
+from ..errors import OptionError
 
 SYMBOLS = "+-=?!@#$%&*"
 

@@ -1,11 +1,14 @@
 """Random draws, colours, backgrounds, clutter (dots, arcs, strike lines) and distortions."""
 from __future__ import annotations
+
 import math
 import random
 from dataclasses import dataclass
 from typing import Sequence
+
 import cv2
 import numpy as np
+
 from .config import SynthConfig
 
 

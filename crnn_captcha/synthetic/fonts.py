@@ -1,6 +1,7 @@
 """Fonts: finding them (system, bundled with packages, Pillow's, OpenCV's), their licences, the
 characters each draws distinctly, and one character's mask at a size (cached)."""
 from __future__ import annotations
+
 import importlib.util
 import io
 import os
@@ -8,12 +9,13 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
 from ..errors import OptionError
 from .config import SynthConfig
-
 
 #: Folders searched (recursively) for the "system" fonts; missing ones are skipped.
 SYSTEM_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts",

@@ -9,58 +9,17 @@ import numpy as np
 
 from ..errors import OptionError
 from .config import GLYPH_SIZE, SynthConfig
-from .drawing import _Rand, _background, _clutter, _colour_scheme, _distort
+from .drawing import _background, _clutter, _colour_scheme, _distort, _Rand
 from .fonts import FontInfo, discover_fonts
-from .text import MIN_PX, _gradient_fill, _paste, _shadow, _styled_glyph, _text_layer, _text_style
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+from .text import (
+    MIN_PX,
+    _gradient_fill,
+    _paste,
+    _shadow,
+    _styled_glyph,
+    _text_layer,
+    _text_style,
+)
 
                          # (small where only the hue separates text from background)
 

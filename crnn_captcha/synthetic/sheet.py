@@ -1,9 +1,12 @@
 """A grid of synthetic samples with their labels beneath, and the renderer's speed."""
 from __future__ import annotations
+
 import os
 import time
 from pathlib import Path
+
 from PIL import Image, ImageDraw, ImageFont
+
 from ..errors import OptionError
 from .renderer import SynthRenderer
 

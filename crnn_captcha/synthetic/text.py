@@ -1,14 +1,16 @@
 """The text layer: sizes, styles (outlines, hollow, bold), placement and the glyphs' paste."""
 from __future__ import annotations
+
 import bisect
 import math
 from dataclasses import dataclass
+
 import cv2
 import numpy as np
-from .config import SynthConfig
-from .drawing import Colour, TAU, _Rand, _Scheme, _colour, _luma, _sine_warp
-from .fonts import FontInfo, _glyph_mask
 
+from .config import SynthConfig
+from .drawing import TAU, Colour, _colour, _luma, _Rand, _Scheme, _sine_warp
+from .fonts import FontInfo, _glyph_mask
 
 # ----- the text -----------------------------------------------------------------------------------
 #: Font sizes (pixels per em) glyphs are rendered at: a ladder 7% apart, so the glyph cache is hit

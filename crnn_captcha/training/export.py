@@ -1,10 +1,19 @@
 """Export a checkpoint to ONNX, tied to it by the checkpoint's hash."""
 from __future__ import annotations
+
 import warnings
 from pathlib import Path
+
 import torch
+
 from ..errors import OptionError
-from ..read.checkpoint import SHA_KEY, atomic_write, build_crnn, file_sha256, load_checkpoint
+from ..read.checkpoint import (
+    SHA_KEY,
+    atomic_write,
+    build_crnn,
+    file_sha256,
+    load_checkpoint,
+)
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:

@@ -1,14 +1,14 @@
 """The model's input, chosen from the training images: height, width and gray or colour.
 
-    from crnn_captcha.geometry import choose_input
+    from crnn_captcha.training.input_choice import choose_input
     choice = choose_input([s.path for s in samples], longest_label=6)
     choice.height, choice.width, choice.channels, choice.why
 
 The rules, kept simple so a user can predict them:
 
 - **Height**: 32 for images up to 56 px high (the captcha v2 images are 50), 64 for taller ones:
-  small enough to be fast, large enough that characters keep their strokes (trained on 1,000
-  ImageCaptcha images of 160x60, models read 84.1-86.7% of the test set at 32 px, 93.6-95.0% at 64).
+  small enough to be fast, large enough that characters of taller images keep their strokes
+  (measured in docs/results.md).
 - **Width**: the height times the typical width/height ratio, rounded to a multiple of 4, so a
   typical image is scaled, not squashed; an image of another shape is padded with its border colour.
   Widened where that leaves a character of the longest label narrower than 5/6 of the text's
@@ -16,10 +16,8 @@ The rules, kept simple so a user can predict them:
   (training's ``x_scale``): generators squeeze characters together, and a squeezed pair needs
   frames (4 px each) to be read as two; and never under 2.5 frames a character (CTC needs 2L-1 for
   a label of L characters with repeats). Characters drawn at their own width are about as wide as
-  5/6 of the text's height or wider, so they are left as they are (the constant puts ImageCaptcha's
-  160x60 images of up to 6 characters at 256 px, the width measured: fine-tuned on 250 labelled
-  images, the last epochs of three seeds read 88.3-88.8% of 4,000 held-out images against
-  87.1-87.9% at 172 px, with fewer dropped characters; docs/results.md has the rest).
+  5/6 of the text's height or wider, so they are left as they are. The widening read better than
+  the plain ratio on squeezed text (docs/results.md, "Recipe changes measured").
 - **Colour**: read RGB when the images hold colour that gray would lose: when, in the typical
   image, the spread of one colour channel is clearly larger than the spread of gray values (text and
   background of similar brightness but different hue). Gray otherwise, including colour images whose
@@ -33,10 +31,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
 from ..data.positions import ink
 from ..read.images import ImageInput, load_image
 from ..read.model import PIXELS_PER_FRAME
-
 
 MIN_HEIGHT, MAX_HEIGHT = 32, 64
 #: Images up to this height are read at MIN_HEIGHT, taller ones at MAX_HEIGHT.

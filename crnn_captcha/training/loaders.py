@@ -1,22 +1,25 @@
 """Loading a run's samples, building its model, and the data loaders (with their resumable state)."""
 from __future__ import annotations
+
 import math
 import warnings
 from pathlib import Path
 from typing import Any
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
-from ..errors import CaptchaWarning, OptionError
-from .recipe import TrainConfig, check_labels, field_charset
-from .runtime import Dist, log
-from .transfer import start_from
+
 from ..data.augment import Augmenter
 from ..data.datasets import CaptchaDataset, collate_ctc
 from ..data.labels import Sample, load_samples, overlap
+from ..errors import CaptchaWarning, OptionError
 from ..read.charset import Charset
 from ..read.checkpoint import build_crnn
 from ..read.images import PreprocessConfig
-from ..read.model import CRNN, CRNNConfig, FEATURE_ROWS
+from ..read.model import CRNN, FEATURE_ROWS, CRNNConfig
+from .recipe import TrainConfig, check_labels, field_charset
+from .runtime import Dist, log
+from .transfer import start_from
 
 
 # ----- parts of a run --------------------------------------------------------------------------

@@ -24,16 +24,32 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from ..errors import INTERRUPTED, OptionError, TrainingError
-from .loaders import build_loaders, build_model, data_state, first_plain_epoch, load_data, plain_loader, restore_data_state
-from .recipe import TrainConfig, resolve, resumed_config
-from .run_folder import Checkpointer, MemoryRun, finished
-from .runtime import Dist, default_threads, default_workers, log, seed_everything, set_rng_state
+
 from ..data.scoring import score, summarize
+from ..errors import INTERRUPTED, OptionError, TrainingError
 from ..read.charset import Charset
 from ..read.ctc import ctc_loss, greedy_texts
 from ..read.images import PreprocessConfig
 from ..read.model import count_parameters
+from .loaders import (
+    build_loaders,
+    build_model,
+    data_state,
+    first_plain_epoch,
+    load_data,
+    plain_loader,
+    restore_data_state,
+)
+from .recipe import TrainConfig, resolve, resumed_config
+from .run_folder import Checkpointer, MemoryRun, finished
+from .runtime import (
+    Dist,
+    default_threads,
+    default_workers,
+    log,
+    seed_everything,
+    set_rng_state,
+)
 
 __all__ = ["fit", "run_epochs", "Task", "CTCTask", "Optimisation"]
 

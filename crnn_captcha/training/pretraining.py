@@ -1,27 +1,16 @@
-"""Pretrain the reader on synthetic captchas: the start every ``train`` fine-tunes by default.
+"""Pretraining on synthetic captchas: the start every ``train`` fine-tunes by default.
 
-    python -m crnn_captcha.pretrain --out runs/pretrain                      # glyph, then sequence stage
-    python -m crnn_captcha.pretrain --out runs/pretrain --stages sequence    # one stage only
-    python -m crnn_captcha.pretrain --out runs/pretrain --resume             # after a stop or a kill
-    torchrun --nproc_per_node=4 -m crnn_captcha.pretrain --out runs/pretrain # DDP on GPUs
-    python -m crnn_captcha.pretrain --glyphs data/glyphs/train --val-glyphs data/glyphs/val --out runs/glyphs
+Two stages, each optional: the **glyph** stage trains the backbone as a classifier of single
+characters (synthetic ones, or a glyph set of your own in the Kaggle 118K format) and writes
+``OUT/backbone.pt``; the **sequence** stage trains the whole CRNN with CTC on synthetic captchas,
+from that backbone, and writes ``OUT/sequence/`` and ``OUT/pretrained.pt``. Both go through the one
+training loop (:func:`crnn_captcha.training.loop.run_epochs`). The images are drawn on the fly by a
+seeded renderer, a fresh set every epoch, so a stopped run resumes on the same images.
 
-Two stages, each optional (``--stages``):
+    from crnn_captcha.training import PretrainConfig, pretrain
+    pretrain(PretrainConfig(epochs=10), "runs/pretrain")
 
-- **glyph**: the backbone learns characters one at a time, as a classifier of single glyphs (the
-  design's first step). The glyphs are synthetic (:mod:`crnn_captcha.synthetic`), or a glyph set of
-  your own in the Kaggle "CAPTCHA Characters Dataset (118K)" format (``--glyphs``; a folder, class
-  folders or a .tar.gz of ``<char>_<n>.png``). Writes ``OUT/backbone.pt`` (kind "glyph"). Do not
-  use the Kaggle 118K set itself if you test on captcha v2: it was cut from the captcha v2 images,
-  test images included (data/README.md).
-- **sequence**: the whole CRNN learns to read synthetic captchas with CTC, starting from the glyph
-  stage's backbone when that ran. Writes ``OUT/sequence/`` (best.pt, last.pt, metrics.jsonl,
-  curves.png) and ``OUT/pretrained.pt``, the model ``train --init PATH`` starts from (the shipped
-  one is ``checkpoints/pretrained.pt``).
-
-The synthetic images are drawn on the fly from a seeded renderer, a fresh set every epoch, so no
-folder of images is written and a stopped run resumes on the same images. Public captcha generators
-are never used here: they are test families only.
+The command, its options and the warning about the Kaggle 118K set: ``python -m crnn_captcha.pretrain``.
 """
 from __future__ import annotations
 
@@ -33,12 +22,7 @@ from typing import Any, Collection
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from .loop import CTCTask, autocast, run_epochs
-from .recipe import TrainConfig, architecture, resumed_config
-from .run_folder import Checkpointer, MemoryRun
-from .runtime import Dist, default_threads, default_workers, log, seed_everything
-from .synthetic_data import FreshSampler, SynthCaptchas, SynthGlyphs, synthetic_loader, worker_options
-from .transfer import start_from
+
 from ..data.augment import Augmenter
 from ..data.datasets import collate_ctc
 from ..data.glyphs import GlyphDataset
@@ -47,7 +31,19 @@ from ..files import check_out_folder
 from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from ..read.images import PreprocessConfig
-from ..read.model import CRNN, CRNNConfig, FEATURE_ROWS, GlyphClassifier
+from ..read.model import CRNN, FEATURE_ROWS, CRNNConfig, GlyphClassifier
+from .loop import CTCTask, autocast, run_epochs
+from .recipe import TrainConfig, architecture, resumed_config
+from .run_folder import Checkpointer, MemoryRun
+from .runtime import Dist, default_threads, default_workers, log, seed_everything
+from .synthetic_data import (
+    FreshSampler,
+    SynthCaptchas,
+    SynthGlyphs,
+    synthetic_loader,
+    worker_options,
+)
+from .transfer import start_from
 
 STAGES = ("glyph", "sequence")
 #: The pretrained model's input: colour, ``SEQUENCE_ASPECT`` times as wide as high (a fine-tuned

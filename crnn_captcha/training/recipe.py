@@ -1,19 +1,20 @@
 """The recipe of a training run (:class:`TrainConfig`), the choices made from the data, and
 the resume rule."""
 from __future__ import annotations
+
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
-from ..errors import LabelError, OptionError
-from .input_choice import choose_input
-from .transfer import source_architecture
+
 from ..data.labels import Sample, listing
+from ..errors import LabelError, OptionError
 from ..read.charset import Charset
 from ..read.checkpoint import pretrained_checkpoint
 from ..read.ctc import frames_needed
-from ..read.model import CRNNConfig, FEATURE_ROWS, PIXELS_PER_FRAME
-
+from ..read.model import FEATURE_ROWS, PIXELS_PER_FRAME, CRNNConfig
+from .input_choice import choose_input
+from .transfer import source_architecture
 
 #: An epoch draws at least this many images (small sets are passed over several times), so that
 #: validation and checkpoints come at a steady pace whatever the set's size.
@@ -23,10 +24,8 @@ MIN_EPOCH_SAMPLES = 512
 
 
 #: The default batch on a GPU, from ``GPU_BATCH_FROM`` training images; below that, 16 as on the
-#: CPU. A larger batch keeps a GPU busier but, with the rate scaled to it, read less from few
-#: images: at 250 ImageCaptcha 0-9a-z images batch 64 read 89.3%, 88.6% and 87.8% (seeds 0-2)
-#: against 91.4%, 89.8% and 90.5% at 16; captcha v2's 750 98.4% against 99.2%; at 1,000 it was
-#: level (97.8% / 97.7%) or ahead (62 symbols: 83.3% / 81.9%).
+#: CPU. A larger batch keeps a GPU busier but, with the rate scaled to it, reads less after
+#: training on few images, and as well or better from 1,000 (docs/results.md, "On a GPU").
 GPU_BATCH, GPU_BATCH_FROM = 64, 1000
 
 
@@ -43,10 +42,9 @@ def auto_steps(n: int, pretrained: bool = False) -> int:
 
 def auto_lr(pretrained: bool) -> float:
     """Learning rate at batch 16 when --lr is not given. A pretrained start takes four times the
-    rate from scratch: at 250 ImageCaptcha 0-9a-z images it read 90.1% and 89.6% of the test set
-    (seeds 0 and 1) at 4e-3 against 87.5% and 87.7% at 2e-3 and 82.2% at 1e-3 (the 62-symbol family:
-    61.5% against 58.5% and 53.7%). From scratch it stays 1e-3, the rate all the scratch results
-    were measured at."""
+    rate from scratch: it has no all-blank start to leave and read best at the higher rate (docs/
+    results.md, "Recipe changes measured"). From scratch it stays 1e-3, the rate all the scratch
+    results were measured at."""
     return 4e-3 if pretrained else 1e-3
 
 
@@ -70,8 +68,7 @@ class TrainConfig:
             input widened for long labels; 1 where --width is given).
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
         splice_prob: share of items spliced from two captchas where their characters meet (0: off);
-            new strings keep a small set from being memorised (250 ImageCaptcha images: 0% without,
-            65% with 0.5).
+            new strings keep a small set from being memorised (measured in docs/results.md).
         plain_finish: the share of the last epochs trained on the images as they are, without
             augmentation or splicing (0: none): the model settles on the real images after
             learning from the varied ones.

@@ -1,20 +1,22 @@
 """A run folder: best.pt, the resumable last.pt, metrics.jsonl and curves.png, and the rule that
 says which epoch is best."""
 from __future__ import annotations
+
 import json
 import math
 from pathlib import Path
 from typing import Any
+
 from torch import nn
-from ..errors import OptionError, OverwriteError
-from .plot import line_chart
-from .recipe import TrainConfig
-from .runtime import log, rng_state
-from ..errors import TrainingError
+
+from ..errors import OptionError, OverwriteError, TrainingError
 from ..files import check_out_folder
 from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from ..read.images import PreprocessConfig
+from .plot import line_chart
+from .recipe import TrainConfig
+from .runtime import log, rng_state
 
 
 # ----- the run folder --------------------------------------------------------------------------
@@ -24,10 +26,10 @@ class Checkpointer:
     set many epochs tie at the top, and the later, lower-loss one is the more settled model). Early
     stopping (``patience``, off by default) counts the epochs since the best by the same rule.
 
-    A settled epoch (one of the plain finish: the rate decayed, no augmentation) replaces the best
-    whatever its val score: an epoch at the full rate that reads a val image or two more is luck more
-    often than a better model (on 4,000 held-out images of three families, 18 runs, the last epoch read
-    as well as the val-best one or better in 16, by up to 4 points, and one image less in 2)."""
+    An epoch of the plain finish (the last epochs: the rate decayed, no augmentation) replaces the
+    best whatever its val score: an epoch at the full rate that reads a val image or two more is
+    luck more often than a better model, as held-out images showed (docs/results.md, "Recipe
+    changes measured")."""
 
     def __init__(self, out: str | Path, writer: bool = True):
         self.out = Path(out)

@@ -15,12 +15,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import OptionError
 from ..data.augment import as_tuples
+from ..errors import OptionError
 from ..read.device import pick_device
-
-
-
 
 
 def default_threads() -> int:

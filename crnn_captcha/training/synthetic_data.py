@@ -1,9 +1,11 @@
 """Synthetic captchas and glyphs as datasets, drawn in loader workers: the pretraining data."""
 from __future__ import annotations
+
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
+
 from ..data.datasets import collate_ctc
 from ..read.charset import Charset
 from ..read.images import PreprocessConfig, resize_image, to_tensor
