@@ -25,11 +25,12 @@ from .read.reader import CaptchaReader, Prediction
 __all__ = [
     "CaptchaReader", "Prediction", "DecodeOptions", "CRNN", "CRNNConfig", "Charset", "load_model", "LoadedModel",
     "AllowedCharacterError", "CaptchaError", "CaptchaWarning", "CheckpointError", "ImageError", "LabelError", "OptionError", "OverwriteError", "TrainingError",
-    "UnknownCharacterError", "TrainConfig", "fit", "PretrainConfig", "pretrain", "__version__",
+    "UnknownCharacterError", "TrainConfig", "fit", "PretrainConfig", "__version__",
 ]
 
-#: Training's names, imported when first used: reading does not load the training code.
-_TRAINING = {"TrainConfig", "fit", "PretrainConfig", "pretrain"}
+#: Training's names, imported when first used: reading does not load the training code. (Pretraining's
+#: call is ``crnn_captcha.training.pretrain``: ``crnn_captcha.pretrain`` is the command.)
+_TRAINING = {"TrainConfig", "fit", "PretrainConfig"}
 
 
 def __getattr__(name: str):

@@ -140,6 +140,47 @@ def test_pretrain_checks_paths_before_loading(tmp_path, capsys, args, match):
     assert match in err and len(err.splitlines()) == 1
 
 
+def test_height_reaches_both_stages_and_the_glyph_stage_runs_through_the_training_loop(tmp_path, capsys,
+                                                                                     monkeypatch):
+    """--height sets the glyph stage's input and the sequence stage's (four times as wide); the glyph
+    stage trains through the same loop as every run (its epochs logged alike)."""
+    from crnn_captcha.training import loop
+    from crnn_captcha.training.pretraining import GlyphTask
+
+    tasks, real = [], loop.train_one_epoch
+
+    def spy(net, model, task, *args, **kwargs):
+        tasks.append(type(task).__name__)
+        return real(net, model, task, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_one_epoch", spy)
+    out = tmp_path / "p"
+    assert pretrain_main(["--out", str(out), "--height", "64", "--glyph-epochs", "1", "--epochs", "1",
+                          "--epoch-samples", "16", "--val-samples", "8", "--batch-size", "8", "--workers", "0",
+                          "--no-progress", *TINY]) == 0
+    assert tasks == [GlyphTask.__name__, "CTCTask"]
+    glyph, whole = load_checkpoint(out / "backbone.pt", kind="glyph"), load_checkpoint(out / "pretrained.pt")
+    assert glyph["preprocess"]["height"] == 64 and glyph["metrics"]["val_n"] == 2000
+    assert (whole["preprocess"]["height"], whole["preprocess"]["width"]) == (64, 256)
+    assert "epoch   1  loss " in capsys.readouterr().err
+    assert pretrain_main(["--out", str(tmp_path / "q"), "--height", "48"]) == 2
+    assert "the sequence stage's model needs a multiple of 32" in capsys.readouterr().err
+
+
+def test_pretrain_from_python_with_a_config(tmp_path):
+    """The library call the command makes: a PretrainConfig, settings the caller did not choose left
+    to the start model (here: its size)."""
+    from crnn_captcha import PretrainConfig
+    from crnn_captcha.training import pretrain
+
+    config = PretrainConfig(init="scratch", channels=(8, 16, 16, 16, 24), hidden=32, epochs=1, epoch_samples=8,
+                            val_samples=4, batch_size=8)
+    assert config.chosen_stages() == ["sequence"] and {"init", "hidden", "channels"} <= config.given()
+    assert pretrain(config, tmp_path / "p", workers=0, progress=False) == 0
+    stored = load_checkpoint(tmp_path / "p" / "pretrained.pt")
+    assert stored["model_config"]["hidden"] == 32 and stored["train_args"]["epoch_samples"] == 8
+
+
 @pytest.mark.slow
 def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     """scripts/gpu_check.py on the CPU (CI has no GPU): both commands run and report their speed,

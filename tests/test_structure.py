@@ -181,3 +181,14 @@ def test_one_command_runs_a_command_and_passes_its_exit_code(tmp_path):
         assert read.stdout.strip() == "6mege"
     missing = run_command("predict", str(tmp_path / "none.png"))
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "none.png" in missing.stderr
+
+
+def test_training_names_load_only_when_used():
+    """``import crnn_captcha`` loads the reading room alone; TrainConfig, fit and PretrainConfig come
+    from the training room the first time they are asked for."""
+    code = ("import sys, crnn_captcha as c; before = 'crnn_captcha.training' in sys.modules; "
+            "from crnn_captcha import TrainConfig, fit, PretrainConfig; "
+            "from crnn_captcha.training import loop, pretraining; "
+            "print(before, fit is loop.fit, PretrainConfig is pretraining.PretrainConfig, TrainConfig.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "True", "True", "TrainConfig"], done.stderr[-2000:]

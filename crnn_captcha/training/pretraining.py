@@ -298,6 +298,9 @@ def check_paths(config: PretrainConfig, out: Path, resume: bool) -> None:
     check_out_folder(out)
     if config.height % 16:
         raise OptionError(f"--height {config.height}: the backbone needs a multiple of 16 (e.g. 32)")
+    if "sequence" in config.chosen_stages() and config.height % (16 * FEATURE_ROWS):
+        raise OptionError(f"--height {config.height}: the sequence stage's model needs a multiple of "
+                          f"{16 * FEATURE_ROWS} (e.g. 32 or 64)")
     if resume and not (out / "sequence" / "last.pt").exists():
         raise OptionError(f"--resume: {out / 'sequence' / 'last.pt'} does not exist; start without --resume")
 
