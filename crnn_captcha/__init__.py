@@ -17,25 +17,29 @@ from .errors import (
     UnknownCharacterError,
 )
 from .read.charset import Charset
-from .read.checkpoint import LoadedModel, load_model
 from .read.ctc import DecodeOptions
-from .read.model import CRNN, CRNNConfig
+from .read.device import installed as _installed
 from .read.reader import CaptchaReader, Prediction
 
 __all__ = [
-    "CaptchaReader", "Prediction", "DecodeOptions", "CRNN", "CRNNConfig", "Charset", "load_model", "LoadedModel",
+    "CaptchaReader", "Prediction", "DecodeOptions", "Charset",
     "AllowedCharacterError", "CaptchaError", "CaptchaWarning", "CheckpointError", "ImageError", "LabelError", "OptionError", "OverwriteError", "TrainingError",
-    "UnknownCharacterError", "TrainConfig", "fit", "PretrainConfig", "__version__",
+    "UnknownCharacterError", "__version__",
 ]
 
-#: Training's names, imported when first used: reading does not load the training code. (Pretraining's
-#: call is ``crnn_captcha.training.pretrain``: ``crnn_captcha.pretrain`` is the command.)
-_TRAINING = {"TrainConfig", "fit", "PretrainConfig"}
+#: Names whose modules need PyTorch, imported when first used: reading through ONNX Runtime needs
+#: none of them. (Pretraining's call is ``crnn_captcha.training.pretrain``: ``crnn_captcha.pretrain``
+#: is the command.)
+_WITH_TORCH = {"CRNN": "read.model", "CRNNConfig": "read.model", "LoadedModel": "read.checkpoint",
+               "load_model": "read.checkpoint", "TrainConfig": "training", "fit": "training",
+               "PretrainConfig": "training"}
+if _installed("torch"):  # so ``from crnn_captcha import *`` works without PyTorch too
+    __all__ += list(_WITH_TORCH)
 
 
 def __getattr__(name: str):
-    if name in _TRAINING:
-        from . import training
+    if name in _WITH_TORCH:
+        import importlib
 
-        return getattr(training, name)
+        return getattr(importlib.import_module(f".{_WITH_TORCH[name]}", __name__), name)
     raise AttributeError(f"module 'crnn_captcha' has no attribute {name!r}")

@@ -7,10 +7,13 @@ from __future__ import annotations
 import argparse
 
 from . import cli
-from .data.augment import Augmenter, sample_grid
-from .errors import OptionError
-from .files import check_image_out
-from .read.images import PreprocessConfig
+
+cli.require_training("augment")  # before the imports that need it
+
+from .data.augment import Augmenter, sample_grid  # noqa: E402
+from .errors import OptionError  # noqa: E402
+from .files import check_image_out  # noqa: E402
+from .read.images import PreprocessConfig  # noqa: E402
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

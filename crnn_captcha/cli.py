@@ -18,6 +18,7 @@ import warnings
 from typing import Callable
 
 from .errors import INTERRUPTED, CaptchaError, CaptchaWarning, OptionError, one_line
+from .read.device import installed
 from .read.images import printable
 
 #: Set (to anything) to let an unexpected error show its traceback instead of one line.
@@ -176,6 +177,20 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     return {"data": d, "model": m, "optimisation": o, "run": r}
 
 
+#: What training, pretraining, exporting and the synthetic renderer need besides reading's packages.
+TRAINING_PACKAGES = ("torch", "albumentations")
+
+
+def require_training(command: str, also: tuple[str, ...] = ()) -> None:
+    """Exit with one line naming what to install where the ``train`` extra is missing: called by
+    each command that trains or renders before it imports the training code."""
+    missing = [p for p in (*TRAINING_PACKAGES, *also) if not installed(p)]
+    if missing:
+        print(f"error: {command} needs {', '.join(missing)}, which reading alone does not: "
+              'pip install "crnn_captcha[train]"', file=sys.stderr)
+        raise SystemExit(OptionError.exit_code)
+
+
 # ----- the error wrapper -----------------------------------------------------------------------
 def command(build_parser: Callable[[str | None], argparse.ArgumentParser],
             work: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
@@ -186,11 +201,6 @@ def command(build_parser: Callable[[str | None], argparse.ArgumentParser],
         return run_main(lambda: work(args))
 
     return main
-
-
-
-
-
 
 
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:

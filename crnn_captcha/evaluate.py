@@ -46,8 +46,6 @@ def alike_group(text: str) -> str:
     return text
 
 
-
-
 def run(args: argparse.Namespace) -> int:
     folding(args.alike)  # groups that clash are a usage error, before any reading
     if args.gallery:

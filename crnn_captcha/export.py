@@ -12,9 +12,12 @@ from __future__ import annotations
 import argparse
 
 from . import cli
-from .errors import OptionError
-from .read.checkpoint import default_checkpoint
-from .training.export import export_onnx
+
+cli.require_training("export", also=('onnx',))  # before the imports that need it
+
+from .errors import OptionError  # noqa: E402
+from .read.shipped import default_checkpoint  # noqa: E402
+from .training.export import export_onnx  # noqa: E402
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

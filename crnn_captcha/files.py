@@ -1,8 +1,13 @@
-"""Checks on the files and folders a run will write, made before any long work."""
+"""Files a run writes: checks made before any long work, and writes that are never seen half done."""
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from .errors import OptionError
 
@@ -32,3 +37,44 @@ def check_image_out(path: str | Path, option: str = "--out") -> Path:
     if path.is_dir():
         raise OptionError(f"{option} {path} is a folder, not a file name")
     return path
+
+
+@contextmanager
+def _ctrl_c_held():
+    """Ctrl-C during the block takes effect at its end, so a write is finished, not cut off: cut
+    inside ``torch.save``, the interrupt came out as an unrelated error from its zip writer (seen
+    in CI: "unexpected pos"), a traceback and exit 1 instead of "stopped" and exit 130. Only the
+    main thread can hold it; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:  # sent again, to whatever handled it before (Python's own raises KeyboardInterrupt)
+        signal.raise_signal(signal.SIGINT)
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it into place, so a
+    reader never sees a half-written file; the temporary file is removed if ``write`` fails. A
+    Ctrl-C meanwhile is raised once the file is in place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with _ctrl_c_held():
+            write(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+

@@ -25,11 +25,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from . import cli
-from .data.augment import Augmenter
-from .data.glyphs import contact_sheet, cut_glyphs, safe_in_name
-from .data.labels import load_samples
-from .errors import CaptchaWarning, OptionError, OverwriteError
-from .files import check_out_folder
+
+cli.require_training("glyphs")  # before the imports that need it
+
+from .data.augment import Augmenter  # noqa: E402
+from .data.glyphs import contact_sheet, cut_glyphs, safe_in_name  # noqa: E402
+from .data.labels import load_samples  # noqa: E402
+from .errors import CaptchaWarning, OptionError, OverwriteError  # noqa: E402
+from .files import check_out_folder  # noqa: E402
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -31,7 +31,10 @@ import argparse
 from dataclasses import fields
 
 from . import cli
-from .training.pretraining import STAGES, PretrainConfig, pretrain
+
+cli.require_training("pretrain")  # before the imports that need it
+
+from .training.pretraining import STAGES, PretrainConfig, pretrain  # noqa: E402
 
 DEFAULT = PretrainConfig()
 #: Options that say how to run, not what to train.

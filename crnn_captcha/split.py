@@ -29,8 +29,6 @@ from .read.images import load_gray
 SPLITS = ("train", "val", "test")
 
 
-
-
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.split", __doc__)
     ap.add_argument("--src", required=True, help="folder of labelled images (only read, never written)")

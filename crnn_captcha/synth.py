@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-import cv2
 
 from . import cli
-from .files import check_image_out
-from .synthetic.config import DEFAULT_ALPHABET, SynthConfig
-from .synthetic.renderer import SynthRenderer
-from .synthetic.sheet import images_per_second, sample_sheet
+
+cli.require_training("synth")  # before the imports that need it
+
+import cv2  # noqa: E402
+from .files import check_image_out  # noqa: E402
+from .synthetic.config import DEFAULT_ALPHABET, SynthConfig  # noqa: E402
+from .synthetic.renderer import SynthRenderer  # noqa: E402
+from .synthetic.sheet import images_per_second, sample_sheet  # noqa: E402
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:

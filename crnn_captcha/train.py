@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from . import cli
-from .read.model import CRNNConfig
-from .training.loop import fit
-from .training.recipe import TrainConfig
+
+cli.require_training("train")  # before the imports that need it
+
+from .read.model import CRNNConfig  # noqa: E402
+from .training.loop import fit  # noqa: E402
+from .training.recipe import TrainConfig  # noqa: E402
 
 
 # ----- command line ----------------------------------------------------------------------------

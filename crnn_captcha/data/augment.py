@@ -110,7 +110,6 @@ def _plain(x):
     return int(x) if isinstance(x, np.integer) else x
 
 
-
 def sample_grid(images: list[np.ndarray], augmenter: Augmenter, copies: int = 5) -> np.ndarray:
     """A grid: each row an original followed by ``copies`` augmented versions, 2 px white gaps."""
     h, w = images[0].shape

@@ -1,4 +1,8 @@
-"""Glyph sets: reading one (the Kaggle 118K format) and cutting one from a split's captchas."""
+"""Glyph sets: reading one (the Kaggle 118K format) and cutting one from a split's captchas.
+
+A glyph's label is the part of its name before the first underscore (``d_7678.png`` is a ``d``), the
+Kaggle "CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in one folder per class.
+"""
 from __future__ import annotations
 
 import sys
@@ -27,7 +31,6 @@ from .labels import IMAGE_SUFFIXES, Augment, Sample, listing
 from .positions import cell_edges, text_extent
 
 GLYPH_W, GLYPH_H = 32, 52
-
 
 
 def _glyph_label(name: str) -> str:

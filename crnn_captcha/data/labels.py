@@ -1,4 +1,4 @@
-"""Labelled files: folder scanning, manifests and the two datasets (whole captchas, single glyphs).
+"""Labelled files: folder scanning and manifests (the datasets are in :mod:`.datasets` and :mod:`.glyphs`).
 
 Labels come from a manifest (CSV with the header ``path,label``, TSV with ``path<TAB>label``, or
 JSON lines ``{"path": ..., "label": ...}``), or from file names: the whole stem (``226md.png`` reads
@@ -7,9 +7,6 @@ labels repeat), or the first group of a regular expression. A label may hold any
 characters: upper and lower case stay apart, digits, punctuation, other scripts, any length.
 Manifests are the safer choice: file systems that ignore case (macOS, Windows) cannot hold
 ``aB3x.png`` and ``Ab3x.png`` side by side.
-
-A glyph's label is the part of its name before the first underscore (``d_7678.png`` is a ``d``), the
-Kaggle "CAPTCHA Characters Dataset (118K)" convention; glyphs may also sit in one folder per class.
 """
 from __future__ import annotations
 
@@ -293,13 +290,5 @@ def overlap(a: Sequence[Sample], b: Sequence[Sample]) -> int:
 
 # ----- datasets --------------------------------------------------------------------------------
 Augment = Callable[[np.ndarray], np.ndarray]
-
-
-
-
-
-
-
-
 
 

@@ -1,4 +1,4 @@
-"""The alphabet: characters to class indices and back (CTC itself lives in :mod:`crnn_captcha.ctc`).
+"""The alphabet: characters to class indices and back (CTC itself lives in :mod:`crnn_captcha.read.ctc`).
 
 Index 0 is the CTC blank. Keeping the blank at 0 means the real characters are 1..C-1, so
 ``torch.nn.CTCLoss(blank=0)`` needs no extra argument and a charset's string maps one-to-one onto the

@@ -19,10 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -31,45 +27,13 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import CheckpointError
+from ..files import atomic_write
 from .charset import Charset
 from .images import PreprocessConfig, file_problem
 from .model import CRNN, CRNNConfig, GlyphClassifier
+from .shipped import default_checkpoint
 
 FORMAT_VERSION = 1
-DEFAULT_CHECKPOINT_NAME = "captcha_v2.pt"
-#: The shipped pretrained start that training fine-tunes by default (``train --init pretrained``).
-PRETRAINED_NAME = "pretrained.pt"
-#: The ONNX metadata key that holds the SHA-256 of the checkpoint an export was made from.
-SHA_KEY = "crnn_captcha.checkpoint_sha256"
-
-
-def shipped(name: str) -> Path:
-    """A shipped checkpoint: packaged as ``crnn_captcha.checkpoints`` (the repository's
-    ``checkpoints/`` folder), found in the source tree for an editable install."""
-    try:
-        from importlib.resources import files
-
-        path = Path(str(files("crnn_captcha.checkpoints") / name))
-        if path.exists():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
-    return Path(__file__).resolve().parents[2] / "checkpoints" / name
-
-
-def default_checkpoint() -> Path:
-    """The shipped captcha v2 reader, the one :class:`CaptchaReader` uses by default."""
-    return shipped(DEFAULT_CHECKPOINT_NAME)
-
-
-def pretrained_checkpoint() -> Path:
-    """The shipped pretrained start that training fine-tunes by default."""
-    return shipped(PRETRAINED_NAME)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -81,45 +45,6 @@ def unwrap(model: nn.Module) -> nn.Module:
 def clean_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """State dict without DDP's ``module.`` or torch.compile's ``_orig_mod.`` prefixes."""
     return {k: v.detach().cpu().clone() for k, v in unwrap(model).state_dict().items()}
-
-
-@contextmanager
-def _ctrl_c_held():
-    """Ctrl-C during the block takes effect at its end, so a write is finished, not cut off: cut
-    inside ``torch.save``, the interrupt came out as an unrelated error from its zip writer (seen
-    in CI: "unexpected pos"), a traceback and exit 1 instead of "stopped" and exit 130. Only the
-    main thread can hold it; elsewhere the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:  # sent again, to whatever handled it before (Python's own raises KeyboardInterrupt)
-        signal.raise_signal(signal.SIGINT)
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it into place, so a
-    reader never sees a half-written file; the temporary file is removed if ``write`` fails. A
-    Ctrl-C meanwhile is raised once the file is in place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with _ctrl_c_held():
-            write(tmp)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

@@ -5,7 +5,7 @@ The model emits, for each of its T frames, a score per class; class 0 is the CTC
 runs of the same class and dropping blanks, so a repeated character needs a blank between its
 copies (``g _ g`` reads "gg", ``g g`` reads "g").
 
-    from crnn_captcha.ctc import decode, decode_batch, DecodeOptions
+    from crnn_captcha.read.ctc import decode, decode_batch, DecodeOptions
     decode(log_probs, charset)                                  # greedy (best path)
     decode(log_probs, charset, decoder="beam", beam_width=10)   # CTC prefix beam search
     decode(log_probs, charset, length=5, allowed="abc")         # exactly 5 of these characters
@@ -14,14 +14,15 @@ copies (``g _ g`` reads "gg", ``g g`` reads "g").
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..errors import AllowedCharacterError, OptionError
 from .charset import Charset
+
+if TYPE_CHECKING:  # the loss is for training; the decoders need numpy alone
+    import torch
 
 DECODERS = ("greedy", "beam")
 #: Beam search keeps at most this many prefixes: its cost grows with the width, and wider beams
@@ -102,9 +103,11 @@ def ctc_loss(
     Infinite losses (a label longer than the frames can hold) count as zero instead of poisoning
     the batch.
     """
+    import torch
+
     lp = logits.float().log_softmax(2).permute(1, 0, 2)  # (T, N, C), the layout CTC wants
     frames = torch.full((lp.shape[1],), lp.shape[0], dtype=torch.long)
-    return F.ctc_loss(lp, targets.to(lp.device), frames, target_lengths, blank=0, reduction=reduction,
+    return torch.nn.functional.ctc_loss(lp, targets.to(lp.device), frames, target_lengths, blank=0, reduction=reduction,
                       zero_infinity=True)
 
 

@@ -14,17 +14,22 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+# Reading needs no PyTorch: a tensor can only be given by a caller that imported torch already, so
+# torch is looked up where it is loaded, never imported here (see :func:`_is_tensor`).
+ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, "torch.Tensor"]
 
 #: Images with more pixels than this are refused before they are decoded (a decompression bomb
 #: or a wrong file); a captcha is a few thousand pixels.
@@ -111,7 +116,7 @@ def describe(src: Any) -> str:
         return f"<PIL image {src.mode} {src.width}x{src.height}>"
     if isinstance(src, np.ndarray):
         return f"<array {src.dtype} {tuple(src.shape)}>"
-    if isinstance(src, torch.Tensor):
+    if _is_tensor(src):
         if src.is_nested:
             return f"<nested tensor {src.dtype}>"
         return f"<tensor {src.dtype} {tuple(src.shape)}>"
@@ -253,12 +258,18 @@ def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     raise ImageError(f"{name}: unsupported array dtype {arr.dtype} or values outside 0-255")
 
 
-_NUMPY_DTYPES = {torch.uint8, torch.bool, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
-                 torch.float32, torch.float64, getattr(torch, "uint16", torch.uint8)}
+def _is_tensor(src: Any) -> bool:
+    """Whether ``src`` is a PyTorch tensor (False, without importing torch, where torch is not loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(src, torch.Tensor)
 
 
 def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
     """A tensor of any layout and dtype -> a numpy array (H, W) or (H, W, C)."""
+    import torch  # loaded already: the caller made the tensor
+
+    numpy_dtypes = {torch.uint8, torch.bool, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                    torch.float32, torch.float64, getattr(torch, "uint16", torch.uint8)}
     if t.is_nested or t.device.type == "meta":
         raise ImageError(f"{name}: a {'nested' if t.is_nested else 'meta'} tensor holds no pixels to read")
     try:
@@ -269,7 +280,7 @@ def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
         if t.is_complex():
             raise ImageError(f"{name}: complex tensors are not images")
         t = t.detach().cpu().resolve_conj().resolve_neg()
-        if t.dtype not in _NUMPY_DTYPES:
+        if t.dtype not in numpy_dtypes:
             t = t.to(torch.float64 if t.is_floating_point() else torch.int64)  # bfloat16, float8, uint32, ...
     except ImageError:
         raise
@@ -311,7 +322,7 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False) ->
         except Exception as e:  # a closed file, a truncated file the caller opened, ...
             raise ImageError(f"{name}: cannot read the PIL image ({_short(e)})") from None
         return _pil_to_array(_upright(src, name), name, color)
-    if isinstance(src, torch.Tensor):
+    if _is_tensor(src):
         return _array_to_image(_tensor_to_array(src, name), name, color)
     if isinstance(src, np.ndarray):
         if src.dtype.kind not in "biuf":
@@ -360,18 +371,36 @@ def resize_image(pixels: np.ndarray, cfg: PreprocessConfig, name: str = "image")
     return np.asarray(canvas, dtype=np.uint8)
 
 
+def to_array(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """uint8 pixels at model size, (H, W) or (H, W, 3) -> the normalised float32 input (C, H, W)."""
+    x = pixels.astype(np.float32) / np.float32(255.0)
+    x = x[None] if x.ndim == 2 else np.ascontiguousarray(x.transpose(2, 0, 1))
+    return (x - np.float32(cfg.mean)) / np.float32(cfg.std)
+
+
 def to_tensor(pixels: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
-    """uint8 pixels at model size, (H, W) or (H, W, 3) -> normalised float tensor (C, H, W)."""
-    x = torch.from_numpy(pixels.astype(np.float32)).div_(255.0)  # astype copies: writable
-    x = x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1).contiguous()
-    return x.sub_(cfg.mean).div_(cfg.std)
+    """:func:`to_array` as a PyTorch tensor (the same numbers: training and reading see one input)."""
+    import torch
+
+    return torch.from_numpy(to_array(pixels, cfg))
 
 
-def preprocess(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> torch.Tensor:
-    """Any supported input -> the model's input tensor (C, H, W), C = ``cfg.channels``.
+def preprocess_array(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> np.ndarray:
+    """Any supported input -> the model's input (C, H, W), C = ``cfg.channels``, as float32 numpy.
 
     Raises:
         ImageError: naming the source and what is wrong.
     """
     name = name or describe(src)
-    return to_tensor(resize_image(load_image(src, name, color=cfg.color), cfg, name), cfg)
+    return to_array(resize_image(load_image(src, name, color=cfg.color), cfg, name), cfg)
+
+
+def preprocess(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> torch.Tensor:
+    """:func:`preprocess_array` as a PyTorch tensor (C, H, W).
+
+    Raises:
+        ImageError: naming the source and what is wrong.
+    """
+    import torch
+
+    return torch.from_numpy(preprocess_array(src, cfg, name))

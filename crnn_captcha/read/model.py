@@ -1,6 +1,6 @@
 """The CRNN: a CNN backbone, a bidirectional LSTM and a linear head that returns CTC logits.
 
-The CTC loss and decoding live in :mod:`crnn_captcha.ctc`, so the module stays a plain
+The CTC loss and decoding live in :mod:`crnn_captcha.read.ctc`, so the module stays a plain
 ``nn.Module`` that is easy to test and export.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ PIXELS_PER_FRAME = 4
 #: Backbone feature rows per frame in every model trained today: fixed, so the LSTM's input does not
 #: depend on the input height and a (pretrained) model carries over between heights.
 FEATURE_ROWS = 2
-
 
 
 @dataclass
@@ -59,8 +58,8 @@ class CRNNConfig:
             raise ValueError(f"num_classes must be at least 2 (a character and the blank), got {self.num_classes}")
         if len(self.channels) != 5:
             raise ValueError(f"channels needs 5 values, got {self.channels}")
-        if self.height % 16 or self.width % 4:
-            raise ValueError(f"height must be a multiple of 16 and width of 4, got {self.height}x{self.width}")
+        if self.height % 16 or self.width % PIXELS_PER_FRAME:
+            raise ValueError(f"height must be a multiple of 16 and width of {PIXELS_PER_FRAME}, got {self.height}x{self.width}")
         if self.rows is not None and (self.rows < 1 or (self.height // 16) % self.rows):
             raise ValueError(f"height {self.height} gives {self.height // 16} feature rows, not a multiple of rows={self.rows}")
         # CTC needs a frame per character and a blank between two equal neighbours, so a label of

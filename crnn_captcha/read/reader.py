@@ -12,28 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-import warnings
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-import torch
 
-from ..errors import CaptchaWarning, CheckpointError, ImageError, OptionError
-from .checkpoint import (
-    SHA_KEY,
-    build_crnn,
-    default_checkpoint,
-    file_sha256,
-    load_checkpoint,
-)
-from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch, log_softmax
-from .device import pick_device
-from .images import ImageInput, describe, file_problem, preprocess
-from .model import CRNN
+from ..errors import CheckpointError, ImageError, OptionError
+from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch
+from .device import DEVICES, installed, pick_device
+from .images import ImageInput, describe, file_problem, preprocess_array
+from .onnx_model import Described, OnnxRunner
+from .shipped import default_checkpoint
 
 BACKENDS = ("auto", "torch", "onnx")
+#: What to install to read without an export, or on a GPU.
+TORCH_HINT = 'PyTorch (pip install "crnn_captcha[train]")'
 
 
 class TorchRunner:
@@ -41,71 +36,61 @@ class TorchRunner:
 
     name = "torch"
 
-    def __init__(self, model: CRNN, device: torch.device):
+    def __init__(self, model, device, about: Described):
         self.device = device
         self.model = model.to(device).eval().fuse_batchnorm()
+        self.about = about
 
-    def log_probs(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
+    def log_probs(self, batch) -> np.ndarray:
+        """(N, C_in, H, W) preprocessed images (numpy or a tensor) -> (N, T, C) log-probabilities."""
+        import torch
+
         with torch.inference_mode():
-            logits = self.model(batch.to(self.device))
+            logits = self.model(torch.as_tensor(batch).to(self.device))
             return logits.float().log_softmax(2).cpu().numpy()
 
 
-class OnnxRunner:
-    """The model's ONNX export on ONNX Runtime (CPU): the faster path for one image at a time."""
+def _device(name: str, torch_installed: bool):
+    """The device ``name`` asks for: a torch.device where PyTorch is installed, else "cpu"."""
+    if torch_installed:
+        return pick_device(name)
+    if name not in DEVICES:
+        raise OptionError(f"device {name!r} is unknown; use one of {', '.join(DEVICES)}")
+    if name == "cuda":
+        raise OptionError(f"device 'cuda' needs {TORCH_HINT}")
+    return "cpu"
 
-    name = "onnx"
 
-    def __init__(self, session):
-        self.session = session
-
-    def log_probs(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
-        return log_softmax(self.session.run(None, {"image": batch.numpy()})[0])
-
-    @classmethod
-    def open(cls, checkpoint: Path, threads: int, required: bool) -> "OnnxRunner | None":
-        """A runner for the export beside ``checkpoint`` (``<name>.onnx``), or None where there
-        is none, onnxruntime is missing, or the export is unusable or was made from another
-        checkpoint (then with a warning). With ``required`` each of those is an error instead."""
+def _open(path: Path, device: str, backend: str, threads: int | None):
+    """(where the model runs, its runner): ONNX Runtime on the CPU where an up-to-date export that
+    describes its model sits beside the checkpoint (no PyTorch needed), else PyTorch."""
+    torch_installed = installed("torch")
+    where = _device(device, torch_installed)
+    onnx = None
+    if backend == "onnx" or (backend == "auto" and str(where) == "cpu"):
+        torch = sys.modules.get("torch")
+        threads = threads or (torch.get_num_threads() if torch else 0)  # 0: ONNX Runtime's own choice
         try:
-            return cls(_onnx_session(checkpoint, threads))
-        except (CheckpointError, OptionError) as e:
-            if required:
+            onnx = OnnxRunner.open(path, threads, required=backend == "onnx" or not torch_installed)
+        except CheckpointError as e:
+            if torch_installed or backend == "onnx":
                 raise
-            if not isinstance(e, _NoExport):
-                warnings.warn(f"{e}; reading with PyTorch instead", CaptchaWarning, stacklevel=3)
-            return None
+            raise CheckpointError(f"{e}; without it, reading needs {TORCH_HINT}") from None
+        if onnx is not None and onnx.about is not None:
+            return where, onnx
+    if not torch_installed:
+        raise CheckpointError(f"{path.with_suffix('.onnx')}: made by an older crnn_captcha, it does not describe its "
+                              f"model; export it again (python -m crnn_captcha.export --checkpoint {path}) or install "
+                              f"{TORCH_HINT}")
+    from .checkpoint import build_crnn, load_checkpoint  # PyTorch loads here
 
-
-class _NoExport(CheckpointError):
-    """No export beside the checkpoint (not worth a warning on the way to PyTorch)."""
-
-
-def _onnx_session(checkpoint: Path, threads: int):
-    """An ONNX Runtime session for ``<checkpoint>.onnx``, checked against the checkpoint's hash."""
-    onnx_path = checkpoint.with_suffix(".onnx")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise OptionError("backend 'onnx' needs the onnxruntime package") from None
-    if not onnx_path.exists():
-        raise _NoExport(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --checkpoint {checkpoint}")
-    problem = file_problem(onnx_path, "ONNX file")
-    if problem:
-        raise CheckpointError(f"{onnx_path}: {problem}")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
-    except Exception as e:  # onnxruntime raises its own types for a bad file
-        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from None
-    if made_from != file_sha256(checkpoint):
-        raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
-    return session
+    ckpt = load_checkpoint(path)
+    model, charset, pre = build_crnn(ckpt, path)
+    about = Described(charset, pre, model.config.frames, dict(ckpt.get("metrics", {})))
+    if onnx is not None:  # an export from before exports described their model: the checkpoint does
+        onnx.about = about
+        return where, onnx
+    return where, TorchRunner(model, where, about)
 
 
 @dataclass(frozen=True)
@@ -139,10 +124,12 @@ class CaptchaReader:
         device: "auto" (CUDA if available), "cpu" or "cuda".
         options: how to decode (:class:`DecodeOptions`: decoder, beam_width, length, allowed);
             single options may be given as keywords instead, e.g. ``decoder="beam"``.
-        threads: CPU threads for ONNX Runtime (default: torch's current setting). The reader never
-            changes the process's PyTorch thread count; call ``torch.set_num_threads`` for that.
-        backend: "auto" (ONNX Runtime on the CPU when onnxruntime is installed and an up-to-date
-            export sits beside the checkpoint, else PyTorch), "torch" or "onnx".
+        threads: CPU threads for ONNX Runtime (default: PyTorch's current setting where PyTorch is
+            loaded, else ONNX Runtime's own choice). The reader never changes the process's PyTorch
+            thread count; call ``torch.set_num_threads`` for that.
+        backend: "auto" (ONNX Runtime on the CPU when an up-to-date export sits beside the
+            checkpoint, else PyTorch), "torch" or "onnx". Reading through ONNX Runtime needs no
+            PyTorch: the export describes its model (alphabet, preprocessing) itself.
 
     Every argument after ``checkpoint`` is keyword-only. Reading changes no state (PyTorch runs
     under ``torch.inference_mode()``, and an ONNX Runtime session may be run from several threads),
@@ -165,18 +152,15 @@ class CaptchaReader:
         path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         if checkpoint is None and not path.exists():
             raise CheckpointError(f"{path}: the shipped default model is missing from this install")
-        ckpt = load_checkpoint(path)
+        problem = file_problem(path, "checkpoint file")
+        if problem:
+            raise CheckpointError(f"{path}: {problem}")
         self.checkpoint_path = path
-        model, self.charset, self.preprocess = build_crnn(ckpt, path)
-        self.frames = model.config.frames
+        self.device, self.runner = _open(path, device, backend, threads)
+        about = self.runner.about
+        self.charset, self.preprocess, self.frames, self.metrics = about.charset, about.preprocess, about.frames, \
+            dict(about.metrics)
         self._check(self.options)  # fail now on options the model cannot honour
-        self.metrics = dict(ckpt.get("metrics", {}))
-        self.device = pick_device(device)
-        self.runner: TorchRunner | OnnxRunner | None = None
-        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
-            self.runner = OnnxRunner.open(path, threads or torch.get_num_threads(), required=backend == "onnx")
-        if self.runner is None:
-            self.runner = TorchRunner(model, self.device)
         self.backend = self.runner.name
 
     def __repr__(self) -> str:
@@ -184,8 +168,8 @@ class CaptchaReader:
                 f"backend={self.backend!r}, charset={self.charset.chars!r})")
 
     # ----- core ---------------------------------------------------------------------------------
-    def log_probs(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, C_in, H, W) preprocessed images -> (N, T, C) log-probabilities."""
+    def log_probs(self, batch) -> np.ndarray:
+        """(N, C_in, H, W) preprocessed images (numpy or a tensor) -> (N, T, C) log-probabilities."""
         return self.runner.log_probs(batch)
 
     def _options(self, options: DecodeOptions | None, changes: dict[str, Any]) -> DecodeOptions:
@@ -215,7 +199,7 @@ class CaptchaReader:
         """
         opts = self._options(options, changes)
         name = describe(image)
-        x = preprocess(image, self.preprocess, name).unsqueeze(0)
+        x = preprocess_array(image, self.preprocess, name)[None]
         d: Decoded = decode_batch(self.log_probs(x), self.charset, opts)[0]
         return Prediction(d.text, d.confidence, d.char_confidences, name)
 
@@ -246,14 +230,14 @@ class CaptchaReader:
             for i in range(start, min(start + batch_size, len(images))):
                 name = describe(images[i])
                 try:
-                    tensors.append(preprocess(images[i], self.preprocess, name))
+                    tensors.append(preprocess_array(images[i], self.preprocess, name))
                     where.append((i, name))
                 except ImageError as e:
                     if errors == "raise":
                         raise
                     results[i] = Prediction("", 0.0, (), name, str(e))
             if tensors:
-                decoded = decode_batch(self.log_probs(torch.stack(tensors)), self.charset, opts)
+                decoded = decode_batch(self.log_probs(np.stack(tensors)), self.charset, opts)
                 for (i, name), d in zip(where, decoded):
                     results[i] = Prediction(d.text, d.confidence, d.char_confidences, name)
         return results  # type: ignore[return-value]

@@ -28,22 +28,6 @@ from .settings import (
 log = logging.getLogger("crnn_captcha.serve")
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ----- requests --------------------------------------------------------------------------------
 def _whole_number(name: str, text: str) -> int:
     if not re.fullmatch(r"\s*[+-]?[0-9]{1,9}\s*", text):  # nine digits: more than any option allows
@@ -134,14 +118,6 @@ async def read_request(request, queue: ReadQueue, many: bool) -> list[tuple[str,
         queue.arriving -= 1
     preds = await queue.submit([data for _, data in images], options)
     return [(name, pred) for (name, _), pred in zip(images, preds)]
-
-
-
-
-
-
-
-
 
 
 def add_error_handlers(app, metrics: Metrics) -> None:

@@ -24,54 +24,6 @@ from .text import (
                          # (small where only the hue separates text from background)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # ----- the renderer -------------------------------------------------------------------------------
 #: Character classes a label sometimes keeps to, as many captcha families do.
 _CLASSES = (string.digits, string.ascii_lowercase + string.digits, string.ascii_uppercase + string.digits,

@@ -102,8 +102,6 @@ def _styled_glyph(r: _Rand, font: FontInfo, ch: str, st: _Style) -> tuple[np.nda
     return mask, centre
 
 
-
-
 @dataclass
 class _Layer:
     """Text on its own: coverage ``alpha`` (h, w) in [0, 1], and its colour, either one ``colour``

@@ -1,4 +1,5 @@
-"""Export a checkpoint to ONNX, tied to it by the checkpoint's hash."""
+"""Export a checkpoint to ONNX, tied to it by the checkpoint's hash and describing its model, so
+reading it needs no PyTorch (:mod:`crnn_captcha.read.onnx_model`)."""
 from __future__ import annotations
 
 import warnings
@@ -7,13 +8,10 @@ from pathlib import Path
 import torch
 
 from ..errors import OptionError
-from ..read.checkpoint import (
-    SHA_KEY,
-    atomic_write,
-    build_crnn,
-    file_sha256,
-    load_checkpoint,
-)
+from ..files import atomic_write
+from ..read.checkpoint import build_crnn, load_checkpoint
+from ..read.onnx_model import ABOUT_KEY, SHA_KEY, describe_model
+from ..read.shipped import file_sha256
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
@@ -27,7 +25,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         raise OptionError(f"--out {out}: an ONNX export's name ends in .onnx (the reader looks for <checkpoint>.onnx)")
     if out.exists() and out.is_dir():
         raise OptionError(f"--out {out} is a folder, not a file name")
-    model, _, pre = build_crnn(load_checkpoint(checkpoint), checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    model, _, pre = build_crnn(ckpt, checkpoint)
     model.fuse_batchnorm()
     dummy = torch.zeros(1, pre.channels, pre.height, pre.width)
 
@@ -42,6 +41,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
             )
         proto = onnx.load(tmp)
         proto.metadata_props.add(key=SHA_KEY, value=file_sha256(checkpoint))
+        proto.metadata_props.add(key=ABOUT_KEY, value=describe_model(ckpt, model.config.frames))
         onnx.save(proto, tmp)
 
     atomic_write(out, write)

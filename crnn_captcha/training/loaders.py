@@ -67,8 +67,6 @@ def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], r
     return model, charset, pre
 
 
-
-
 def _worker_init(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     ds = info.dataset.dataset if isinstance(info.dataset, Subset) else info.dataset

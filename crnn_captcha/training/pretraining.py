@@ -55,7 +55,8 @@ GLYPH_HEIGHT, GLYPH_WIDTH = 32, 20
 #: The val set's renderer is seeded this far from the training renderer, so they never share an image.
 VAL_SEED_OFFSET = 1_000_003
 #: The settings a resumed sequence stage is checked against (the others do not shape it).
-SEQUENCE_SETTINGS = ("channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples", "seed", "epochs")
+SEQUENCE_SETTINGS = ("height", "channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples", "seed",
+                     "epochs")
 
 
 @dataclass(frozen=True)
@@ -339,8 +340,7 @@ def _pretrain(config: PretrainConfig, stages: list[str], out: Path, dist_: Dist,
         if dist_.main:  # one process trains the glyph stage; the others wait for its backbone
             out.mkdir(parents=True, exist_ok=True)
             done = glyph_stage(config, out, dist_, workers, progress) is not None
-        dist_.barrier()
-        if not done:
+        if dist_.sum([float(done)])[0] < dist_.world:  # waits for it, and tells every process how it went
             return INTERRUPTED
     elif backbone is not None:
         load_checkpoint(backbone, kind="glyph")

@@ -10,17 +10,15 @@ from typing import Any
 from ..data.labels import Sample, listing
 from ..errors import LabelError, OptionError
 from ..read.charset import Charset
-from ..read.checkpoint import pretrained_checkpoint
 from ..read.ctc import frames_needed
 from ..read.model import FEATURE_ROWS, PIXELS_PER_FRAME, CRNNConfig
+from ..read.shipped import pretrained_checkpoint
 from .input_choice import choose_input
 from .transfer import source_architecture
 
 #: An epoch draws at least this many images (small sets are passed over several times), so that
 #: validation and checkpoints come at a steady pace whatever the set's size.
 MIN_EPOCH_SAMPLES = 512
-
-
 
 
 #: The default batch on a GPU, from ``GPU_BATCH_FROM`` training images; below that, 16 as on the
@@ -59,7 +57,7 @@ class TrainConfig:
         skip_invalid: leave out files whose names are not valid labels, with a warning.
         label_from, label_regex: for folders, how a file name gives its label (stem, prefix, regex).
         charset: the characters to read (default: those of the train labels).
-        height, width, color, resize: the model's input (see :mod:`crnn_captcha.geometry`);
+        height, width, color, resize: the model's input (see :mod:`crnn_captcha.training.input_choice`);
             color is "auto", "rgb" or "gray"; resize "pad" (keep the aspect ratio) or "stretch";
             max_aspect_error: how far an image's width/height ratio may stray from the typical one
             before it is refused as the wrong shape (None: a factor of 3, or more where a stretched
@@ -162,7 +160,7 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
         notes.append(f"input: {choice.why}")
         height = config.height or choice.height
         width = config.width or (choice.width if config.height is None else
-                                 4 * max(1, round(choice.width * height / choice.height / 4)))
+                                 PIXELS_PER_FRAME * max(1, round(choice.width * height / choice.height / PIXELS_PER_FRAME)))
         color = {1: "gray", 3: "rgb"}[choice.channels] if config.color == "auto" else config.color
         changes.update(height=height, width=width, color=color)
         if config.x_scale is None:  # a width chosen wider than the ratio: the text is stretched to fill it
@@ -233,8 +231,8 @@ def check_config(config: TrainConfig, longest: int) -> None:
     """Values the model cannot use, as one-line option errors."""
     if config.height % (16 * FEATURE_ROWS):
         raise OptionError(f"--height {config.height}: the model needs a multiple of {16 * FEATURE_ROWS} (e.g. 32 or 64)")
-    if config.width % 4:
-        raise OptionError(f"--width {config.width}: the model needs a multiple of 4")
+    if config.width % PIXELS_PER_FRAME:
+        raise OptionError(f"--width {config.width}: the model needs a multiple of {PIXELS_PER_FRAME}")
     frames, need = config.width // PIXELS_PER_FRAME, frames_needed(longest)
     if frames < need:
         raise OptionError(f"--width {config.width} gives {frames} frames, fewer than the {need} "
@@ -261,7 +259,7 @@ def resumed_config(stored: TrainConfig, given: TrainConfig | dict[str, Any] | No
     unknown = set(wanted) - set(have)
     if unknown:
         raise OptionError(f"unknown training settings: {', '.join(sorted(unknown))}")
-    clashes = [f"{k} {v!r} (the run has {have[k]!r})" for k, v in wanted.items()
+    clashes = [f"--{k.replace('_', '-')} {v!r} (the run has {have[k]!r})" for k, v in wanted.items()
                if k not in RESUMABLE_CHANGES and v != have[k]]
     if clashes:
         raise OptionError(f"--resume keeps the run's saved settings, but these differ: {'; '.join(clashes)}; drop "

@@ -115,8 +115,8 @@ class Checkpointer:
 
 class MemoryRun:
     """A run that keeps its records in memory and writes nothing per epoch (the glyph stage, whose
-    caller saves the model once at the end); the same calls as :class:`Checkpointer`. Its best is
-    always the latest epoch."""
+    caller saves the model once at the end); the same calls as :class:`Checkpointer`. No epoch is
+    marked best: the caller keeps the last."""
 
     last = None
 
@@ -131,8 +131,7 @@ class MemoryRun:
 
     def record(self, rec: dict[str, Any], settled: bool = False) -> bool:
         self.history.append(rec)
-        self.best = {"epoch": rec["epoch"]}
-        return True
+        return False
 
     def save(self, *args: Any) -> None:
         """Nothing to write each epoch."""

@@ -1,7 +1,6 @@
-"""Where and how code runs: device choice, seeding and random state, logging, the process group.
-
-Shared by training, pretraining and the reader, so "auto" means the same thing everywhere.
-"""
+"""How training runs: threads and loader workers, seeding and random state, logging, the process
+group. (The device a name asks for is :func:`crnn_captcha.read.device.pick_device`, shared with the
+reader, so "auto" means the same thing everywhere.)"""
 from __future__ import annotations
 
 import copy
@@ -69,8 +68,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
 
 
 class Dist:

@@ -1,7 +1,7 @@
 """Start a model from another one: the shipped pretrained model, a run's checkpoint, or a
 glyph-pretrained backbone.
 
-    from crnn_captcha.transfer import start_from
+    from crnn_captcha.training.transfer import start_from
     notes = start_from(model, charset, "pretrained")    # or a path; returns one line per choice made
 
 What carries over, when the source is a whole CRNN: the backbone and the LSTM, and the output rows of
@@ -22,8 +22,9 @@ import torch
 
 from ..errors import CheckpointError, TrainingError
 from ..read.charset import Charset
-from ..read.checkpoint import load_checkpoint, pretrained_checkpoint
+from ..read.checkpoint import load_checkpoint
 from ..read.model import CRNN
+from ..read.shipped import pretrained_checkpoint
 
 FIRST_CONV = "backbone.features.0.0.weight"
 

@@ -1,0 +1,119 @@
+"""Reading a model's ONNX export with ONNX Runtime: no PyTorch needed.
+
+An export records the SHA-256 of the checkpoint it was made from (:data:`SHA_KEY`), so a stale
+export is never used in place of a retrained model, and what a reader needs to know of the model
+(:data:`ABOUT_KEY`: its alphabet, preprocessing, frames and metrics, as JSON), so reading needs
+neither PyTorch nor the checkpoint's weights. :func:`describe_model` writes that description;
+:func:`described` reads it back.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import CaptchaWarning, CheckpointError, OptionError
+from .charset import Charset
+from .ctc import log_softmax
+from .images import PreprocessConfig, file_problem
+from .shipped import file_sha256
+
+#: The ONNX metadata key that holds the SHA-256 of the checkpoint an export was made from.
+SHA_KEY = "crnn_captcha.checkpoint_sha256"
+#: The ONNX metadata key that describes the model to a reader (JSON; see :func:`describe_model`).
+ABOUT_KEY = "crnn_captcha.model"
+
+
+class Described(NamedTuple):
+    """What a reader needs to know of a model besides its weights."""
+
+    charset: Charset
+    preprocess: PreprocessConfig
+    frames: int
+    metrics: dict[str, Any]
+
+
+def describe_model(ckpt: dict[str, Any], frames: int) -> str:
+    """The :data:`ABOUT_KEY` text for a loaded checkpoint whose model gives ``frames`` frames."""
+    return json.dumps({"charset": ckpt["charset"], "preprocess": ckpt["preprocess"], "frames": frames,
+                       "metrics": ckpt.get("metrics", {})})
+
+
+def described(session, where: Path) -> Described | None:
+    """The model an export describes, or None for an export that does not (made before exports did).
+
+    Raises:
+        CheckpointError: a description that is not one (naming the export).
+    """
+    text = session.get_modelmeta().custom_metadata_map.get(ABOUT_KEY)
+    if text is None:
+        return None
+    try:
+        about = json.loads(text)
+        return Described(Charset(about["charset"]), PreprocessConfig.from_dict(about["preprocess"]),
+                         int(about["frames"]), dict(about["metrics"]))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{where}: its description of the model is damaged ({type(e).__name__}: {e})") from None
+
+
+class OnnxRunner:
+    """The model's ONNX export on ONNX Runtime (CPU): the faster path for one image at a time."""
+
+    name = "onnx"
+
+    def __init__(self, session, about: Described | None):
+        self.session = session
+        self.about = about  # None for an export made before exports described their model
+
+    def log_probs(self, batch) -> np.ndarray:
+        """(N, C_in, H, W) preprocessed images (numpy, or a CPU tensor) -> (N, T, C) log-probabilities."""
+        return log_softmax(self.session.run(None, {"image": np.asarray(batch, dtype=np.float32)})[0])
+
+    @classmethod
+    def open(cls, checkpoint: Path, threads: int, required: bool) -> "OnnxRunner | None":
+        """A runner for the export beside ``checkpoint`` (``<name>.onnx``), or None where there
+        is none, onnxruntime is missing, or the export is unusable or was made from another
+        checkpoint (then with a warning). With ``required`` each of those is an error instead."""
+        try:
+            session = _onnx_session(checkpoint, threads)
+            return cls(session, described(session, checkpoint.with_suffix(".onnx")))
+        except (CheckpointError, OptionError) as e:
+            if required:
+                raise
+            if not isinstance(e, _NoExport):
+                warnings.warn(f"{e}; reading with PyTorch instead", CaptchaWarning, stacklevel=4)
+            return None
+
+
+class _NoExport(CheckpointError):
+    """No export beside the checkpoint (not worth a warning on the way to PyTorch)."""
+
+
+def _onnx_session(checkpoint: Path, threads: int):
+    """An ONNX Runtime session for ``<checkpoint>.onnx``, checked against the checkpoint's hash."""
+    onnx_path = checkpoint.with_suffix(".onnx")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise OptionError("backend 'onnx' needs the onnxruntime package") from None
+    if not onnx_path.exists():
+        raise _NoExport(f"{onnx_path}: no ONNX export; run python -m crnn_captcha.export --checkpoint {checkpoint}")
+    problem = file_problem(onnx_path, "ONNX file")
+    if problem:
+        raise CheckpointError(f"{onnx_path}: {problem}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
+    except Exception as e:  # onnxruntime raises its own types for a bad file
+        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from None
+    if made_from != file_sha256(checkpoint):
+        raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
+    return session
+
+

@@ -1,0 +1,42 @@
+"""Where the shipped checkpoints live, and a file's SHA-256 (what ties an export to its checkpoint)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+DEFAULT_CHECKPOINT_NAME = "captcha_v2.pt"
+
+
+#: The shipped pretrained start that training fine-tunes by default (``train --init pretrained``).
+PRETRAINED_NAME = "pretrained.pt"
+
+
+def shipped(name: str) -> Path:
+    """A shipped checkpoint: packaged as ``crnn_captcha.checkpoints`` (the repository's
+    ``checkpoints/`` folder), found in the source tree for an editable install."""
+    try:
+        from importlib.resources import files
+
+        path = Path(str(files("crnn_captcha.checkpoints") / name))
+        if path.exists():
+            return path
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parents[2] / "checkpoints" / name
+
+
+def default_checkpoint() -> Path:
+    """The shipped captcha v2 reader, the one :class:`CaptchaReader` uses by default."""
+    return shipped(DEFAULT_CHECKPOINT_NAME)
+
+
+def pretrained_checkpoint() -> Path:
+    """The shipped pretrained start that training fine-tunes by default."""
+    return shipped(PRETRAINED_NAME)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
