@@ -25,23 +25,35 @@ import sys
 import time
 from pathlib import Path
 
-READERS = ["crnn_captcha", "ddddocr", "ddddocr_ranges", "captcha_whisperer"]
+#: crnn_captcha: as installed (ONNX Runtime where an export is beside the checkpoint); _light: the same
+#: with PyTorch made unimportable, as after a plain ``pip install crnn_captcha``; _torch: the PyTorch path.
+READERS = ["crnn_captcha", "crnn_captcha_light", "crnn_captcha_torch", "ddddocr", "ddddocr_ranges", "captcha_whisperer"]
+
+
+class _NoTorch:
+    """A finder that makes PyTorch look uninstalled in this process (the light reader's case)."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "albumentations"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
 
 
 # ----- one reader, inside its own process ------------------------------------------------------
 def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
     """(read one bytes -> str, read a batch or None, model file size in bytes)."""
-    if name == "crnn_captcha":
-        import torch
-
+    if name.startswith("crnn_captcha"):
         from crnn_captcha import CaptchaReader
 
-        torch.set_num_threads(threads)  # for the PyTorch path; ONNX Runtime takes threads below
-        r = CaptchaReader(checkpoint, device="cpu", threads=threads)
+        backend = "torch" if name == "crnn_captcha_torch" else "auto"
+        r = CaptchaReader(checkpoint, device="cpu", threads=threads, backend=backend)
+        if "torch" in sys.modules:  # for the PyTorch path; ONNX Runtime took ``threads`` above
+            sys.modules["torch"].set_num_threads(threads)
         size = r.checkpoint_path.stat().st_size  # config, charset, weights
         if r.backend == "onnx":
             size += r.checkpoint_path.with_suffix(".onnx").stat().st_size  # and the weights ONNX Runtime runs
-        print(f"crnn_captcha backend: {r.backend}", file=sys.stderr)
+        print(f"{name} backend: {r.backend}, PyTorch loaded: {'torch' in sys.modules}", file=sys.stderr)
         return r.read, lambda xs: r.read_batch(xs, batch_size=len(xs)), size
     if name.startswith("ddddocr"):
         import ddddocr
@@ -71,6 +83,8 @@ def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
 
 
 def worker(name: str, data: str, threads: int, repeats: int, checkpoint: str | None) -> dict:
+    if name == "crnn_captcha_light":
+        sys.meta_path.insert(0, _NoTorch)
     from crnn_captcha.data.labels import load_samples
     from crnn_captcha.data.scoring import score, summarize
 
