@@ -13,6 +13,7 @@ import argparse
 import errno
 import math
 import os
+import re
 import sys
 import warnings
 from typing import Callable
@@ -23,6 +24,8 @@ from .read.images import printable
 
 #: Set (to anything) to let an unexpected error show its traceback instead of one line.
 TRACEBACK_ENV = "CRNN_CAPTCHA_TRACEBACK"
+#: The exit code when the output was closed early: 128 + SIGPIPE, what a Unix tool killed by it gives.
+CLOSED_PIPE = 141
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -38,10 +41,25 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {shown})"
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line that names the problem and where the options are listed (argparse
+    prints the whole usage first, 26 lines for ``train``, and the line that matters last)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def plain(doc: str | None) -> str | None:
+    """A docstring as a terminal shows it: ``x`` as x, :class:`~a.B` as B, :func:`a.f` as a.f."""
+    if doc is None:
+        return None
+    doc = re.sub(r":\w+:`~[\w.]*?(\w+)`", r"\1", doc)
+    return re.sub(r":\w+:`([^`]+)`", r"\1", doc).replace("``", "")
+
+
 def make_parser(prog: str | None, module: str, doc: str | None) -> argparse.ArgumentParser:
     """A parser named after how the command was called, described by the module's docstring."""
-    return argparse.ArgumentParser(prog=prog or f"python -m {module}", description=doc,
-                                   formatter_class=HelpFormatter)
+    return Parser(prog=prog or f"python -m {module}", description=plain(doc), formatter_class=HelpFormatter)
 
 
 # ----- value checks (argparse types: a bad value is a usage error naming the option) -----------
@@ -71,6 +89,13 @@ learning_rate = _number(float, 1e-12, "learning rate", high=1.0)
 aug_strength_type = _number(float, 0.0, "augmentation strength", high=4.0)
 ratio = _number(float, 0.0, "non-negative number", high=1e6)
 size = _number(int, 1, "whole number of at least 1", high=4096)
+
+
+def thread_count(text: str) -> int:
+    """A number of threads from 0 to four per core: more only slows the work down (and thousands
+    exhaust memory)."""
+    most = 4 * (os.cpu_count() or 1)
+    return _number(int, 0, "whole number of at least 0", high=most)(text)
 
 
 def fraction(text: str) -> float:
@@ -145,8 +170,8 @@ def add_label_options(group, skip_invalid: bool = True) -> None:
 
 
 def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int | None, batch_size: int | None,
-                         lr: float | None, height: int | None, width: int | None, aug_strength: float, channels: tuple[int, ...]
-                         ) -> dict[str, argparse._ArgumentGroup]:
+                         lr: float | None, height: int | None, width: int | None, aug_strength: float, channels: tuple[int, ...],
+                         epoch_is: str) -> dict[str, argparse._ArgumentGroup]:
     """The options training and pretraining share, with each command's own defaults; returns the
     groups ("data", "model", "optimisation", "run") for the command to add its own options to."""
     d = ap.add_argument_group("data")
@@ -163,7 +188,7 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
                                                                      "or 16 32 64 64 96)"))
     o = ap.add_argument_group("optimisation")
     o.add_argument("--epochs", type=positive_int, default=epochs,
-                   help="passes over the training set" + ("" if epochs else " (default: chosen from the set's size)"))
+                   help=f"epochs to train; an epoch is {epoch_is}" + ("" if epochs else " (default: chosen from the set's size)"))
     o.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help="images per optimizer step" + ("" if batch_size else " (default: 16; 64 on a GPU from 1,000 training images)"))
     o.add_argument("--lr", type=learning_rate, default=lr,
@@ -173,7 +198,7 @@ def add_training_options(ap: argparse.ArgumentParser, *, out: str, epochs: int |
     r = ap.add_argument_group("run")
     r.add_argument("--out", default=out, help="folder for checkpoints and metrics")
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train")
-    r.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads for torch (0: half the cores, at most 4)")
+    r.add_argument("--threads", type=thread_count, default=0, help="CPU threads for torch (0: half the cores, at most 4)")
     return {"data": d, "model": m, "optimisation": o, "run": r}
 
 
@@ -228,6 +253,12 @@ def _run(work: Callable[[], int]) -> int:
     except CaptchaError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # whoever read our output stopped (``| head``): end quietly, as Unix tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        except (OSError, ValueError):
+            pass
+        return CLOSED_PIPE
     except OSError as e:  # a folder that cannot be written, a disk that is full, ...
         where = f"{printable(os.fsdecode(e.filename))}: " if e.filename else ""
         print(f"error: {where}{e.strerror or one_line(e)}", file=sys.stderr)

@@ -8,12 +8,13 @@ The command-line tools print that line and exit with the class's ``exit_code``:
 exit code   meaning
 ==========  ==============================================================================
 0           everything asked for was done
-1           the work failed on the data or was refused: unreadable images or labels, an
-            output that already exists, a training run that had to stop; what was done
-            is kept
-2           the command was called wrongly: a bad option value, or a file, folder or
-            checkpoint named on the command line that is missing or unusable
+1           the work failed on the data or was refused: images to read that are missing or
+            unreadable, bad labels, an output that already exists, a training run that
+            had to stop; what was done is kept
+2           the command was called wrongly: a bad option value, or a checkpoint, manifest
+            or output folder named on the command line that is missing or unusable
 130         interrupted (Ctrl-C)
+141         the output was closed early (a pipe into ``head``): nothing more is printed
 ==========  ==============================================================================
 
 The classes also derive from the built-in exception they refine (``ValueError`` for bad values,

@@ -20,10 +20,12 @@ from .data.labels import IMAGE_SUFFIXES, is_hidden
 from .errors import OptionError
 
 
-def expand(inputs: list[str]) -> list[str]:
-    """Image files, with each folder replaced by its image files (sorted; hidden files and macOS
-    ``._name`` companions left out). A name the file system refuses stays, to fail on its own."""
+def expand(inputs: list[str]) -> tuple[list[str], list[str]]:
+    """(image files, problems): each folder replaced by its image files (sorted; hidden files and
+    macOS ``._name`` companions left out), and a line for each folder that holds none. A name the
+    file system refuses stays, to fail on its own."""
     out: list[str] = []
+    problems: list[str] = []
     for item in inputs:
         p = Path(item)
         try:
@@ -34,11 +36,11 @@ def expand(inputs: list[str]) -> list[str]:
             found = sorted(str(f) for f in p.iterdir()
                            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f))
             if not found:
-                raise OptionError(f"{p}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
+                problems.append(f"{p}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out += found
         else:
             out.append(item)
-    return out
+    return out, problems
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -50,12 +52,14 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = expand(args.images)
+    paths, problems = expand(args.images)
+    if not paths:  # nothing at all to read: the call itself is wrong
+        raise OptionError(problems[0] if len(problems) == 1 else f"no images in {', '.join(args.images)}")
     reader = cli.reader_from_args(args)
     preds = reader.predict_batch(paths, batch_size=args.batch_size, errors="mark")
     failed = [p for p in preds if not p.ok]
-    for p in failed:
-        print(f"error: {p.error}", file=sys.stderr)
+    for line in problems + [p.error for p in failed]:
+        print(f"error: {line}", file=sys.stderr)
     if args.json:
         rows = [
             {"path": p.source, "text": p.text if p.ok else None, "confidence": p.confidence,
@@ -63,14 +67,14 @@ def run(args: argparse.Namespace) -> int:
             for p in preds
         ]
         print(json.dumps(rows, indent=2))
-    elif len(paths) == 1:
+    elif len(paths) == 1 and len(args.images) == 1:
         if preds[0].ok:
             print(preds[0].text)
     else:
         for p in preds:
             if p.ok:
                 print(f"{p.source}\t{p.text}\t{p.confidence:.4f}")
-    return 1 if failed else 0
+    return 1 if failed or problems else 0
 
 
 main = cli.command(build_parser, run)

@@ -45,7 +45,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.pretrain", __doc__)
     groups = cli.add_training_options(ap, out="runs/pretrain", epochs=DEFAULT.epochs, batch_size=DEFAULT.batch_size,
                                       lr=DEFAULT.lr, height=DEFAULT.height, width=DEFAULT.width,
-                                      aug_strength=DEFAULT.aug_strength, channels=DEFAULT.channels)
+                                      aug_strength=DEFAULT.aug_strength, channels=DEFAULT.channels,
+                                      epoch_is="--epoch-samples fresh synthetic images (of the sequence stage)")
     d, m, o, r = groups["data"], groups["model"], groups["optimisation"], groups["run"]
     d.add_argument("--stages", nargs="+", choices=STAGES,
                    help="which stages to run, in order (default: glyph sequence; with --glyphs: glyph)")

@@ -38,7 +38,9 @@ from .training.recipe import TrainConfig  # noqa: E402
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.train", __doc__)
     groups = cli.add_training_options(ap, out="runs/train", epochs=None, batch_size=None, lr=None, height=None,
-                                      width=None, aug_strength=1.0, channels=None)
+                                      width=None, aug_strength=1.0, channels=None,
+                                      epoch_is="one pass over the training set, or 512 images where the set is "
+                                               "smaller (a small set is passed over several times)")
     d, m, o, r = groups["data"], groups["model"], groups["optimisation"], groups["run"]
     d.add_argument("--splits", help="folder with train.csv and val.csv (from scripts/split_data.py)")
     d.add_argument("--train", help="train manifest (CSV/TSV/JSON lines) or folder (instead of --splits)")

@@ -226,6 +226,8 @@ def test_404_and_405_are_json(port):
     assert status == 405 and "use POST" in error_of(data) and headers["allow"] == "POST"
     status, _, data = call(port, "DELETE", "/health")
     assert status == 405 and error_of(data)
+    status, _, data = call(port, "HEAD", "/health")  # what many health checkers send
+    assert status == 200 and data == b""
     for path in ("/docs", "/openapi.json", "/redoc"):  # no interactive docs on a service
         assert call(port, "GET", path)[0] == 404
 

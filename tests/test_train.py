@@ -474,3 +474,18 @@ def test_optimizer_state_saved_by_a_gpu_run_resumes_unfused_on_the_cpu():
     assert [g["fused"] for g in again.opt.param_groups] == [None]
     again.step(model, model(torch.randn(4, 3)).pow(2).mean())  # a CPU step on the restored state
     assert [float(s["step"]) for s in again.opt.state.values()] == [2.0, 2.0]
+
+
+def test_a_run_says_how_long_it_will_take_and_names_everything_it_wrote(splits, tmp_path, capsys):
+    """After its first epoch a run says how long all its epochs should take; the last line names
+    curves.png with the other files; a resume asked for fewer epochs than were run says that nothing
+    was trained, and why."""
+    out = tmp_path / "run"
+    assert train_main(["--splits", str(splits), "--out", str(out), "--epochs", "2", *TINY]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"the 2 epochs of this run should take about \d+ s at this pace", err), err
+    assert err.strip().splitlines()[-1].endswith(f"{out / 'metrics.jsonl'}, {out / 'curves.png'}")
+    assert train_main(["--out", str(out), "--resume", "--epochs", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to train" in err and "it ran 2 epochs already, more than the 1 asked for" in err, err
+    assert "ran all 1 epochs" not in err

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+from collections import Counter
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,66 @@ def scan_folder(
         warnings.warn(f"left out {len(hidden)} hidden file(s) in {folder} (names starting with '.', e.g. "
                       f"{printable(hidden[0].name)})", CaptchaWarning, stacklevel=2)
     pairs = ((p, label_from_name(p.name, label_from, label_regex)) for p in files if not is_hidden(p))
-    return _check(pairs, length, alphabet, skip_invalid, str(folder))
+    samples = _check(pairs, length, alphabet, skip_invalid, str(folder))
+    if label_from != "regex":  # a regular expression is the user's own statement of what the label is
+        check_names([s.label for s in samples], folder)
+    return samples
+
+
+#: Names a camera, a browser or a script gives files: a word and a number (image_001, IMG0042).
+_FILE_WORD = re.compile(r"^(img|image|photo|pic|picture|screenshot|scan|capture|captcha|file|frame|sample|download)"
+                        r"[ _.-]*\d+$", re.I)
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+#: No captcha we know of is longer; a longer name is a description, not the text.
+LONGEST_CAPTCHA = 16
+
+
+def unlike_captcha_text(labels: Sequence[str]) -> dict[str, str]:
+    """The labels (from file names) that look like file names rather than what a captcha shows,
+    each with why: a UUID, a word and a number (``image_001``), more than :data:`LONGEST_CAPTCHA`
+    characters, or, across the set, numbers counting up (``001``, ``002``, ...) or one shared start
+    with a number after it (``scan_a_17``, ``scan_a_18``, ...)."""
+    why: dict[str, str] = {}
+    for label in labels:
+        if _UUID.match(label):
+            why[label] = "a UUID"
+        elif _FILE_WORD.match(label):
+            why[label] = "a word and a number"
+        elif len(label) > LONGEST_CAPTCHA:
+            why[label] = f"{len(label)} characters, more than any captcha"
+    numbers = sorted({int(x) for x in labels if x.isdigit()})
+    if len(numbers) >= 10 and len(numbers) >= 0.9 * len(labels):
+        steps = sum(b - a == 1 for a, b in zip(numbers, numbers[1:]))
+        if steps >= 0.9 * (len(numbers) - 1):
+            for x in labels:
+                if x.isdigit():
+                    why.setdefault(x, "numbers counting up")
+    starts = Counter(m.group(1) for x in labels if (m := re.match(r"^(.{2,}?)\d+$", x)))
+    if starts and len(labels) >= 10:
+        start, count = starts.most_common(1)[0]
+        if count >= 0.8 * len(labels):
+            for x in labels:
+                if x.startswith(start) and x[len(start):].isdigit():
+                    why.setdefault(x, f"the same start {start!r} and a number")
+    return why
+
+
+def check_names(labels: Sequence[str], where: str | Path) -> None:
+    """Warn when some file names do not look like captcha text; refuse when most do not.
+
+    Raises:
+        LabelError: more than half of them do not, with an example and how to label.
+    """
+    why = unlike_captcha_text(labels)
+    if not why:
+        return
+    label, reason = next(iter(why.items()))
+    said = (f"{len(why)} of {len(labels)} file names in {where} do not look like captcha text (e.g. {label!r}: "
+            f"{reason})")
+    if len(why) > len(labels) / 2:
+        raise LabelError(f"{said}; name each image after the text it shows (226md.png), or list path,label rows "
+                         "in a CSV manifest (docs/data.md)")
+    warnings.warn(f"{said}; their names are taken as their text", CaptchaWarning, stacklevel=3)
 
 
 def _manifest_rows(path: Path, text: str) -> Iterable[tuple[int, str | None, str | None]]:
@@ -160,6 +220,8 @@ def _manifest_rows(path: Path, text: str) -> Iterable[tuple[int, str | None, str
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise LabelError(f"{path}: line {n} is not JSON ({e.msg})") from None
+                except RecursionError:  # brackets nested thousands deep: not a manifest row
+                    raise LabelError(f"{path}: line {n} nests too deep to be a manifest row") from None
                 if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("path", "label")):
                     raise LabelError(f"{path}: line {n} is not a JSON object with a string path and a string label")
                 yield n, row["path"], row["label"]
@@ -247,9 +309,10 @@ def _unique(pairs: list[tuple[Path, str]], where: str) -> list[tuple[Path, str]]
 def write_manifest(path: str | Path, samples: Sequence[Sample]) -> None:
     """Write ``path,label`` rows. A path inside the manifest's folder is written relative to it
     (the folder can move as a whole); any other path is written absolute, so moving the project
-    does not break a manifest that points at data elsewhere."""
+    does not break a manifest that points at data elsewhere. Links are kept as given (not resolved
+    to where they point), so a path reads as the user wrote it."""
     path = Path(path)
-    base = path.parent.resolve()
+    base = Path(os.path.abspath(path.parent))
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "label"])
@@ -258,7 +321,7 @@ def write_manifest(path: str | Path, samples: Sequence[Sample]) -> None:
 
 
 def _portable_path(p: Path, base: Path) -> str:
-    full = Path(p).resolve()
+    full = Path(os.path.abspath(p))
     try:
         return full.relative_to(base).as_posix()
     except ValueError:  # not inside the manifest's folder

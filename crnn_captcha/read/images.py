@@ -160,20 +160,37 @@ def _check_pixels(img: Image.Image, name: str) -> None:
         raise ImageError(f"{name}: empty image ({w}x{h})")
 
 
+#: The image formats opened, an allow-list checked before any decoder runs: the raster formats a
+#: captcha can come in. Pillow would otherwise hand an EPS file to Ghostscript, and other formats to
+#: decoders no captcha needs.
+RASTER_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF", "PPM", "TGA", "ICO", "AVIF", "MPO")
+#: How PostScript, EPS (text and DOS binary) and PDF files start.
+_DOCUMENT_MAGIC = (b"%!", b"\xc5\xd0\xd3\xc6", b"%PDF")
+
+
+def _raster_formats() -> list[str]:
+    """:data:`RASTER_FORMATS` that this Pillow can open."""
+    Image.init()
+    return [f for f in RASTER_FORMATS if f in Image.OPEN]
+
+
 def _decode(data: bytes, name: str) -> Image.Image:
     """Encoded bytes -> a loaded PIL image, upright (EXIF orientation applied)."""
     if len(data) == 0:
         raise ImageError(f"{name}: empty input (0 bytes)")
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{name}: input is more than the {MAX_FILE_BYTES:,} bytes allowed (not a captcha image)")
+    if data.startswith(_DOCUMENT_MAGIC):
+        raise ImageError(f"{name}: a PostScript, EPS or PDF document, not a raster image (those are not opened: "
+                         "reading them would run an interpreter)")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=_raster_formats())
         _check_pixels(img, name)  # from the header, before anything is decoded
         img.load()  # decode now so a truncated file fails here, not later
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file (unrecognised format)") from None
+        raise ImageError(f"{name}: not an image file of a kind read here ({', '.join(RASTER_FORMATS)})") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: refused as a decompression bomb (more than {MAX_PIXELS:,} pixels)") from None
     except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, RuntimeError, ...

@@ -198,7 +198,7 @@ def add_routes(app, queue: ReadQueue, metrics: Metrics, info: dict) -> None:
         results = [{"index": i, "name": name, **answer(pred, name)} for i, (name, pred) in enumerate(pairs)]
         return JSONResponse({"results": results, "failed": sum("error" in r for r in results)})
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # HEAD: what many health checkers send
     async def health():
         if not queue.alive:
             return JSONResponse({"status": "unavailable"}, 503)

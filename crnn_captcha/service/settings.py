@@ -13,7 +13,7 @@ WEB_PACKAGES = (("fastapi", "fastapi"), ("uvicorn", "uvicorn"), ("prometheus_cli
                 ("python_multipart", "python-multipart"))
 
 
-ROUTES = {"/": "GET", "/health": "GET", "/metrics": "GET", "/read": "POST", "/read/batch": "POST"}
+ROUTES = {"/": "GET", "/health": "GET or HEAD", "/metrics": "GET", "/read": "POST", "/read/batch": "POST"}
 
 
 #: The query parameters of /read: the decoding options.

@@ -252,7 +252,7 @@ def _fit(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: b
         config = resumed_config(TrainConfig.from_dict(resumed.get("train_args", {})), config)
         why = finished(resumed, config)
         if why:
-            log(f"{saver.out} is finished: {why}")
+            log(f"nothing to train: {saver.out} is finished: {why}")
             return 0
     if not isinstance(config, TrainConfig):
         raise OptionError("give a TrainConfig (a dict of settings or None only when resuming)")
@@ -272,6 +272,20 @@ def _fit(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: b
     workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
     loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
     return run_epochs(model, CTCTask(charset, pre), loaders, config, dist_, saver, resumed, progress)
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def run_left(t_start: float, done: int, left: int) -> str:
+    """What the progress bar adds to the epoch's name: the time the run has left, once an epoch is done."""
+    if not done:
+        return ""
+    return f" (run: {duration((time.time() - t_start) / done * left)} left)"
 
 
 def _resume_loop(resumed: dict[str, Any], optim: Optimisation, loader: DataLoader, dist_: Dist) -> int:
@@ -314,7 +328,8 @@ def run_epochs(model: nn.Module, task: Task, loaders: tuple[DataLoader, DataLoad
                 train_loader.sampler.set_epoch(epoch)
             t0 = time.time()
             loss = train_one_epoch(net, model, task, train_loader, optim, dist_.device, epoch,
-                                   f"epoch {epoch}/{config.epochs}", progress and dist_.main, saver.last)
+                                   f"epoch {epoch}/{config.epochs}{run_left(t_start, epoch - start, config.epochs - epoch + 1)}",
+                                   progress and dist_.main, saver.last)
             val = task.validate(model, val_loader, dist_.device, dist_)  # unwrapped: ranks may see unequal batches
             rec = epoch_record(epoch, dist_.sum(list(loss)), val, optim.lr, time.time() - t0)
             improved = saver.record(rec, settled=plain_from is not None and epoch >= plain_from)
@@ -322,6 +337,9 @@ def run_epochs(model: nn.Module, task: Task, loaders: tuple[DataLoader, DataLoad
                        {"epoch": epoch, "data": data_state(train_loader), **optim.state()})
             if dist_.main:
                 log_epoch(rec, improved)
+                if epoch == start and epoch < config.epochs:  # the run's length, as soon as a pace is known
+                    log(f"the {config.epochs - start + 1} epochs of this run should take about "
+                        f"{duration((time.time() - t_start) * (config.epochs - start + 1))} at this pace")
             if config.patience and saver.since_best >= config.patience:
                 if dist_.main:
                     log(f"early stop after epoch {epoch}: no better val score for {config.patience} epochs; "

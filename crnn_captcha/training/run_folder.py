@@ -100,7 +100,7 @@ class Checkpointer:
                                   "character": [r["val_char_accuracy"] for r in h]}),
             ])
         log(f"best.pt holds epoch {self.best['epoch']} (val accuracy {self.best['accuracy']:.4f}); {seconds:.0f}s; "
-            f"wrote {self.best_path}, {self.last}, {self.metrics}")
+            f"wrote {self.best_path}, {self.last}, {self.metrics}" + (f", {self.out / 'curves.png'}" if h else ""))
 
     def interrupted(self, epoch: int, seconds: float) -> None:
         """Ctrl-C during ``epoch``: say what was kept (and keep curves.png of the whole epochs)."""
@@ -150,7 +150,10 @@ def finished(ckpt: dict[str, Any], config: TrainConfig) -> str | None:
     if config.patience and since_best >= config.patience:
         return (f"it stopped early at epoch {epoch} (no better val score for {config.patience} epochs); best.pt holds "
                 f"epoch {best}. --patience or --epochs with a larger value continues it")
-    if epoch >= config.epochs:
+    if epoch > config.epochs:
+        return (f"it ran {epoch} epochs already, more than the {config.epochs} asked for; best.pt holds epoch {best}. "
+                f"--epochs N (more than {epoch}) continues it")
+    if epoch == config.epochs:
         return f"it ran all {config.epochs} epochs; best.pt holds epoch {best}. --epochs N (more than {epoch}) continues it"
     return None
 
