@@ -49,6 +49,17 @@ def edited(ckpt, path, edit):
     ("charset", lambda c: c.update(charset="aab")),
     ("charset", lambda c: c.update(charset=5)),
     ("checksum", lambda c: c["state_dict"].update({"head.bias": c["state_dict"]["head.bias"] + 1e-3})),
+    # values that would build a broken or enormous model before anything else noticed
+    ("model_config", lambda c: c["model_config"].update(dropout=2.0)),
+    ("model_config", lambda c: c["model_config"].update(hidden=-1)),
+    ("model_config", lambda c: c["model_config"].update(hidden="64")),
+    ("model_config", lambda c: c["model_config"].update(hidden=10**7)),
+    ("model_config", lambda c: c["model_config"].update(channels=[0, 16, 16, 16, 24])),
+    ("model_config", lambda c: c["model_config"].update(channels=[-1, 16, 16, 16, 24])),
+    ("model_config", lambda c: c["model_config"].update(lstm_layers=0)),
+    ("weights do not fit the model config", lambda c: c["model_config"].update(hidden=4000)),
+    ("weights do not fit the model config", lambda c: c["model_config"].update(lstm_layers=9)),
+    ("meta device", lambda c: c.update(state_dict={k: v.to("meta") for k, v in c["state_dict"].items()})),
 ])
 def test_hand_edited_fields_are_named(tmp_path, tiny_ckpt, field, edit):
     path = edited(tiny_ckpt, tmp_path / "edited.pt", edit)
@@ -169,3 +180,17 @@ def test_ctrl_c_during_a_checkpoint_write_is_raised_once_the_file_is_whole(tmp_p
     assert path.read_bytes() == b"first half second half"
     assert not list(tmp_path.glob("*.tmp"))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+
+
+def test_a_config_larger_than_its_weights_is_refused_before_the_model_is_built(tmp_path, tiny_ckpt, monkeypatch):
+    """hidden=4000 beside weights of hidden 32 would build a model of about 1 GB before the weights
+    were compared: the shapes are compared first."""
+    from crnn_captcha.read import checkpoint
+
+    def never(config):
+        raise AssertionError(f"built a model of hidden {config.hidden}")
+
+    monkeypatch.setattr(checkpoint, "CRNN", never)
+    path = edited(tiny_ckpt, tmp_path / "big.pt", lambda c: c["model_config"].update(hidden=4000, lstm_layers=3))
+    with pytest.raises(CheckpointError, match="weights do not fit the model config"):
+        checkpoint.build_crnn(checkpoint.load_checkpoint(path), path)

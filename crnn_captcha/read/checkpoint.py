@@ -163,6 +163,8 @@ def check_fields(ckpt: dict[str, Any], path: Path) -> None:
     state = ckpt["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path}: field state_dict should map names to tensors")
+    if any(v.device.type == "meta" for v in state.values()):
+        raise CheckpointError(f"{path}: field state_dict holds weights on the meta device, which have no values")
     bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad:
         raise CheckpointError(f"{path}: field state_dict: weights {bad!r} hold NaN or infinite values")
@@ -176,6 +178,23 @@ def _field(path: Path | str, name: str, build: Callable[[], Any]) -> Any:
         return build()
     except (TypeError, ValueError, KeyError) as e:  # a hand-edited or damaged description
         raise CheckpointError(f"{path}: field {name} is not valid ({' '.join(str(e).split())[:200]})") from None
+
+
+def _check_shapes(config: CRNNConfig, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """The weights' shapes agree with the config, checked before the model is built (a config that
+    claims a larger model than its weights would be built first, and could take GBs)."""
+    expected = {"head.weight": (config.num_classes, 2 * config.hidden),
+                "rnn.weight_hh_l0": (4 * config.hidden, config.hidden),
+                f"rnn.weight_hh_l{config.lstm_layers - 1}": (4 * config.hidden, config.hidden),
+                "backbone.features.0.0.weight": (config.channels[0], config.in_channels, 3, 3)}
+    for key, shape in expected.items():
+        found = tuple(state[key].shape) if key in state else None
+        if found != shape:
+            raise CheckpointError(f"{path}: weights do not fit the model config ({key}: the config needs {shape}, "
+                                  f"the weights are {found or 'missing'})")
+    if f"rnn.weight_hh_l{config.lstm_layers}" in state:
+        raise CheckpointError(f"{path}: weights do not fit the model config (more LSTM layers than its "
+                              f"lstm_layers {config.lstm_layers})")
 
 
 def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[CRNN, Charset, PreprocessConfig]:
@@ -197,6 +216,7 @@ def build_crnn(ckpt: dict[str, Any], path: str | Path = "checkpoint") -> tuple[C
             f"{path}: charset {charset.chars!r} has {len(charset)} characters (+ blank = "
             f"{charset.num_classes} classes) but the model's head has {config.num_classes} outputs"
         )
+    _check_shapes(config, ckpt["state_dict"], path)
     model = CRNN(config)
     try:
         model.load_state_dict(ckpt["state_dict"])

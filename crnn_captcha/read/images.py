@@ -289,6 +289,12 @@ def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
                     torch.float32, torch.float64, getattr(torch, "uint16", torch.uint8)}
     if t.is_nested or t.device.type == "meta":
         raise ImageError(f"{name}: a {'nested' if t.is_nested else 'meta'} tensor holds no pixels to read")
+    shape = tuple(t.shape)
+    if len(shape) == 3 and shape[0] not in (1, 3, 4):
+        raise ImageError(f"{name}: wrong shape {shape} for a tensor; expected (H, W) or (C, H, W) with C 1, 3 or 4 "
+                         "((H, W, C) is a numpy array's layout: permute it to (C, H, W))")
+    if len(shape) in (2, 3) and shape[-1] * shape[-2] > MAX_PIXELS:  # before any copy or conversion
+        raise ImageError(f"{name}: {shape[-1]}x{shape[-2]} pixels, more than the {MAX_PIXELS:,} allowed")
     try:
         if t.layout != torch.strided:
             t = t.to_dense()

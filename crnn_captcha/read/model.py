@@ -21,6 +21,12 @@ PIXELS_PER_FRAME = 4
 FEATURE_ROWS = 2
 
 
+#: The bounds of a model's whole-number settings: far beyond any captcha model, far below a size
+#: that would exhaust memory.
+_INT_RANGES = {"num_classes": (2, 100_000), "height": (16, 1024), "width": (4, 8192), "channels": (1, 2048),
+               "hidden": (1, 4096), "lstm_layers": (1, 16), "max_label_length": (1, 1024), "in_channels": (1, 4)}
+
+
 @dataclass
 class CRNNConfig:
     """Everything needed to rebuild a :class:`CRNN`; stored in every checkpoint.
@@ -51,7 +57,8 @@ class CRNNConfig:
     rows: int | None = None
 
     def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
+        self._check_values()
+        self.channels = tuple(self.channels)
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (gray) or 3 (RGB), got {self.in_channels}")
         if self.num_classes < 2:
@@ -70,6 +77,25 @@ class CRNNConfig:
                 f"the model gives {self.frames} frames for width {self.width}, fewer than the "
                 f"{need} (2L-1) that a {self.max_label_length}-character label with repeats needs"
             )
+
+    def _check_values(self) -> None:
+        """Each value a number of the right kind, within what a captcha model can be (a damaged or
+        hand-edited config is refused before any layer is built: hidden=12000 would take GBs)."""
+        for name, (low, high) in _INT_RANGES.items():
+            value = getattr(self, name)
+            if name == "channels":
+                if not isinstance(value, (list, tuple)) or not value:
+                    raise ValueError(f"channels must be a list of numbers, got {value!r}")
+                values = list(value)
+            else:
+                values = [value]
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                    raise ValueError(f"{name} must be a whole number from {low} to {high}, got {v!r}")
+        if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int)):
+            raise ValueError(f"rows must be a whole number or None, got {self.rows!r}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number from 0 to below 1, got {self.dropout!r}")
 
     @property
     def feature_rows(self) -> int:
