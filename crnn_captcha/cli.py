@@ -98,6 +98,11 @@ def thread_count(text: str) -> int:
     return _number(int, 0, "whole number of at least 0", high=most)(text)
 
 
+#: Counts whose product is held in memory or written out: bounded far above use, far below harm.
+sheet_size = _number(int, 1, "whole number of at least 1", high=10_000)
+copies = _number(int, 0, "whole number of at least 0", high=1_000)
+
+
 def fraction(text: str) -> float:
     """A number from 0 up to (not including) 1."""
     value = non_negative_float(text)

@@ -39,7 +39,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.glyphs", __doc__)
     ap.add_argument("--split", required=True, help="manifest (CSV path,label) or folder; use the TRAIN split")
     ap.add_argument("--out", required=True, help="folder to write <char>_<n>.png files into")
-    ap.add_argument("--copies", type=cli.non_negative_int, default=20, help="augmented copies per crop (0: crops only)")
+    ap.add_argument("--copies", type=cli.copies, default=20, help="augmented copies per crop (0: crops only; at most 1,000)")
     ap.add_argument("--method", choices=["projection", "fixed", "ctc"], default="projection", help="how characters are found")
     ap.add_argument("--align-checkpoint", help="CRNN checkpoint for --method ctc")
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the augmented copies")

@@ -9,12 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-
 from . import cli
 
 cli.require_training("synth")  # before the imports that need it
 
 import cv2  # noqa: E402
+
 from .files import check_image_out  # noqa: E402
 from .synthetic.config import DEFAULT_ALPHABET, SynthConfig  # noqa: E402
 from .synthetic.renderer import SynthRenderer  # noqa: E402
@@ -24,7 +24,7 @@ from .synthetic.sheet import images_per_second, sample_sheet  # noqa: E402
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.synth", __doc__)
     ap.add_argument("--out", default="synth_sheet.png", help="PNG sample sheet to write")
-    ap.add_argument("--n", type=cli.positive_int, default=48, help="images on the sheet")
+    ap.add_argument("--n", type=cli.sheet_size, default=48, help="images on the sheet (at most 10,000)")
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="renderer seed")
     ap.add_argument("--start", type=cli.non_negative_int, default=0, help="index of the first image")
     ap.add_argument("--glyphs", action="store_true", help="single-character glyphs instead of captchas")

@@ -194,3 +194,44 @@ def test_a_config_larger_than_its_weights_is_refused_before_the_model_is_built(t
     path = edited(tiny_ckpt, tmp_path / "big.pt", lambda c: c["model_config"].update(hidden=4000, lstm_layers=3))
     with pytest.raises(CheckpointError, match="weights do not fit the model config"):
         checkpoint.build_crnn(checkpoint.load_checkpoint(path), path)
+
+
+def test_an_export_with_damaged_weights_or_another_models_graph_is_not_used(tmp_path, tiny_ckpt):
+    """Bit flips in an export's weights change what it reads, not its hash: the outputs it recorded
+    when it was made are compared when it is opened. A graph whose input is not the one the
+    checkpoint describes is refused by its shape."""
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import numpy_helper
+
+    from crnn_captcha.read.onnx_model import ABOUT_KEY, SHA_KEY, describe_model
+    from crnn_captcha.read.shipped import file_sha256
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(default_checkpoint(), ckpt)
+    proto = onnx.load(str(default_checkpoint().with_suffix(".onnx")))
+    weights = max(proto.graph.initializer, key=lambda i: int(np.prod(i.dims)))
+    values = numpy_helper.to_array(weights).copy()
+    bits = values.reshape(-1).view(np.uint32)
+    for k in (5, 500, 1500):
+        bits[k] ^= np.uint32(1 << 30)
+    weights.CopyFrom(numpy_helper.from_array(values, weights.name))
+    onnx.save(proto, str(ckpt.with_suffix(".onnx")))
+    with pytest.warns(CaptchaWarning, match="its weights are damaged"):
+        assert CaptchaReader(ckpt, device="cpu").backend == "torch"
+    with pytest.raises(CheckpointError, match="m.onnx: its weights are damaged"):
+        CaptchaReader(ckpt, device="cpu", backend="onnx")
+    # the shipped gray model's graph, its records rewritten to claim a colour checkpoint's
+    colour = {**tiny_ckpt, "preprocess": {**tiny_ckpt["preprocess"], "channels": 3},
+              "model_config": {**tiny_ckpt["model_config"], "in_channels": 3}}
+    forged = tmp_path / "c.pt"
+    torch.save(colour, forged)
+    proto = onnx.load(str(default_checkpoint().with_suffix(".onnx")))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    meta.update({SHA_KEY: file_sha256(forged), ABOUT_KEY: describe_model(colour, 32)})
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(forged.with_suffix(".onnx")))
+    with pytest.raises(CheckpointError, match=r"c.onnx: its model takes input \[1, 32, 128\], not the \[3, 32, 128\]"):
+        CaptchaReader(forged, device="cpu", backend="onnx")

@@ -144,3 +144,28 @@ def test_the_curves_legend_sits_above_the_plot_and_epochs_are_numbered(tmp_path)
 
 def test_the_docs_site_folder_is_ignored():
     assert "/site/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_counts_and_archive_members_that_would_fill_memory_are_refused_first(tmp_path, capsys):
+    import io
+    import tarfile
+
+    from crnn_captcha.data.glyphs import read_glyph_files
+    from crnn_captcha.errors import OptionError
+    from crnn_captcha.synth import main as synth_main
+
+    with pytest.raises(SystemExit) as stop:
+        synth_main(["--n", "100000000", "--out", str(tmp_path / "s.png")])
+    assert stop.value.code == 2 and "--n: '100000000' is above" in capsys.readouterr().err
+    from crnn_captcha.glyphs import main as glyphs_main
+
+    with pytest.raises(SystemExit) as stop:
+        glyphs_main(["--split", str(tmp_path), "--out", str(tmp_path / "g"), "--copies", "1000000000"])
+    assert stop.value.code == 2 and "--copies" in capsys.readouterr().err
+    archive = tmp_path / "glyphs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:  # 40 MB of zeros: a few kB packed
+        info = tarfile.TarInfo("a_1.png")
+        info.size = 40 * 1024 * 1024
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    with pytest.raises(OptionError, match=r"a_1.png: 41,943,040 bytes, more than"):
+        read_glyph_files(archive)

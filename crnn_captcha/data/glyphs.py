@@ -20,6 +20,7 @@ from ..errors import CaptchaWarning, LabelError, OptionError
 from ..read.charset import Charset
 from ..read.ctc import force_align
 from ..read.images import (
+    MAX_FILE_BYTES,
     PreprocessConfig,
     load_gray,
     load_image,
@@ -60,6 +61,7 @@ def read_glyph_files(src: str | Path, subfolder: str | None = None) -> list[tupl
         for p in sorted(src.rglob("*")):
             rel = p.relative_to(src).as_posix()
             if p.is_file() and wanted(rel):
+                _check_size(str(p), p.stat().st_size)
                 out.append((str(p), label_for(rel), p.read_bytes()))
     elif src.is_file() and src.name.endswith((".tar.gz", ".tgz", ".tar")):
         # Read members in archive order (a gzip stream cannot seek back cheaply), in memory:
@@ -67,6 +69,7 @@ def read_glyph_files(src: str | Path, subfolder: str | None = None) -> list[tupl
         with tarfile.open(src) as tar:
             for m in tar:
                 if m.isfile() and wanted(m.name):
+                    _check_size(f"{src}:{m.name}", m.size)  # from the header, before it is read
                     f = tar.extractfile(m)
                     if f is not None:
                         out.append((f"{src}:{m.name}", label_for(m.name), f.read()))
@@ -74,6 +77,11 @@ def read_glyph_files(src: str | Path, subfolder: str | None = None) -> list[tupl
     else:
         raise OptionError(f"{src}: not a folder or a .tar.gz of glyph images")
     return out
+
+
+def _check_size(name: str, size: int) -> None:
+    if size > MAX_FILE_BYTES:
+        raise OptionError(f"{name}: {size:,} bytes, more than the {MAX_FILE_BYTES:,} an image may have (not a glyph)")
 
 
 class GlyphDataset(Dataset):

@@ -15,8 +15,8 @@ import io
 import json
 import os
 import re
-from collections import Counter
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence

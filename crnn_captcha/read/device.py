@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib.util
-
 from typing import TYPE_CHECKING
 
 from ..errors import OptionError

@@ -8,6 +8,7 @@ neither PyTorch nor the checkpoint's weights. :func:`describe_model` writes that
 """
 from __future__ import annotations
 
+import base64
 import json
 import warnings
 from pathlib import Path
@@ -25,6 +26,9 @@ from .shipped import file_sha256
 SHA_KEY = "crnn_captcha.checkpoint_sha256"
 #: The ONNX metadata key that describes the model to a reader (JSON; see :func:`describe_model`).
 ABOUT_KEY = "crnn_captcha.model"
+#: The ONNX metadata key that holds the export's own outputs for :func:`probe_input`, recorded when it
+#: was made (base64 of float32), so damaged weights are found when the export is opened.
+PROBE_KEY = "crnn_captcha.probe"
 
 
 class Described(NamedTuple):
@@ -59,14 +63,59 @@ def described(session, where: Path) -> Described | None:
         raise CheckpointError(f"{where}: its description of the model is damaged ({type(e).__name__}: {e})") from None
 
 
+def probe_input(pre: PreprocessConfig) -> np.ndarray:
+    """A fixed input of the model's shape (1, C, H, W): smooth stripes in [-1, 1], the same everywhere."""
+    size = pre.channels * pre.height * pre.width
+    return np.sin(np.arange(size, dtype=np.float64) * 0.37).astype(np.float32).reshape(
+        1, pre.channels, pre.height, pre.width)
+
+
+def record_probe(session, pre: PreprocessConfig) -> str:
+    """The :data:`PROBE_KEY` text: the export's outputs for :func:`probe_input`."""
+    return base64.b64encode(session.run(None, {"image": probe_input(pre)})[0].astype(np.float32).tobytes()).decode()
+
+
+def check_export(session, pre: PreprocessConfig, where: Path) -> None:
+    """The export takes the input ``pre`` describes and, where it recorded them, still gives the
+    outputs it gave when it was made (bit flips in its weights change them).
+
+    Raises:
+        CheckpointError: naming the export and what is wrong.
+    """
+    shape = session.get_inputs()[0].shape[1:]
+    wanted = [pre.channels, pre.height, pre.width]
+    if any(isinstance(d, int) and d != w for d, w in zip(shape, wanted)) or len(shape) != 3:
+        raise CheckpointError(f"{where}: its model takes input {shape}, not the {wanted} (channels, height, width) "
+                              "its checkpoint describes; export again")
+    text = session.get_modelmeta().custom_metadata_map.get(PROBE_KEY)
+    if text is None:  # made before exports recorded their outputs
+        return
+    try:
+        expected = np.frombuffer(base64.b64decode(text), dtype=np.float32)
+        got = session.run(None, {"image": probe_input(pre)})[0].ravel()
+    except Exception as e:  # onnxruntime raises its own types; a damaged record fails to decode
+        raise CheckpointError(f"{where}: cannot run its model ({' '.join(str(e).split())[:200]})") from None
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-3):
+        raise CheckpointError(f"{where}: its weights are damaged (it no longer gives the outputs recorded when it "
+                              "was exported); export again")
+
+
 class OnnxRunner:
     """The model's ONNX export on ONNX Runtime (CPU): the faster path for one image at a time."""
 
     name = "onnx"
 
-    def __init__(self, session, about: Described | None):
-        self.session = session
+    def __init__(self, session, about: Described | None, where: Path):
+        self.session, self.where = session, where
         self.about = about  # None for an export made before exports described their model
+        if about is not None:
+            check_export(session, about.preprocess, where)
+
+    def describe(self, about: Described) -> None:
+        """Take the description from the checkpoint (an export made before exports described their
+        model), checked as the export's own would be."""
+        check_export(self.session, about.preprocess, self.where)
+        self.about = about
 
     def log_probs(self, batch) -> np.ndarray:
         """(N, C_in, H, W) preprocessed images (numpy, or a CPU tensor) -> (N, T, C) log-probabilities."""
@@ -79,7 +128,8 @@ class OnnxRunner:
         checkpoint (then with a warning). With ``required`` each of those is an error instead."""
         try:
             session = _onnx_session(checkpoint, threads)
-            return cls(session, described(session, checkpoint.with_suffix(".onnx")))
+            where = checkpoint.with_suffix(".onnx")
+            return cls(session, described(session, where), where)
         except (CheckpointError, OptionError) as e:
             if required:
                 raise

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ImageError, OptionError
+from ..errors import CaptchaWarning, CheckpointError, ImageError, OptionError
 from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch
 from .device import DEVICES, installed, pick_device
 from .images import ImageInput, describe, file_problem, preprocess_array
@@ -88,8 +89,13 @@ def _open(path: Path, device: str, backend: str, threads: int | None):
     model, charset, pre = build_crnn(ckpt, path)
     about = Described(charset, pre, model.config.frames, dict(ckpt.get("metrics", {})))
     if onnx is not None:  # an export from before exports described their model: the checkpoint does
-        onnx.about = about
-        return where, onnx
+        try:
+            onnx.describe(about)
+            return where, onnx
+        except CheckpointError as e:
+            if backend == "onnx":
+                raise
+            warnings.warn(f"{e}; reading with PyTorch instead", CaptchaWarning, stacklevel=3)
     return where, TorchRunner(model, where, about)
 
 

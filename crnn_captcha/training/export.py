@@ -10,7 +10,13 @@ import torch
 from ..errors import OptionError
 from ..files import atomic_write
 from ..read.checkpoint import build_crnn, load_checkpoint
-from ..read.onnx_model import ABOUT_KEY, SHA_KEY, describe_model
+from ..read.onnx_model import (
+    ABOUT_KEY,
+    PROBE_KEY,
+    SHA_KEY,
+    describe_model,
+    record_probe,
+)
 from ..read.shipped import file_sha256
 
 
@@ -42,6 +48,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         proto = onnx.load(tmp)
         proto.metadata_props.add(key=SHA_KEY, value=file_sha256(checkpoint))
         proto.metadata_props.add(key=ABOUT_KEY, value=describe_model(ckpt, model.config.frames))
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        proto.metadata_props.add(key=PROBE_KEY, value=record_probe(session, pre))  # what it gives, as made
         onnx.save(proto, tmp)
 
     atomic_write(out, write)
