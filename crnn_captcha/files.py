@@ -68,7 +68,12 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         with _ctrl_c_held():
-            write(tmp)
+            try:
+                write(tmp)
+            except OSError as e:  # name the file asked for, not the temporary one beside it
+                if e.filename is None or os.fspath(e.filename) != tmp:
+                    raise
+                raise OSError(e.errno, e.strerror, str(path)) from None
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode

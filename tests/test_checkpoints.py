@@ -235,3 +235,34 @@ def test_an_export_with_damaged_weights_or_another_models_graph_is_not_used(tmp_
     onnx.save(proto, str(forged.with_suffix(".onnx")))
     with pytest.raises(CheckpointError, match=r"c.onnx: its model takes input \[1, 32, 128\], not the \[3, 32, 128\]"):
         CaptchaReader(forged, device="cpu", backend="onnx")
+
+
+def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """torch.save reports a failed write as a RuntimeError from its zip writer: on a full disk that
+    is 'no space left', the previous file stays whole, and the error names the file asked for."""
+    import errno
+
+    from crnn_captcha.read import checkpoint
+
+    path = tmp_path / "last.pt"
+    path.write_bytes(b"the previous epoch")
+
+    def full(obj, f):
+        f.write(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(100, 100, 0))
+    with pytest.raises(OSError) as e:
+        checkpoint.atomic_save({"x": 1}, path)
+    assert e.value.errno == errno.ENOSPC and "no space left to write last.pt" in str(e.value)
+    assert path.read_bytes() == b"the previous epoch" and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    from crnn_captcha.files import atomic_write
+
+    def failing(tmp):
+        raise OSError(errno.EIO, "Input/output error", tmp)
+
+    with pytest.raises(OSError) as e:
+        atomic_write(tmp_path / "model.onnx", failing)
+    assert e.value.filename == str(tmp_path / "model.onnx")  # not the temporary file beside it

@@ -489,3 +489,35 @@ def test_a_run_says_how_long_it_will_take_and_names_everything_it_wrote(splits, 
     err = capsys.readouterr().err
     assert "nothing to train" in err and "it ran 2 epochs already, more than the 1 asked for" in err, err
     assert "ran all 1 epochs" not in err
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(splits, tmp_path, capsys):
+    """Two runs into one --out would mix their epochs in one metrics.jsonl: the folder's lock, held
+    for as long as a run's process lives, refuses the second in one line."""
+    import fcntl
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "a+") as held:  # as a first run's process holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("process 4242\n")
+        held.flush()
+        assert train_main(["--splits", str(splits), "--out", str(out), "--epochs", "1", *TINY]) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"error: {out} is in use by another training run (process 4242); wait for it to end, or choose "
+                   "another --out")
+    assert not (out / "metrics.jsonl").exists()
+    assert train_main(["--splits", str(splits), "--out", str(out), "--epochs", "1", *TINY]) == 0  # let go: runs
+
+
+def test_a_resume_on_data_that_changed_says_so(splits, tmp_path, capsys):
+    rows = (splits / "train.csv").read_text().splitlines()
+    train = tmp_path / "train.csv"
+    train.write_text("\n".join(r if i == 0 else str((splits / r.split(",")[0]).resolve()) + "," + r.split(",")[1]
+                               for i, r in enumerate(rows)) + "\n")
+    args = ["--train", str(train), "--val", str(splits / "val.csv"), "--out", str(tmp_path / "run"), *TINY]
+    assert train_main([*args, "--epochs", "1"]) == 0
+    train.write_text("\n".join(train.read_text().splitlines()[:20]) + "\n")  # 19 of the rows left
+    capsys.readouterr()
+    assert train_main(["--out", str(tmp_path / "run"), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert f"the run's data changed since it started ({len(rows) - 1:,} train images, now 19)" in capsys.readouterr().err

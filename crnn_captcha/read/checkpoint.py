@@ -17,8 +17,10 @@ was made from (:data:`SHA_KEY`), so a stale export is never used in place of a r
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -52,11 +54,27 @@ def atomic_save(obj: Any, path: str | Path) -> None:
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) this way
+                raise _write_failed(Path(path), e) from None
             f.flush()
             os.fsync(f.fileno())
 
     atomic_write(path, write)
+
+
+#: Less free space than this after a failed write: the disk is full.
+_NEARLY_FULL = 64 * 1024 * 1024
+
+
+def _write_failed(path: Path, error: RuntimeError) -> OSError:
+    """The OSError a failed ``torch.save`` stands for: no space left (the usual cause), or an I/O error."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if shutil.disk_usage(folder).free < _NEARLY_FULL:
+        return OSError(errno.ENOSPC, f"no space left to write {path.name} (the previous one is kept)", str(folder))
+    return OSError(errno.EIO, f"could not write {path.name} ({' '.join(str(error).split())[:160]}); the previous one "
+                              "is kept", str(folder))
 
 
 def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:

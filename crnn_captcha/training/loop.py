@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.scoring import score, summarize
-from ..errors import INTERRUPTED, OptionError, TrainingError
+from ..errors import INTERRUPTED, CaptchaWarning, OptionError, TrainingError
 from ..read.charset import Charset
 from ..read.ctc import ctc_loss, greedy_texts
 from ..read.images import PreprocessConfig
@@ -258,6 +259,13 @@ def _fit(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: b
         raise OptionError("give a TrainConfig (a dict of settings or None only when resuming)")
     seed_everything(config.seed + dist_.rank)
     train_samples, val_samples = load_data(config)
+    saver.data = {"train_samples": len(train_samples), "val_samples": len(val_samples)}
+    before = (resumed or {}).get("run_data", {})
+    changed = [f"{before[k]:,} {k.split('_')[0]} images, now {n:,}" for k, n in saver.data.items()
+               if k in before and before[k] != n]
+    if changed and dist_.main:  # the same manifests, other contents: worth knowing before more epochs
+        warnings.warn(f"the run's data changed since it started ({'; '.join(changed)}); it goes on with what "
+                      "is there now", CaptchaWarning, stacklevel=3)
     cuda = dist_.device.type == "cuda"
     if resumed is None:
         config, notes = resolve(config, train_samples, val_samples, cuda)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,35 @@ from ..read.images import PreprocessConfig
 from .plot import line_chart
 from .recipe import TrainConfig
 from .runtime import log, rng_state
+
+
+def hold_lock(out: Path):
+    """Take the run folder's lock for as long as this process runs (the system lets go of it when
+    the process ends, however it ends), so a second run into the same folder is refused instead of
+    mixing its epochs into this one's files. Returns the open lock file (None where the system has
+    no such locks).
+
+    Raises:
+        TrainingError: another process holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not on this system: no lock
+        return None
+    handle = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise TrainingError(f"{out} is in use by another training run ({holder}); wait for it to end, or choose "
+                            "another --out") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 # ----- the run folder --------------------------------------------------------------------------
@@ -38,6 +68,9 @@ class Checkpointer:
         self.best = {"accuracy": -1.0, "cer": math.inf, "loss": math.inf, "epoch": 0}
         self.since_best = 0
         self.history: list[dict[str, Any]] = []
+        self._lock = None  # the open lock file while this process writes the folder (see hold_lock)
+        #: What the run's data was, kept in last.pt (a resume compares it with the data it finds).
+        self.data: dict[str, Any] = {}
 
     def previous(self, resume: bool) -> dict[str, Any] | None:
         """The resumable checkpoint when resuming; refuses to overwrite an earlier run otherwise."""
@@ -59,6 +92,7 @@ class Checkpointer:
             self.since_best = int(resumed.get("since_best", 0))
         if self.writer:
             self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = hold_lock(self.out)
             for stale in self.out.glob(".*.pt.*.tmp"):
                 stale.unlink(missing_ok=True)
             # rewritten from the checkpoint, so an epoch that was cut short is not kept
@@ -84,7 +118,7 @@ class Checkpointer:
         if improved:
             atomic_save(make_checkpoint(model, charset, pre, rec, args), self.best_path)
         atomic_save(make_checkpoint(model, charset, pre, rec, args, best=self.best, since_best=self.since_best,
-                                    history=self.history, rng=rng_state(), **state), self.last)
+                                    history=self.history, rng=rng_state(), run_data=self.data, **state), self.last)
         with self.metrics.open("a") as f:
             f.write(json.dumps(rec) + "\n")
 
