@@ -155,13 +155,13 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
         d.add_argument("--allowed", help="read only these characters")
 
 
-def reader_from_args(args: argparse.Namespace):
-    """The CaptchaReader the reader options ask for."""
+def reader_from_args(args: argparse.Namespace, threads: int | None = None):
+    """The CaptchaReader the reader options ask for (``threads``: ONNX Runtime's, if given)."""
     from .read.ctc import DecodeOptions  # torch loads here, so --help stays quick
     from .read.reader import CaptchaReader
 
     options = DecodeOptions(args.decoder, args.beam_width, args.length, getattr(args, "allowed", None))
-    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, options=options)
+    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, options=options, threads=threads)
 
 
 def add_label_options(group, skip_invalid: bool = True) -> None:

@@ -28,6 +28,7 @@ import sys
 
 from . import cli
 from .errors import OptionError
+from .read.device import installed
 from .service.app import create_app
 from .service.settings import API_KEY_ENV, ServeSettings, missing_packages
 
@@ -72,6 +73,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="requests waiting for the model; more get 503")
     b.add_argument("--max-files", type=cli.positive_int, default=ServeSettings.max_files,
                    help="images one /read/batch request may carry")
+    b.add_argument("--max-beam-work", type=cli.positive_int, default=ServeSettings.max_beam_work,
+                   help="beam width x images one request may ask for (beam search's cost grows with both)")
     b.add_argument("--threads", type=cli.positive_int, default=1,
                    help="CPU threads for the model; 1 leaves a core to the event loop, which parses HTTP "
                         "(on 2 cores, 1 thread served 1.5x-1.8x the requests/s of 2: docs/serving.md)")
@@ -91,7 +94,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
         raise OptionError(f"--batch-wait-ms {args.batch_wait_ms:g} is over 1000; a batch waits milliseconds")
     return ServeSettings(api_key=key, max_body_bytes=args.max_body_bytes, read_timeout=args.read_timeout,
                          batching=not args.no_batching, batch_wait_ms=args.batch_wait_ms, max_batch=args.max_batch,
-                         max_queue=args.max_queue, max_files=args.max_files, batch_size=args.batch_size)
+                         max_queue=args.max_queue, max_files=args.max_files, batch_size=args.batch_size,
+                         max_beam_work=args.max_beam_work)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -128,10 +132,14 @@ def run(args: argparse.Namespace) -> int:
 
     sock = listen(args.host, args.port)  # before the model loads: a port in use fails at once
     try:
-        import torch
+        if installed("torch"):  # for the PyTorch path; reading through ONNX Runtime needs no PyTorch
+            import torch
 
-        torch.set_num_threads(args.threads)  # the reader gives ONNX Runtime as many
-        reader = cli.reader_from_args(args)
+            torch.set_num_threads(args.threads)
+        reader = cli.reader_from_args(args, threads=args.threads)
+        if reader.options.decoder == "beam" and reader.options.beam_width > settings.max_beam_work:
+            raise OptionError(f"--beam-width {reader.options.beam_width} is more than --max-beam-work "
+                              f"{settings.max_beam_work} allows for one image")
         app = create_app(reader, settings)
         if not is_loopback(sock) and settings.api_key is None:
             print(f"warning: listening on {args.host} without an API key: anyone who can reach port {args.port} "

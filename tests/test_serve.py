@@ -427,3 +427,17 @@ def test_refusals_before_the_model_loads(monkeypatch, capsys):
         assert serve.main(["--port", str(taken.getsockname()[1])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot listen on 127.0.0.1:")
+
+
+def test_costly_beam_searches_are_refused_so_others_keep_moving(port, capsys):
+    """beam_width=1000 took seconds an image and held the model for every other request: beam width
+    x images is bounded per request (--max-beam-work, 400 by default)."""
+    status, _, body = call(port, "POST", "/read?decoder=beam&beam_width=1000", png(), {"Content-Type": "image/png"})
+    assert status == 400 and "beam_width 1000 x 1 image(s) is 1000 units of beam search" in error_of(body)
+    form, headers = multipart(*[(f"{i}.png", png(seed=i)) for i in range(2)])
+    status, _, body = call(port, "POST", "/read/batch?decoder=beam&beam_width=201", form, headers)
+    assert status == 400 and "more than one request may ask for here (400)" in error_of(body)
+    status, _, body = call(port, "POST", "/read?decoder=beam&beam_width=400", png(), {"Content-Type": "image/png"})
+    assert status == 200 and json.loads(body)["text"] is not None
+    assert serve.main(["--decoder", "beam", "--beam-width", "500", "--port", str(free_port())]) == 2
+    assert "--beam-width 500 is more than --max-beam-work 400" in capsys.readouterr().err

@@ -116,6 +116,11 @@ async def read_request(request, queue: ReadQueue, many: bool) -> list[tuple[str,
         images = await request_images(request, queue.settings, many)
     finally:
         queue.arriving -= 1
+    work, most = options.beam_width * len(images), queue.settings.max_beam_work
+    if options.decoder == "beam" and work > most:
+        raise ApiError(400, "bad_option", f"beam_width {options.beam_width} x {len(images)} image(s) is {work} units of "
+                                          f"beam search, more than one request may ask for here ({most}); use a "
+                                          "narrower beam or fewer images")
     preds = await queue.submit([data for _, data in images], options)
     return [(name, pred) for (name, _), pred in zip(images, preds)]
 

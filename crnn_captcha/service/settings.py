@@ -36,6 +36,9 @@ class ServeSettings:
     max_queue: int = 128
     max_files: int = 64
     batch_size: int = 64
+    #: beam width x images one request may ask for: beam search's cost grows with both, and the model
+    #: (one worker thread) serves every request in turn, so one costly request would stall the others
+    max_beam_work: int = 400
 
 
 class ApiError(Exception):
