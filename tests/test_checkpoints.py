@@ -25,10 +25,19 @@ def tiny_ckpt():
     return make_checkpoint(CRNN(CRNNConfig(num_classes=cs.num_classes, **TINY)), cs, PreprocessConfig())
 
 
-def edited(ckpt, path, edit):
+def edited(ckpt, path, edit, resum: bool = False):
+    """``ckpt`` changed by ``edit`` and saved; with ``resum`` its checksums are made anew, as a
+    forger would (so what lies behind the checksum check is tested too)."""
+    from crnn_captcha.read.checkpoint import checksums
+
     ckpt = {**ckpt, "state_dict": dict(ckpt["state_dict"]), "preprocess": dict(ckpt["preprocess"]),
             "model_config": dict(ckpt["model_config"])}
     edit(ckpt)
+    if resum:
+        try:
+            ckpt["checksums"] = checksums(ckpt)
+        except Exception:  # fields too broken to sum (a list, weights without data): they fail before the sums
+            pass
     torch.save(ckpt, path)
     return path
 
@@ -57,16 +66,41 @@ def edited(ckpt, path, edit):
     ("model_config", lambda c: c["model_config"].update(channels=[0, 16, 16, 16, 24])),
     ("model_config", lambda c: c["model_config"].update(channels=[-1, 16, 16, 16, 24])),
     ("model_config", lambda c: c["model_config"].update(lstm_layers=0)),
-    ("weights do not fit the model config", lambda c: c["model_config"].update(hidden=4000)),
-    ("weights do not fit the model config", lambda c: c["model_config"].update(lstm_layers=9)),
+    ("model_config", lambda c: c["model_config"].update(hidden=4000)),
+    ("charset", lambda c: c.update(charset=c["charset"][::-1])),  # a valid alphabet, in another order
+    ("preprocess", lambda c: c["preprocess"].update(mean=0.4)),
     ("meta device", lambda c: c.update(state_dict={k: v.to("meta") for k, v in c["state_dict"].items()})),
 ])
 def test_hand_edited_fields_are_named(tmp_path, tiny_ckpt, field, edit):
-    path = edited(tiny_ckpt, tmp_path / "edited.pt", edit)
-    with pytest.raises(CheckpointError) as e:
-        load_model(path)
-    msg = str(e.value)
-    assert "edited.pt" in msg and field in msg and "\n" not in msg, msg
+    """Each edit is refused naming the field: by its checks, or by the checksums, which cover the
+    weights, alphabet, preprocessing and model description; and by the checks behind the checksums
+    where the checksums are made anew."""
+    for resum in (False, True):
+        path = edited(tiny_ckpt, tmp_path / "edited.pt", edit, resum)
+        try:
+            load_model(path)
+        except CheckpointError as e:
+            msg = str(e)
+            assert "edited.pt" in msg and "\n" not in msg, msg
+            assert field in msg or (resum and "weights do not fit the model config" in msg), msg
+        else:
+            # only a valid change with matching sums loads: new weights, another alphabet or normalisation
+            assert resum and field in ("charset", "preprocess", "checksum"), field
+
+
+def test_a_checkpoint_without_checksums_loads_only_when_asked(tmp_path, tiny_ckpt):
+    from crnn_captcha.read.checkpoint import load_checkpoint
+
+    bare = {k: v for k, v in tiny_ckpt.items() if k not in ("checksums", "weights_sha256")}
+    torch.save(bare, tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="no checksum is stored with it"):
+        load_model(tmp_path / "bare.pt")
+    assert load_checkpoint(tmp_path / "bare.pt", unchecked=True)["charset"] == tiny_ckpt["charset"]
+    flipped = {("weights_sha25w" if k == "weights_sha256" else "checksumz" if k == "checksums" else k): v
+               for k, v in tiny_ckpt.items()}  # one bit flipped in each key's name
+    torch.save(flipped, tmp_path / "flipped.pt")
+    with pytest.raises(CheckpointError, match="no checksum is stored with it"):
+        load_model(tmp_path / "flipped.pt")
 
 
 @pytest.mark.slow
@@ -191,7 +225,8 @@ def test_a_config_larger_than_its_weights_is_refused_before_the_model_is_built(t
         raise AssertionError(f"built a model of hidden {config.hidden}")
 
     monkeypatch.setattr(checkpoint, "CRNN", never)
-    path = edited(tiny_ckpt, tmp_path / "big.pt", lambda c: c["model_config"].update(hidden=4000, lstm_layers=3))
+    path = edited(tiny_ckpt, tmp_path / "big.pt", lambda c: c["model_config"].update(hidden=4000, lstm_layers=3),
+                  resum=True)
     with pytest.raises(CheckpointError, match="weights do not fit the model config"):
         checkpoint.build_crnn(checkpoint.load_checkpoint(path), path)
 

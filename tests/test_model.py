@@ -88,6 +88,9 @@ def test_mismatched_charset_refused(tmp_path):
     model = CRNN(CRNNConfig(num_classes=cs.num_classes, **TINY))
     ckpt = make_checkpoint(model, cs, PreprocessConfig())
     ckpt["charset"] = "abcd"  # 5 classes for a 4-output head
+    from crnn_captcha.read.checkpoint import checksums
+
+    ckpt["checksums"] = checksums(ckpt)  # as a forger would: the check behind the checksums still holds
     path = tmp_path / "bad.pt"
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="bad.pt.*4 outputs"):

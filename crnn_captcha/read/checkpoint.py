@@ -1,4 +1,4 @@
-"""The one checkpoint format, for training and for reading, and where checkpoints live.
+"""The one checkpoint format, for training and for reading (where the shipped ones live: :mod:`.shipped`).
 
 A plain dict of plain Python values and tensors, so ``torch.load(path, weights_only=True)`` always
 works (nothing is unpickled that could run code):
@@ -13,12 +13,13 @@ class ``i``.
 
 Writes go to a temporary file in the same folder that is then renamed into place, so an interrupted
 run never leaves a half-written checkpoint. An ONNX export records the SHA-256 of the checkpoint it
-was made from (:data:`SHA_KEY`), so a stale export is never used in place of a retrained model.
+was made from, so a stale export is never used in place of a retrained model (:mod:`.onnx_model`).
 """
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -102,7 +103,7 @@ def make_checkpoint(
     """
     inner = unwrap(model)
     state = clean_state_dict(model)
-    return {
+    ckpt = {
         "format_version": FORMAT_VERSION,
         "kind": "glyph" if isinstance(inner, GlyphClassifier) else "crnn",
         "model_config": inner.config.to_dict(),
@@ -115,6 +116,21 @@ def make_checkpoint(
         "versions": {"crnn_captcha": __version__, "torch": str(torch.__version__)},  # plain str: weights_only
         **extra,
     }
+    ckpt["checksums"] = checksums(ckpt)
+    return ckpt
+
+
+#: The fields :func:`checksums` covers: everything that decides what a model reads.
+CHECKED_FIELDS = ("state_dict", "charset", "preprocess", "model_config")
+
+
+def checksums(ckpt: dict[str, Any]) -> dict[str, str]:
+    """A SHA-256 of each of :data:`CHECKED_FIELDS` (so a mismatch names the field that changed)."""
+    def text(value: Any) -> bytes:
+        return json.dumps(value, sort_keys=True, default=list).encode()
+
+    return {name: weights_sha256(ckpt[name]) if name == "state_dict" else hashlib.sha256(text(ckpt[name])).hexdigest()
+            for name in CHECKED_FIELDS}
 
 
 def _load_error(path: Path, e: Exception) -> CheckpointError:
@@ -129,9 +145,11 @@ def _load_error(path: Path, e: Exception) -> CheckpointError:
     return CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})")
 
 
-def load_checkpoint(path: str | Path, kind: str | None = "crnn") -> dict[str, Any]:
-    """Load and check a checkpoint (``weights_only=True``, on the CPU): every field is checked,
-    and the weights against their checksum.
+def load_checkpoint(path: str | Path, kind: str | None = "crnn", *, unchecked: bool = False) -> dict[str, Any]:
+    """Load and check a checkpoint (``weights_only=True``, on the CPU): every field is checked, and
+    the weights, alphabet, preprocessing and model description against their checksums. A file
+    without checksums is refused unless ``unchecked`` (for a checkpoint you trust that another tool
+    wrote).
 
     Raises:
         CheckpointError: naming the file, the field and what is wrong with it.
@@ -163,11 +181,11 @@ def load_checkpoint(path: str | Path, kind: str | None = "crnn") -> dict[str, An
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     if kind is not None and ckpt.get("kind", "crnn") != kind:
         raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} model, expected {kind!r}")
-    check_fields(ckpt, path)
+    check_fields(ckpt, path, unchecked)
     return ckpt
 
 
-def check_fields(ckpt: dict[str, Any], path: Path) -> None:
+def check_fields(ckpt: dict[str, Any], path: Path, unchecked: bool = False) -> None:
     """Every field of a loaded checkpoint has the type and values it should.
 
     Raises:
@@ -186,9 +204,26 @@ def check_fields(ckpt: dict[str, Any], path: Path) -> None:
     bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad:
         raise CheckpointError(f"{path}: field state_dict: weights {bad!r} hold NaN or infinite values")
-    stored = ckpt.get("weights_sha256")
-    if stored is not None and stored != weights_sha256(state):
-        raise CheckpointError(f"{path}: the weights do not match the checksum stored with them: the file is damaged")
+    _check_sums(ckpt, path, unchecked)
+
+
+def _check_sums(ckpt: dict[str, Any], path: Path, unchecked: bool) -> None:
+    """The checksums stored with the checkpoint match what it holds (weights, alphabet, preprocessing,
+    model description); a checkpoint with none is refused unless ``unchecked``. A checkpoint written
+    before the alphabet and preprocessing were covered has its weights checked alone."""
+    stored = ckpt.get("checksums")
+    if isinstance(stored, dict):
+        now = checksums(ckpt)
+        changed = [name for name in CHECKED_FIELDS if stored.get(name) != now[name]]
+        if changed:
+            raise CheckpointError(f"{path}: field {', '.join(changed)} does not match the checksum stored with it: "
+                                  "the file is damaged or was edited")
+    elif "weights_sha256" in ckpt:
+        if ckpt["weights_sha256"] != weights_sha256(ckpt["state_dict"]):
+            raise CheckpointError(f"{path}: the weights do not match the checksum stored with them: the file is damaged")
+    elif not unchecked:
+        raise CheckpointError(f"{path}: no checksum is stored with it (not written by crnn_captcha, or edited); "
+                              "load_checkpoint(path, unchecked=True) loads it anyway, if you trust it")
 
 
 def _field(path: Path | str, name: str, build: Callable[[], Any]) -> Any:
