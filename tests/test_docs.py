@@ -92,3 +92,14 @@ def test_docs_site_builds_strict(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "site" / "index.html").exists()
+
+
+def test_readme_first_command_reads_a_sample_the_package_ships():
+    """It works on any machine: the image is in the package, made by scripts/make_sample.py, and
+    the shipped reader reads it as its name."""
+    first = next(line for line in shell_lines(ROOT / "README.md") if "crnn_captcha.predict" in line)
+    image = ROOT / shlex.split(first)[-1]
+    assert image.is_relative_to(ROOT / "crnn_captcha") and image.exists(), image
+    done = subprocess.run([sys.executable, "-m", "crnn_captcha.predict", str(image)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == image.stem, done.stderr
