@@ -33,8 +33,9 @@ def expand(inputs: list[str]) -> tuple[list[str], list[str]]:
         except OSError:  # e.g. a name too long: reading it will say so, for this file alone
             folder = False
         if folder:
+            # every entry named as an image but a folder: a pipe or a broken link fails with its own line
             found = sorted(str(f) for f in p.iterdir()
-                           if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f))
+                           if not f.is_dir() and f.suffix.lower() in IMAGE_SUFFIXES and not is_hidden(f))
             if not found:
                 problems.append(f"{p}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out += found

@@ -169,3 +169,19 @@ def test_counts_and_archive_members_that_would_fill_memory_are_refused_first(tmp
         tar.addfile(info, io.BytesIO(bytes(info.size)))
     with pytest.raises(OptionError, match=r"a_1.png: 41,943,040 bytes, more than"):
         read_glyph_files(archive)
+
+
+def test_pipes_and_broken_links_among_images_are_named_not_skipped(tmp_path, capsys):
+    import os
+
+    folder = tmp_path / "imgs"
+    make_folder(folder, 2, seed=1)
+    os.mkfifo(folder / "pipe.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    assert predict_main([str(folder)]) == 1
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2
+    assert "pipe.png: not a regular file (a pipe, a socket or a device)" in err
+    assert "loop.png: a link that leads nowhere (a loop, or a missing target)" in err
+    with pytest.warns(CaptchaWarning, match="left out 2 of the entries of .*: not regular files"):
+        assert len(scan_folder(folder, length=None)) == 2

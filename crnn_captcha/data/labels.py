@@ -143,7 +143,12 @@ def scan_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise OptionError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    named = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()]
+    files = sorted(p for p in named if p.is_file())
+    if len(files) < len(named):
+        odd = sorted(set(named) - set(files))
+        warnings.warn(f"left out {len(odd)} of the entries of {folder}: not regular files (a pipe, a device or a "
+                      f"broken link: e.g. {printable(odd[0].name)})", CaptchaWarning, stacklevel=2)
     hidden = [p for p in files if is_hidden(p)]
     if hidden:
         warnings.warn(f"left out {len(hidden)} hidden file(s) in {folder} (names starting with '.', e.g. "

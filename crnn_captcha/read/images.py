@@ -127,9 +127,11 @@ def file_problem(path: Path, what: str = "file", max_bytes: int | None = None) -
     """Why ``path`` is not a readable regular file of at most ``max_bytes``, or None."""
     try:
         if not path.exists():
-            return f"no such {what}"
+            return "a link that leads nowhere (a loop, or a missing target)" if path.is_symlink() else f"no such {what}"
         if path.is_dir():
             return f"is a directory, not a {what}"
+        if not path.is_file():
+            return f"not a regular {what} (a pipe, a socket or a device)"
         size = path.stat().st_size
     except OSError as e:  # a name too long for the file system, a permission, ...
         return f"cannot be read ({e.strerror or type(e).__name__})"
