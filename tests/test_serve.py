@@ -441,3 +441,28 @@ def test_costly_beam_searches_are_refused_so_others_keep_moving(port, capsys):
     assert status == 200 and json.loads(body)["text"] is not None
     assert serve.main(["--decoder", "beam", "--beam-width", "500", "--port", str(free_port())]) == 2
     assert "--beam-width 500 is more than --max-beam-work 400" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_requests_cut_by_shutdown_get_a_json_503(tmp_path):
+    """SIGTERM while the model works: after the 5 s of grace the server stops waiting; the requests
+    it dropped get JSON 503 (it sent plain-text 500s, with tracebacks in its log)."""
+    import signal
+    import threading
+
+    proc, port = start_server(tmp_path, "--max-beam-work", "1000000")
+    body, headers = multipart(*[(f"{k}.png", png(seed=k)) for k in range(8)])
+    answers = []
+
+    def slow():  # beam search of width 1000 on 8 images: far longer than the grace
+        answers.append(call(port, "POST", "/read/batch?decoder=beam&beam_width=1000", body, headers))
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    thread.join(60)
+    proc.wait(30)
+    [(status, got_headers, data)] = answers
+    assert status == 503 and got_headers["content-type"] == "application/json"
+    assert error_of(data) == "server shutting down; send the request again"

@@ -4,6 +4,7 @@ The routes and options are those of ``python -m crnn_captcha.serve`` (:mod:`crnn
 """
 # No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at run time,
 # and the routes are closures whose ``Request`` is imported inside add_routes (FastAPI is optional).
+import asyncio
 import hashlib
 import logging
 import re
@@ -121,7 +122,10 @@ async def read_request(request, queue: ReadQueue, many: bool) -> list[tuple[str,
         raise ApiError(400, "bad_option", f"beam_width {options.beam_width} x {len(images)} image(s) is {work} units of "
                                           f"beam search, more than one request may ask for here ({most}); use a "
                                           "narrower beam or fewer images")
-    preds = await queue.submit([data for _, data in images], options)
+    try:
+        preds = await queue.submit([data for _, data in images], options)
+    except asyncio.CancelledError:  # the server stopped waiting for the model (shutting down): say so in JSON
+        raise ApiError(503, "busy", "server shutting down; send the request again") from None
     return [(name, pred) for (name, _), pred in zip(images, preds)]
 
 
