@@ -30,6 +30,7 @@ from . import cli
 from .errors import OptionError
 from .read.device import installed
 from .service.app import create_app
+from .service.protocol import protocol_class
 from .service.settings import API_KEY_ENV, ServeSettings, missing_packages
 
 
@@ -56,7 +57,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     n.add_argument("--max-body-bytes", type=cli.positive_int, default=ServeSettings.max_body_bytes,
                    help="larger request bodies get 413 before they are read whole")
     n.add_argument("--read-timeout", type=cli.positive_float, default=ServeSettings.read_timeout,
-                   help="seconds a request body may take to arrive; a slower one gets 408")
+                   help="seconds a request's headers, and then its body, may take to arrive: slower headers close the "
+                        "connection, a slower body gets 408")
     n.add_argument("--max-connections", type=cli.positive_int, default=256,
                    help="connections and requests at once; beyond, 503")
     n.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
@@ -149,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
         host = f"[{args.host}]" if ":" in args.host else args.host
         print(f"serving {reader.checkpoint_path.name} ({reader.backend}, {mode}) on http://{host}:{args.port}",
               file=sys.stderr, flush=True)
-        config = uvicorn.Config(app, log_level=args.log_level, access_log=not args.no_access_log,
+        config = uvicorn.Config(app, http=protocol_class(settings.read_timeout), log_level=args.log_level,
+                                access_log=not args.no_access_log,
                                 limit_concurrency=args.max_connections, timeout_keep_alive=5,
                                 timeout_graceful_shutdown=5, server_header=False)
         # The model, torch and the web stack are long-lived: frozen, the cyclic garbage collector stops

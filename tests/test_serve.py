@@ -466,3 +466,36 @@ def test_requests_cut_by_shutdown_get_a_json_503(tmp_path):
     [(status, got_headers, data)] = answers
     assert status == 503 and got_headers["content-type"] == "application/json"
     assert error_of(data) == "server shutting down; send the request again"
+
+
+def closed_after(port: int, send: bytes) -> tuple[float, bytes]:
+    """(seconds until the server closed the connection, what it sent) after sending ``send``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:
+        start = time.monotonic()
+        if send:
+            s.sendall(send)
+        data = b""
+        while got := s.recv(65536):
+            data += got
+        return time.monotonic() - start, data
+
+
+@pytest.mark.slow
+def test_connections_without_a_whole_request_head_are_closed(port):
+    """A connection that sends nothing, or only part of its headers, held a slot for ever (60 of them
+    made every /read a 503): now the headers must arrive within --read-timeout (1 s here)."""
+    for send in (b"", b"POST /read HTTP/1.1\r\nHost: x\r\n"):
+        seconds, data = closed_after(port, send)
+        assert seconds < 6 and data == b"", (send, seconds, data)
+    seconds, data = closed_after(port, b"GARBAGE\x00\x01 nonsense\r\n\r\n")  # not HTTP: a JSON 400
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert json.loads(body) == {"error": "not a valid HTTP request"}
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as s:  # a kept-alive connection still works
+        for _ in range(2):
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b'{"status":"ok"}'):
+                answer += s.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200")
+            time.sleep(1.5)  # longer than the deadline, between requests: the keep-alive time covers it
