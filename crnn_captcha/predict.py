@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -61,20 +62,22 @@ def run(args: argparse.Namespace) -> int:
     failed = [p for p in preds if not p.ok]
     for line in problems + [p.error for p in failed]:
         print(f"error: {line}", file=sys.stderr)
-    if args.json:
+    if args.json:  # a name that is not UTF-8 comes out as JSON escapes, which decode back to it
         rows = [
-            {"path": p.source, "text": p.text if p.ok else None, "confidence": p.confidence,
+            {"path": path, "text": p.text if p.ok else None, "confidence": p.confidence,
              "char_confidences": list(p.char_confidences), "error": p.error}
-            for p in preds
+            for path, p in zip(paths, preds)
         ]
         print(json.dumps(rows, indent=2))
     elif len(paths) == 1 and len(args.images) == 1:
         if preds[0].ok:
             print(preds[0].text)
     else:
-        for p in preds:
-            if p.ok:
-                print(f"{p.source}\t{p.text}\t{p.confidence:.4f}")
+        sys.stdout.flush()
+        for path, p in zip(paths, preds):
+            if p.ok:  # the path's own bytes, as the file system has them, whatever their encoding
+                sys.stdout.buffer.write(os.fsencode(path) + f"\t{p.text}\t{p.confidence:.4f}\n".encode())
+        sys.stdout.flush()
     return 1 if failed or problems else 0
 
 

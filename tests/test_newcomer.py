@@ -185,3 +185,21 @@ def test_pipes_and_broken_links_among_images_are_named_not_skipped(tmp_path, cap
     assert "loop.png: a link that leads nowhere (a loop, or a missing target)" in err
     with pytest.warns(CaptchaWarning, match="left out 2 of the entries of .*: not regular files"):
         assert len(scan_folder(folder, length=None)) == 2
+
+
+def test_a_file_name_that_is_not_utf8_prints_as_the_file_system_has_it(tmp_path):
+    import json
+    import os
+
+    folder = tmp_path / "imgs"
+    make_folder(folder, 1, seed=4)
+    data = next(folder.iterdir()).read_bytes()
+    with open(os.fsencode(folder) + b"/bad\xff\xfe.png", "wb") as f:
+        f.write(data)
+    done = subprocess.run([sys.executable, "-m", "crnn_captcha.predict", str(folder)], cwd=ROOT, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 0 and os.fsencode(folder) + b"/bad\xff\xfe.png\t" in done.stdout, done.stdout
+    listed = subprocess.run([sys.executable, "-m", "crnn_captcha.predict", str(folder), "--json"], cwd=ROOT,
+                            capture_output=True, timeout=120)
+    names = [os.fsencode(row["path"]) for row in json.loads(listed.stdout)]
+    assert os.fsencode(folder) + b"/bad\xff\xfe.png" in names  # JSON escapes that decode to the same name
