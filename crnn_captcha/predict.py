@@ -45,6 +45,15 @@ def expand(inputs: list[str]) -> tuple[list[str], list[str]]:
     return out, problems
 
 
+def name_bytes(path: str) -> bytes:
+    """A path as the file system has it (its own bytes, whatever their encoding), but with control
+    characters escaped (a newline or a tab in a name would break the one line a result gets)."""
+    raw = os.fsencode(path)
+    if not any(b < 32 or b == 127 for b in raw):
+        return raw
+    return b"".join(repr(chr(b))[1:-1].encode() if b < 32 or b == 127 else bytes([b]) for b in raw)
+
+
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.predict", __doc__)
     ap.add_argument("images", nargs="+", metavar="IMG_OR_DIR", help="image files or folders of images")
@@ -75,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.flush()
         for path, p in zip(paths, preds):
-            if p.ok:  # the path's own bytes, as the file system has them, whatever their encoding
-                sys.stdout.buffer.write(os.fsencode(path) + f"\t{p.text}\t{p.confidence:.4f}\n".encode())
+            if p.ok:
+                sys.stdout.buffer.write(name_bytes(path) + f"\t{p.text}\t{p.confidence:.4f}\n".encode())
         sys.stdout.flush()
     return 1 if failed or problems else 0
 
