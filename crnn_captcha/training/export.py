@@ -50,8 +50,8 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         proto.metadata_props.add(key=ABOUT_KEY, value=describe_model(ckpt, model.config.frames))
         import onnxruntime as ort
 
-        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        proto.metadata_props.add(key=PROBE_KEY, value=record_probe(session, pre))  # what it gives, as made
+        ort_session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        proto.metadata_props.add(key=PROBE_KEY, value=record_probe(ort_session, pre))  # its outputs, as made
         onnx.save(proto, tmp)
 
     atomic_write(out, write)
