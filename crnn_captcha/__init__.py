@@ -41,5 +41,10 @@ def __getattr__(name: str):
     if name in _WITH_TORCH:
         import importlib
 
-        return getattr(importlib.import_module(f".{_WITH_TORCH[name]}", __name__), name)
+        try:
+            module = importlib.import_module(f".{_WITH_TORCH[name]}", __name__)
+        except ModuleNotFoundError as e:
+            raise ImportError(f"crnn_captcha.{name} needs {e.name}: pip install \"crnn_captcha[train]\" (reading "
+                              "needs none of it)", name=e.name) from None
+        return getattr(module, name)
     raise AttributeError(f"module 'crnn_captcha' has no attribute {name!r}")

@@ -14,6 +14,7 @@ import errno
 import math
 import os
 import re
+import select
 import sys
 import warnings
 from typing import Callable
@@ -157,7 +158,7 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
 
 def reader_from_args(args: argparse.Namespace, threads: int | None = None):
     """The CaptchaReader the reader options ask for (``threads``: ONNX Runtime's, if given)."""
-    from .read.ctc import DecodeOptions  # torch loads here, so --help stays quick
+    from .read.ctc import DecodeOptions  # the reader's modules load here, so --help stays quick
     from .read.reader import CaptchaReader
 
     options = DecodeOptions(args.decoder, args.beam_width, args.length, getattr(args, "allowed", None))
@@ -258,17 +259,16 @@ def _run(work: Callable[[], int]) -> int:
     except CaptchaError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
-    except BrokenPipeError:  # whoever read our output stopped (``| head``): end quietly, as Unix tools do
+    except BrokenPipeError as e:  # whoever read our output stopped (``| head``): end quietly, as Unix tools do
+        if not _stdout_closed():
+            return _os_error(e)  # another pipe broke: that is an error worth a line
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         except (OSError, ValueError):
             pass
         return CLOSED_PIPE
     except OSError as e:  # a folder that cannot be written, a disk that is full, ...
-        where = f"{printable(os.fsdecode(e.filename))}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or one_line(e)}", file=sys.stderr)
-        # the machine failed the work (a full disk, an I/O error): 1; a path it was given: 2
-        return 1 if e.errno in (errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT) else OptionError.exit_code
+        return _os_error(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return INTERRUPTED
@@ -277,6 +277,27 @@ def _run(work: Callable[[], int]) -> int:
             raise
         print(f"error: {unexpected(e)}", file=sys.stderr)
         return 1
+
+
+def _os_error(e: OSError) -> int:
+    """One line for an OSError, and its exit code."""
+    where = f"{printable(os.fsdecode(e.filename))}: " if e.filename else ""
+    print(f"error: {where}{e.strerror or one_line(e)}", file=sys.stderr)
+    # the machine failed the work (a full disk, an I/O error): 1; a path it was given: 2
+    return 1 if e.errno in (errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT, errno.EPIPE) else OptionError.exit_code
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (the system flags its write end)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream of the caller's (no file behind it): not a pipe
+        return False
+    if not hasattr(select, "poll"):  # no way to ask here: a broken pipe is most likely the output's
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
 
 
 def unexpected(error: Exception) -> str:

@@ -83,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
             print(preds[0].text)
     else:
         sys.stdout.flush()
+        out = getattr(sys.stdout, "buffer", None)  # a caller's text stream (a StringIO) has none
         for path, p in zip(paths, preds):
             if p.ok:
-                sys.stdout.buffer.write(name_bytes(path) + f"\t{p.text}\t{p.confidence:.4f}\n".encode())
+                line = name_bytes(path) + f"\t{p.text}\t{p.confidence:.4f}\n".encode()
+                out.write(line) if out is not None else sys.stdout.write(line.decode(errors="surrogateescape"))
         sys.stdout.flush()
     return 1 if failed or problems else 0
 

@@ -139,9 +139,11 @@ def run(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(args.threads)
         reader = cli.reader_from_args(args, threads=args.threads)
-        if reader.options.decoder == "beam" and reader.options.beam_width > settings.max_beam_work:
-            raise OptionError(f"--beam-width {reader.options.beam_width} is more than --max-beam-work "
-                              f"{settings.max_beam_work} allows for one image")
+        most = reader.options.beam_width * settings.max_files  # what a full /read/batch of its own options costs
+        if reader.options.decoder == "beam" and most > settings.max_beam_work:
+            raise OptionError(f"--decoder beam --beam-width {reader.options.beam_width} with --max-files "
+                              f"{settings.max_files} lets a request ask for {most} units of beam search, more than "
+                              f"--max-beam-work {settings.max_beam_work}: lower one, or raise --max-beam-work")
         app = create_app(reader, settings)
         if not is_loopback(sock) and settings.api_key is None:
             print(f"warning: listening on {args.host} without an API key: anyone who can reach port {args.port} "

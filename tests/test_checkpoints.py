@@ -301,3 +301,26 @@ def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeyp
     with pytest.raises(OSError) as e:
         atomic_write(tmp_path / "model.onnx", failing)
     assert e.value.filename == str(tmp_path / "model.onnx")  # not the temporary file beside it
+
+
+def test_an_export_whose_description_was_edited_is_not_used(tmp_path):
+    """The export's own description (alphabet, preprocessing) carries a checksum: another alphabet
+    written into it would read 8xypd as something else, silently."""
+    onnx = pytest.importorskip("onnx")
+    import json
+
+    from crnn_captcha.read.onnx_model import ABOUT_KEY
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(default_checkpoint(), ckpt)
+    proto = onnx.load(str(default_checkpoint().with_suffix(".onnx")))
+    for prop in proto.metadata_props:
+        if prop.key == ABOUT_KEY:
+            about = json.loads(prop.value)
+            about["charset"] = about["charset"][1:] + about["charset"][0]  # rotated: every character shifts
+            prop.value = json.dumps(about)
+    onnx.save(proto, str(ckpt.with_suffix(".onnx")))
+    with pytest.raises(CheckpointError, match="description of the model .* does not match the checksum"):
+        CaptchaReader(ckpt, device="cpu", backend="onnx")
+    with pytest.warns(CaptchaWarning, match="does not match the checksum"):
+        assert CaptchaReader(ckpt, device="cpu").backend == "torch"

@@ -90,3 +90,22 @@ def test_a_checkpoint_without_a_usable_export_says_what_to_do_without_torch(tmp_
     assert old.returncode == 2 and old.stderr.count("\n") == 1, old.stderr
     assert "does not describe its model; export it again" in old.stderr
     assert CaptchaReader(alone, device="cpu").backend == "onnx"  # with PyTorch, the checkpoint describes it
+
+
+@pytest.mark.slow
+def test_without_torch_backend_torch_says_what_to_install():
+    done = without_torch(code="from crnn_captcha import CaptchaReader; CaptchaReader(backend='torch')")
+    assert "OptionError: backend 'torch' needs PyTorch (pip install \"crnn_captcha[train]\")" in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_a_pytorch_that_does_not_load_leaves_reading_to_onnx_runtime(tmp_path):
+    """find_spec finds torch, but importing it fails (a broken or half-installed build)."""
+    broken = tmp_path / "torch"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise OSError('libcudart.so.12: cannot open shared object file')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    code = "from crnn_captcha import CaptchaReader; r = CaptchaReader(); print(r.backend, r.read(%r))" % str(
+        ROOT / "crnn_captcha" / "samples" / "8xypd.png")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and done.stdout.split() == ["onnx", "8xypd"], done.stderr[-1500:]

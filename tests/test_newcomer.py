@@ -110,6 +110,9 @@ def test_file_names_that_are_not_captcha_text(tmp_path, capsys):
     captchas = ["".join(r.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(r.randint(3, 8)))
                 for _ in range(500)] + ["".join(r.choice("0123456789") for _ in range(4)) for _ in range(500)]
     assert unlike_captcha_text(captchas) == {}
+    dense = sorted({f"{r.randrange(10_000):04d}" for _ in range(30_000)})[:9_200]  # most 4-digit codes: a sample
+    assert unlike_captcha_text(dense) == {} and unlike_captcha_text([f"AB{r.randrange(10_000):04d}" for _ in range(99)]) == {}
+    assert "3²" not in unlike_captcha_text(["3²"] + [str(r.randrange(100)) for _ in range(20)])  # not decimal: no crash
     assert set(unlike_captcha_text([f"image_{i:03d}" for i in range(20)]).values()) == \
         {"a word and a number"}
     assert len(unlike_captcha_text([str(uuid.UUID(int=r.getrandbits(128))) for _ in range(5)])) == 5
@@ -203,3 +206,15 @@ def test_a_file_name_that_is_not_utf8_prints_as_the_file_system_has_it(tmp_path)
                             capture_output=True, timeout=120)
     names = [os.fsencode(row["path"]) for row in json.loads(listed.stdout)]
     assert os.fsencode(folder) + b"/bad\xff\xfe.png" in names  # JSON escapes that decode to the same name
+
+
+def test_a_broken_pipe_other_than_stdout_is_an_error_line(capsys):
+    import errno
+
+    from crnn_captcha import cli
+
+    def work():
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")  # e.g. a helper process's pipe; stdout is fine
+
+    assert cli.run_main(work) == 1
+    assert capsys.readouterr().err == "error: Broken pipe\n"

@@ -440,7 +440,8 @@ def test_costly_beam_searches_are_refused_so_others_keep_moving(port, capsys):
     status, _, body = call(port, "POST", "/read?decoder=beam&beam_width=400", png(), {"Content-Type": "image/png"})
     assert status == 200 and json.loads(body)["text"] is not None
     assert serve.main(["--decoder", "beam", "--beam-width", "500", "--port", str(free_port())]) == 2
-    assert "--beam-width 500 is more than --max-beam-work 400" in capsys.readouterr().err
+    assert ("--decoder beam --beam-width 500 with --max-files 64 lets a request ask for 32000 units of beam search, "
+            "more than --max-beam-work 400") in capsys.readouterr().err
 
 
 @pytest.mark.slow

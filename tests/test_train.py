@@ -521,3 +521,25 @@ def test_a_resume_on_data_that_changed_says_so(splits, tmp_path, capsys):
     capsys.readouterr()
     assert train_main(["--out", str(tmp_path / "run"), "--resume", "--epochs", "2", "--no-progress"]) == 0
     assert f"the run's data changed since it started ({len(rows) - 1:,} train images, now 19)" in capsys.readouterr().err
+
+
+def test_the_folder_lock_is_let_go_after_a_failed_start_and_is_optional_where_locks_fail(splits, tmp_path,
+                                                                                           monkeypatch):
+    """A run that fails after taking the folder frees it for the next run in the same process; on
+    a file system without locks the run goes on, with a warning."""
+    import errno
+    import fcntl
+
+    from crnn_captcha.errors import CaptchaWarning, OptionError
+
+    out = tmp_path / "run"
+    with pytest.raises(OptionError, match="lacks characters"):
+        fit(tiny_config(splits, epochs=1, charset="2345678"), out, progress=False)  # labels it cannot read
+    assert fit(tiny_config(splits, epochs=1), out, progress=False) == 0  # not refused as "in use"
+
+    def no_locks(handle, how):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(CaptchaWarning, match="cannot lock it \\(No locks available\\)"):
+        assert fit(tiny_config(splits, epochs=1), tmp_path / "nfs", progress=False) == 0

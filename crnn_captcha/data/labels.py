@@ -164,6 +164,8 @@ def scan_folder(
 _FILE_WORD = re.compile(r"^(img|image|photo|pic|picture|screenshot|scan|capture|captcha|file|frame|sample|download)"
                         r"[ _.-]*\d+$", re.I)
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+#: A file name with a start that ends in a separator, then a number (scan_a_17): captchas hold no separators.
+_COUNTED_NAME = re.compile(r"^(.+[ _.-])\d+$")
 #: No captcha we know of is longer; a longer name is a description, not the text.
 LONGEST_CAPTCHA = 16
 
@@ -181,19 +183,22 @@ def unlike_captcha_text(labels: Sequence[str]) -> dict[str, str]:
             why[label] = "a word and a number"
         elif len(label) > LONGEST_CAPTCHA:
             why[label] = f"{len(label)} characters, more than any captcha"
-    numbers = sorted({int(x) for x in labels if x.isdigit()})
-    if len(numbers) >= 10 and len(numbers) >= 0.9 * len(labels):
-        steps = sum(b - a == 1 for a, b in zip(numbers, numbers[1:]))
-        if steps >= 0.9 * (len(numbers) - 1):
-            for x in labels:
-                if x.isdigit():
-                    why.setdefault(x, "numbers counting up")
-    starts = Counter(m.group(1) for x in labels if (m := re.match(r"^(.{2,}?)\d+$", x)))
+    counted = [x for x in labels if x.isdecimal() and x.isascii()]
+    numbers = sorted({int(x) for x in counted})
+    if len(numbers) >= 10 and len(counted) >= 0.9 * len(labels):
+        span = numbers[-1] - numbers[0] + 1
+        widths = {len(x) for x in counted}
+        # a count fills its range (001..250), a small part of what its width allows, or its width grows
+        # (1..250); a numeric captcha set is a sample of all the codes of one width
+        if len(numbers) >= 0.99 * span and (span <= 10 ** max(widths) / 2 or len(widths) > 1):
+            for x in counted:
+                why.setdefault(x, "numbers counting up")
+    starts = Counter(m.group(1) for x in labels if (m := _COUNTED_NAME.match(x)))
     if starts and len(labels) >= 10:
         start, count = starts.most_common(1)[0]
         if count >= 0.8 * len(labels):
             for x in labels:
-                if x.startswith(start) and x[len(start):].isdigit():
+                if x.startswith(start) and x[len(start):].isdecimal():
                     why.setdefault(x, f"the same start {start!r} and a number")
     return why
 

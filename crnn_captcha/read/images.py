@@ -292,6 +292,8 @@ def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
     if t.is_nested or t.device.type == "meta":
         raise ImageError(f"{name}: a {'nested' if t.is_nested else 'meta'} tensor holds no pixels to read")
     shape = tuple(t.shape)
+    if len(shape) not in (2, 3):  # before any copy: to_dense() of a large sparse tensor would allocate it whole
+        raise ImageError(f"{name}: wrong shape {shape} for a tensor; expected (H, W) or (C, H, W)")
     if len(shape) == 3 and shape[0] not in (1, 3, 4):
         raise ImageError(f"{name}: wrong shape {shape} for a tensor; expected (H, W) or (C, H, W) with C 1, 3 or 4 "
                          "((H, W, C) is a numpy array's layout: permute it to (C, H, W))")

@@ -5,6 +5,7 @@ The CTC loss and decoding live in :mod:`crnn_captcha.read.ctc`, so the module st
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,6 +26,17 @@ FEATURE_ROWS = 2
 #: that would exhaust memory.
 _INT_RANGES = {"num_classes": (2, 100_000), "height": (16, 1024), "width": (4, 8192), "channels": (1, 2048),
                "hidden": (1, 4096), "lstm_layers": (1, 16), "max_label_length": (1, 1024), "in_channels": (1, 4)}
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """``value`` as an int (numpy's integers too; bools and floats refused) from ``low`` to ``high``."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= high:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, got {value!r}")
+    return number
 
 
 @dataclass
@@ -83,15 +95,10 @@ class CRNNConfig:
         hand-edited config is refused before any layer is built: hidden=12000 would take GBs)."""
         for name, (low, high) in _INT_RANGES.items():
             value = getattr(self, name)
-            if name == "channels":
-                if not isinstance(value, (list, tuple)) or not value:
-                    raise ValueError(f"channels must be a list of numbers, got {value!r}")
-                values = list(value)
-            else:
-                values = [value]
-            for v in values:
-                if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-                    raise ValueError(f"{name} must be a whole number from {low} to {high}, got {v!r}")
+            if name == "channels" and (not isinstance(value, (list, tuple)) or not value):
+                raise ValueError(f"channels must be a list of numbers, got {value!r}")
+            whole = [_whole(v, name, low, high) for v in (value if name == "channels" else [value])]
+            setattr(self, name, tuple(whole) if name == "channels" else whole[0])
         if self.rows is not None and (isinstance(self.rows, bool) or not isinstance(self.rows, int)):
             raise ValueError(f"rows must be a whole number or None, got {self.rows!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:

@@ -9,6 +9,7 @@ neither PyTorch nor the checkpoint's weights. :func:`describe_model` writes that
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -41,9 +42,15 @@ class Described(NamedTuple):
 
 
 def describe_model(ckpt: dict[str, Any], frames: int) -> str:
-    """The :data:`ABOUT_KEY` text for a loaded checkpoint whose model gives ``frames`` frames."""
-    return json.dumps({"charset": ckpt["charset"], "preprocess": ckpt["preprocess"], "frames": frames,
-                       "metrics": ckpt.get("metrics", {})})
+    """The :data:`ABOUT_KEY` text for a loaded checkpoint whose model gives ``frames`` frames, with a
+    SHA-256 of the rest, so a damaged or edited description (another alphabet) is refused."""
+    about = {"charset": ckpt["charset"], "preprocess": ckpt["preprocess"], "frames": frames,
+             "metrics": ckpt.get("metrics", {})}
+    return json.dumps({**about, "sha256": _about_sha256(about)})
+
+
+def _about_sha256(about: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(about, sort_keys=True).encode()).hexdigest()
 
 
 def described(session, where: Path) -> Described | None:
@@ -57,8 +64,14 @@ def described(session, where: Path) -> Described | None:
         return None
     try:
         about = json.loads(text)
+        stored = about.pop("sha256")
+        if stored != _about_sha256(about):
+            raise CheckpointError(f"{where}: its description of the model (alphabet, preprocessing) does not match "
+                                  "the checksum stored with it: the file is damaged or was edited; export again")
         return Described(Charset(about["charset"]), PreprocessConfig.from_dict(about["preprocess"]),
                          int(about["frames"]), dict(about["metrics"]))
+    except CheckpointError:
+        raise
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"{where}: its description of the model is damaged ({type(e).__name__}: {e})") from None
 

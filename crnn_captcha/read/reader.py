@@ -52,21 +52,27 @@ class TorchRunner:
 
 
 def _device(name: str, torch_installed: bool):
-    """The device ``name`` asks for: a torch.device where PyTorch is installed, else "cpu"."""
+    """(the device ``name`` asks for, whether PyTorch is usable): a torch.device where PyTorch is
+    installed and loads, else "cpu" (ONNX Runtime's)."""
     if torch_installed:
-        return pick_device(name)
+        try:
+            return pick_device(name), True
+        except (ImportError, OSError) as e:  # installed but broken (a missing CUDA library, ...): ONNX can read
+            if name == "cuda":
+                raise OptionError(f"device 'cuda': PyTorch does not load ({' '.join(str(e).split())[:120]})") from None
     if name not in DEVICES:
         raise OptionError(f"device {name!r} is unknown; use one of {', '.join(DEVICES)}")
     if name == "cuda":
         raise OptionError(f"device 'cuda' needs {TORCH_HINT}")
-    return "cpu"
+    return "cpu", False
 
 
 def _open(path: Path, device: str, backend: str, threads: int | None):
     """(where the model runs, its runner): ONNX Runtime on the CPU where an up-to-date export that
     describes its model sits beside the checkpoint (no PyTorch needed), else PyTorch."""
-    torch_installed = installed("torch")
-    where = _device(device, torch_installed)
+    where, torch_installed = _device(device, installed("torch"))
+    if backend == "torch" and not torch_installed:
+        raise OptionError(f"backend 'torch' needs {TORCH_HINT}")
     onnx = None
     if backend == "onnx" or (backend == "auto" and str(where) == "cpu"):
         torch = sys.modules.get("torch")

@@ -125,6 +125,9 @@ async def read_request(request, queue: ReadQueue, many: bool) -> list[tuple[str,
     try:
         preds = await queue.submit([data for _, data in images], options)
     except asyncio.CancelledError:  # the server stopped waiting for the model (shutting down): say so in JSON
+        task = asyncio.current_task()
+        if task is not None and hasattr(task, "uncancel"):
+            task.uncancel()  # answered, not cancelled: nothing waiting on this task is misled
         raise ApiError(503, "busy", "server shutting down; send the request again") from None
     return [(name, pred) for (name, _), pred in zip(images, preds)]
 
@@ -183,7 +186,8 @@ def describe_service(reader, settings: ServeSettings) -> dict:
                      "length": reader.options.length, "allowed": reader.options.allowed},
         "batching": {"on": settings.batching, "wait_ms": settings.batch_wait_ms, "max_batch": settings.max_batch},
         "limits": {"max_body_bytes": settings.max_body_bytes, "read_timeout_s": settings.read_timeout,
-                   "max_files": settings.max_files, "max_queue": settings.max_queue},
+                   "max_files": settings.max_files, "max_queue": settings.max_queue,
+                   "max_beam_work": settings.max_beam_work},
         "api_key": settings.api_key is not None,
         "routes": [f"{m} {p}" for p, m in ROUTES.items()],
     }

@@ -12,7 +12,8 @@ import json
 
 def protocol_class(header_timeout: float):
     """The protocol class for ``uvicorn.Config(http=...)``: a request's headers must arrive within
-    ``header_timeout`` seconds of the connection opening (or of the last answer on it)."""
+    ``header_timeout`` seconds of the connection opening, or of the first byte of a later request
+    on it (between requests uvicorn's keep-alive time applies)."""
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 

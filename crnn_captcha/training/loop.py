@@ -249,37 +249,40 @@ def _fit(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: b
         torch.set_num_threads(threads or default_threads())
     saver = Checkpointer(out, writer=dist_.main)
     resumed = saver.previous(resume)
-    if resumed is not None:
-        config = resumed_config(TrainConfig.from_dict(resumed.get("train_args", {})), config)
-        why = finished(resumed, config)
-        if why:
-            log(f"nothing to train: {saver.out} is finished: {why}")
-            return 0
-    if not isinstance(config, TrainConfig):
-        raise OptionError("give a TrainConfig (a dict of settings or None only when resuming)")
-    seed_everything(config.seed + dist_.rank)
-    train_samples, val_samples = load_data(config)
-    saver.data = {"train_samples": len(train_samples), "val_samples": len(val_samples)}
-    before = (resumed or {}).get("run_data", {})
-    changed = [f"{before[k]:,} {k.split('_')[0]} images, now {n:,}" for k, n in saver.data.items()
-               if k in before and before[k] != n]
-    if changed and dist_.main:  # the same manifests, other contents: worth knowing before more epochs
-        warnings.warn(f"the run's data changed since it started ({'; '.join(changed)}); it goes on with what "
-                      "is there now", CaptchaWarning, stacklevel=3)
-    cuda = dist_.device.type == "cuda"
-    if resumed is None:
-        config, notes = resolve(config, train_samples, val_samples, cuda)
-        for note in notes if dist_.main else []:
-            log(note)
-        config = replace(config, train=str(Path(config.train).resolve()), val=str(Path(config.val).resolve()))
-    model, charset, pre = build_model(config, train_samples, val_samples, resumed, saver.last)
-    if dist_.main:
-        log(f"alphabet ({len(charset)}): {charset.chars}")
-        log(f"train {len(train_samples)}  val {len(val_samples)}  device {dist_.device}  processes {dist_.world}  "
-            f"parameters {count_parameters(model):,}  frames {model.config.frames}")
-    workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
-    loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
-    return run_epochs(model, CTCTask(charset, pre), loaders, config, dist_, saver, resumed, progress)
+    try:
+        if resumed is not None:
+            config = resumed_config(TrainConfig.from_dict(resumed.get("train_args", {})), config)
+            why = finished(resumed, config)
+            if why:
+                log(f"nothing to train: {saver.out} is finished: {why}")
+                return 0
+        if not isinstance(config, TrainConfig):
+            raise OptionError("give a TrainConfig (a dict of settings or None only when resuming)")
+        seed_everything(config.seed + dist_.rank)
+        train_samples, val_samples = load_data(config)
+        saver.data = {"train_samples": len(train_samples), "val_samples": len(val_samples)}
+        before = (resumed or {}).get("run_data", {})
+        changed = [f"{before[k]:,} {k.split('_')[0]} images, now {n:,}" for k, n in saver.data.items()
+                   if k in before and before[k] != n]
+        if changed and dist_.main:  # the same manifests, other contents: worth knowing before more epochs
+            warnings.warn(f"the run's data changed since it started ({'; '.join(changed)}); it goes on with what "
+                          "is there now", CaptchaWarning, stacklevel=3)
+        cuda = dist_.device.type == "cuda"
+        if resumed is None:
+            config, notes = resolve(config, train_samples, val_samples, cuda)
+            for note in notes if dist_.main else []:
+                log(note)
+            config = replace(config, train=str(Path(config.train).resolve()), val=str(Path(config.val).resolve()))
+        model, charset, pre = build_model(config, train_samples, val_samples, resumed, saver.last)
+        if dist_.main:
+            log(f"alphabet ({len(charset)}): {charset.chars}")
+            log(f"train {len(train_samples)}  val {len(val_samples)}  device {dist_.device}  processes {dist_.world}  "
+                f"parameters {count_parameters(model):,}  frames {model.config.frames}")
+        workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
+        loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
+        return run_epochs(model, CTCTask(charset, pre), loaders, config, dist_, saver, resumed, progress)
+    finally:
+        saver.release()
 
 
 def duration(seconds: float) -> str:

@@ -246,6 +246,17 @@ def sequence_stage(config: PretrainConfig, out: Path, backbone: Path | None, dis
     recipe = sequence_recipe(config, backbone, given)
     saver = Checkpointer(out / "sequence", writer=dist_.main)
     resumed = saver.previous(resume)
+    try:
+        return _sequence_epochs(config, recipe, out, saver, resumed, dist_, given=given, workers=workers,
+                                progress=progress)
+    finally:
+        saver.release()
+
+
+def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, saver: Checkpointer,
+                     resumed: dict | None, dist_: Dist, *, given: Collection[str], workers: int,
+                     progress: bool) -> Path | None:
+    """:func:`sequence_stage` once its run folder is taken."""
     if resumed is not None:  # the run's own settings (size of batch and epoch, seed); only epochs may change
         stored = TrainConfig.from_dict(resumed.get("train_args", {}))
         recipe = resumed_config(stored, {k: v for k, v in recipe.to_dict().items() if k in SEQUENCE_SETTINGS and k in given})

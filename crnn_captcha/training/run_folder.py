@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..errors import OptionError, OverwriteError, TrainingError
+from ..errors import CaptchaWarning, OptionError, OverwriteError, TrainingError
 from ..files import check_out_folder
 from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
@@ -42,6 +43,11 @@ def hold_lock(out: Path):
         handle.close()
         raise TrainingError(f"{out} is in use by another training run ({holder}); wait for it to end, or choose "
                             "another --out") from None
+    except OSError as e:  # a file system without such locks (some network mounts): go on without one
+        handle.close()
+        warnings.warn(f"{out}: cannot lock it ({e.strerror}); two runs into it at once would mix their files",
+                      CaptchaWarning, stacklevel=3)
+        return None
     handle.seek(0)
     handle.truncate()
     handle.write(f"process {os.getpid()}\n")
@@ -73,15 +79,26 @@ class Checkpointer:
         self.data: dict[str, Any] = {}
 
     def previous(self, resume: bool) -> dict[str, Any] | None:
-        """The resumable checkpoint when resuming; refuses to overwrite an earlier run otherwise."""
+        """The resumable checkpoint when resuming; refuses to overwrite an earlier run otherwise. The
+        writing process takes the folder's lock here, before any long work (see :func:`hold_lock`)."""
         check_out_folder(self.out)
+        resumed = None
         if resume:
             if not self.last.exists():
                 raise OptionError(f"--resume: {self.last} does not exist; start without --resume")
-            return load_checkpoint(self.last)
-        if self.last.exists():  # every process checks, so none is left waiting for the others
+            resumed = load_checkpoint(self.last)
+        elif self.last.exists():  # every process checks, so none is left waiting for the others
             raise OverwriteError(f"{self.out} already holds a run ({self.last}); pass --resume to continue it or choose another --out")
-        return None
+        if self.writer and self._lock is None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._lock = hold_lock(self.out)
+        return resumed
+
+    def release(self) -> None:
+        """Let go of the folder's lock (a later run in this process may use the folder)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def open(self, resumed: dict[str, Any] | None) -> None:
         """Take over the history of a resumed run; start metrics.jsonl afresh from it; clear the
@@ -92,7 +109,6 @@ class Checkpointer:
             self.since_best = int(resumed.get("since_best", 0))
         if self.writer:
             self.out.mkdir(parents=True, exist_ok=True)
-            self._lock = hold_lock(self.out)
             for stale in self.out.glob(".*.pt.*.tmp"):
                 stale.unlink(missing_ok=True)
             # rewritten from the checkpoint, so an epoch that was cut short is not kept
