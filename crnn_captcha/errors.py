@@ -79,6 +79,12 @@ class CaptchaWarning(UserWarning):
     model cannot read); the command-line tools print it as one ``warning:`` line."""
 
 
+def brief(error: BaseException, limit: int = 200) -> str:
+    """An error's own text with its white space folded to single spaces, cut at ``limit``: for
+    quoting another library's message inside ours."""
+    return " ".join(str(error).split())[:limit]
+
+
 def one_line(error: BaseException) -> str:
     """An error's message as one line (newlines in file names and listings escaped)."""
     text = str(error).strip() or type(error).__name__

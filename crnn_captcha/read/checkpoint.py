@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..errors import CheckpointError
+from ..errors import CheckpointError, brief
 from ..files import atomic_write
 from .charset import Charset
 from .images import PreprocessConfig, file_problem
@@ -74,7 +74,7 @@ def _write_failed(path: Path, error: RuntimeError) -> OSError:
     folder = path.parent if str(path.parent) else Path(".")
     if shutil.disk_usage(folder).free < _NEARLY_FULL:
         return OSError(errno.ENOSPC, f"no space left to write {path.name} (the previous one is kept)", str(folder))
-    return OSError(errno.EIO, f"could not write {path.name} ({' '.join(str(error).split())[:160]}); the previous one "
+    return OSError(errno.EIO, f"could not write {path.name} ({brief(error, 160)}); the previous one "
                               "is kept", str(folder))
 
 
@@ -230,7 +230,7 @@ def _field(path: Path | str, name: str, build: Callable[[], Any]) -> Any:
     try:
         return build()
     except (TypeError, ValueError, KeyError) as e:  # a hand-edited or damaged description
-        raise CheckpointError(f"{path}: field {name} is not valid ({' '.join(str(e).split())[:200]})") from None
+        raise CheckpointError(f"{path}: field {name} is not valid ({brief(e)})") from None
 
 
 def _check_shapes(config: CRNNConfig, state: dict[str, torch.Tensor], path: str | Path) -> None:

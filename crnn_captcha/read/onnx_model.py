@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import CaptchaWarning, CheckpointError, OptionError
+from ..errors import CaptchaWarning, CheckpointError, OptionError, brief
 from .charset import Charset
 from .ctc import log_softmax
 from .images import PreprocessConfig, file_problem
@@ -83,9 +83,14 @@ def probe_input(pre: PreprocessConfig) -> np.ndarray:
         1, pre.channels, pre.height, pre.width)
 
 
+def probe_output(session, pre: PreprocessConfig) -> np.ndarray:
+    """The export's outputs for :func:`probe_input`, flat, as float32."""
+    return session.run(None, {"image": probe_input(pre)})[0].astype(np.float32).ravel()
+
+
 def record_probe(session, pre: PreprocessConfig) -> str:
-    """The :data:`PROBE_KEY` text: the export's outputs for :func:`probe_input`."""
-    return base64.b64encode(session.run(None, {"image": probe_input(pre)})[0].astype(np.float32).tobytes()).decode()
+    """The :data:`PROBE_KEY` text: :func:`probe_output`, base64."""
+    return base64.b64encode(probe_output(session, pre).tobytes()).decode()
 
 
 def check_export(session, pre: PreprocessConfig, where: Path) -> None:
@@ -105,9 +110,9 @@ def check_export(session, pre: PreprocessConfig, where: Path) -> None:
         return
     try:
         expected = np.frombuffer(base64.b64decode(text), dtype=np.float32)
-        got = session.run(None, {"image": probe_input(pre)})[0].ravel()
+        got = probe_output(session, pre)
     except Exception as e:  # onnxruntime raises its own types; a damaged record fails to decode
-        raise CheckpointError(f"{where}: cannot run its model ({' '.join(str(e).split())[:200]})") from None
+        raise CheckpointError(f"{where}: cannot run its model ({brief(e)})") from None
     if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-3, atol=1e-3):
         raise CheckpointError(f"{where}: its weights are damaged (it no longer gives the outputs recorded when it "
                               "was exported); export again")
@@ -174,7 +179,7 @@ def _onnx_session(checkpoint: Path, threads: int):
         session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         made_from = session.get_modelmeta().custom_metadata_map.get(SHA_KEY)
     except Exception as e:  # onnxruntime raises its own types for a bad file
-        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({' '.join(str(e).split())[:200]})") from None
+        raise CheckpointError(f"{onnx_path}: not a readable ONNX model ({brief(e)})") from None
     if made_from != file_sha256(checkpoint):
         raise CheckpointError(f"{onnx_path}: exported from another checkpoint than {checkpoint}; export again")
     return session

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import CaptchaWarning, CheckpointError, ImageError, OptionError
+from ..errors import CaptchaWarning, CheckpointError, ImageError, OptionError, brief
 from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch
 from .device import DEVICES, installed, pick_device
 from .images import ImageInput, describe, file_problem, preprocess_array
@@ -59,7 +59,7 @@ def _device(name: str, torch_installed: bool):
             return pick_device(name), True
         except (ImportError, OSError) as e:  # installed but broken (a missing CUDA library, ...): ONNX can read
             if name == "cuda":
-                raise OptionError(f"device 'cuda': PyTorch does not load ({' '.join(str(e).split())[:120]})") from None
+                raise OptionError(f"device 'cuda': PyTorch does not load ({brief(e, 120)})") from None
     if name not in DEVICES:
         raise OptionError(f"device {name!r} is unknown; use one of {', '.join(DEVICES)}")
     if name == "cuda":

@@ -1,9 +1,9 @@
 """The service's settings and its error type."""
-import importlib.util
 from dataclasses import dataclass, fields
 
 from ..errors import one_line
 from ..read.ctc import DecodeOptions
+from ..read.device import installed
 
 API_KEY_ENV = "CRNN_CAPTCHA_API_KEY"
 
@@ -54,7 +54,7 @@ class ApiError(Exception):
 
 def missing_packages() -> list[str]:
     """The pip names of the service's packages that are not installed."""
-    return [pip for module, pip in WEB_PACKAGES if importlib.util.find_spec(module) is None]
+    return [pip for module, pip in WEB_PACKAGES if not installed(module)]
 
 
 # ----- the app ---------------------------------------------------------------------------------
