@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     result = report(samples, preds, args.alike, args.top, checkpoint=str(reader.checkpoint_path), data=str(args.data),
                     unreadable=len(failed))
     if args.gallery:
-        gallery(args.gallery, [(m["path"], m["truth"], m["read"]) for m in result["misreads"] if Path(m["path"]).exists()])
+        gallery(args.gallery, [(m["path"], m["truth"], m["read"]) for m in result["misreads"] if Path(m["path"]).exists()],
+                frames=reader.preprocess.frames)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -7,8 +7,8 @@
     torchrun --nproc_per_node=2 -m crnn_captcha.train --splits data/splits --out runs/ddp
 
 What is not given is chosen from the data and printed with the reason: the input height and width
-(the typical aspect ratio, padded rather than squashed) and gray or colour, from the training
-images; the alphabet, from the training labels; the length of training, from the number of
+(the typical aspect ratio, padded rather than squashed), gray or colour, and how an animated
+image's frames become one picture, from the training images; the alphabet, from the training labels; the length of training, from the number of
 training images (small sets train for many passes, large ones for few). The same command trains on
 CUDA (mixed precision, pinned memory) when a GPU is there and on the CPU otherwise. Under torchrun
 it trains with DistributedDataParallel (gloo on the CPU, nccl on GPUs); rank 0 logs and saves.
@@ -29,6 +29,7 @@ from . import cli
 
 cli.require_training("train")  # before the imports that need it
 
+from .read.frames import FRAME_FUSIONS  # noqa: E402
 from .read.model import CRNNConfig  # noqa: E402
 from .training.loop import fit  # noqa: E402
 from .training.recipe import TrainConfig  # noqa: E402
@@ -51,6 +52,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
                    help="pad keeps each image's aspect ratio; stretch scales width and height apart")
+    d.add_argument("--frames", choices=["auto", *FRAME_FUSIONS], default="auto",
+                   help="how an animated image's frames (GIF, APNG, WebP) become one picture: first frame; per-pixel "
+                        "median (drops noise that moves) or mean; ink (every mark any frame shows); auto: measured on "
+                        "the training images, ink for stills")
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
     d.add_argument("--splice-prob", "--mix-prob", dest="splice_prob", type=cli.fraction_or_one, default=0.5,
                    help="share of training items spliced from two captchas where their characters meet: strings "
@@ -87,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         train=train or "", val=val or "", skip_invalid=args.skip_invalid, label_from=args.label_from,
         label_regex=args.label_regex, charset=args.charset, height=args.height, width=args.width, color=args.color,
-        resize=args.resize, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
+        resize=args.resize, frames=None if args.frames == "auto" else args.frames, aug_strength=args.aug_strength, strike_line=not args.no_strike_line,
         splice_prob=args.splice_prob, plain_finish=args.plain_finish, channels=args.channels, hidden=args.hidden,
         lstm_layers=args.lstm_layers, dropout=args.dropout, init=args.init, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,

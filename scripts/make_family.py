@@ -7,7 +7,7 @@
 
 Each family goes to <out>/<family>/ (default out: data/families, git-ignored):
 
-    images/<index>.png        index-named (labels are case-sensitive and repeat): train, then val, then test
+    images/<index>.png|.gif  index-named (labels are case-sensitive and repeat): train, then val, then test
     train.csv val.csv test.csv    manifests with the header path,label (paths relative to the folder)
     train_250.csv train_1000.csv  the first 250 / 1000 rows of train.csv (all of it when train is smaller)
     family.json               description, size, alphabet, lengths, seed, counts, generator and version
@@ -21,6 +21,10 @@ Families (--list prints them; family.json holds the full description):
     ic62    captcha.ImageCaptcha 200x70 RGB, 0-9A-Za-z (case-sensitive), length 6
     colour  own PIL drawing, 256x144 RGBA, 4 characters of 0-9A-Z less 0 1 I O; each differs from the colour
             under it strongly in hue but by < 10/255 in Rec.601 luma (a grayscale copy loses the text)
+    fade, perchar, movenoise    own PIL drawing, 160x60 animated GIFs, 0-9a-z less look-alikes, length 4-6:
+            characters fading in and out so no frame shows them all; one character per frame; still text
+            under noise drawn anew in each frame. Each has a <name>_still family: the same images as
+            still PNGs (the same labels and drawing, every character shown; for movenoise, one frame)
     warped  wheezy.captcha 240x75 RGB: per-character perspective warp, rotation and offset, a bezier curve
             and noise dots; 4-5 characters of 0-9a-z less 0 1 i l o
 
@@ -78,7 +82,13 @@ class Family:
     alphabet: str
     lengths: tuple[int, int]
     package: str  # the distribution whose code draws the images
-    render: Callable[[random.Random, str], Image.Image]
+    render: Callable[[random.Random, str], "Image.Image | list[Image.Image]"]
+    animated: bool = False  # render gives frames, saved as an animated GIF
+    seeds_of: str = ""  # draw with another family's seeds: a still family's image i is its animated one's, still
+
+    @property
+    def suffix(self) -> str:
+        return ".gif" if self.animated else ".png"
 
 
 class UsageError(Exception):
@@ -315,6 +325,108 @@ def render_warped(rng: random.Random, text: str) -> Image.Image:
     return wheezy_warped()(rng, text)
 
 
+# ----------------------------------------------------------------------------- animated (own drawing)
+
+#: The animated families' frame delay (ms) and frame count range.
+FRAME_MS, FRAME_COUNT = 100, (8, 12)
+
+
+def animated_scene(rng: random.Random, text: str) -> tuple[Image.Image, list[tuple[Image.Image, tuple, tuple]]]:
+    """The still parts of an animated captcha: (background with its fixed noise, per character
+    (mask, colour, top-left)); 160x60, bold DejaVu characters in dark colours on a pale background."""
+    width, height = 160, 60
+    background = colour_in_gamut(rng, (0.0, 0.25), (215, 245))
+    canvas = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(canvas)
+    slot = (width - 16) / len(text)
+    glyphs = []
+    for i, char in enumerate(text):
+        mask = glyph_mask(rng, char, rng.randint(26, 34), int(slot) + 4)
+        x0 = round(8 + slot * i + rng.uniform(-0.2, 0.6) * max(0, slot - mask.width))
+        y0 = round((height - mask.height) / 2 + rng.uniform(-6, 6))
+        glyphs.append((mask, colour_in_gamut(rng, (0.4, 1.0), (40, 110)), (x0, y0)))
+    for _ in range(rng.randint(1, 2)):  # thin arcs in a text colour, on every frame
+        x0, y0 = rng.uniform(-40, 60), rng.uniform(0, 30)
+        draw.arc((x0, y0, x0 + rng.uniform(80, 200), y0 + rng.uniform(20, 60)), rng.uniform(0, 360),
+                 rng.uniform(0, 360), fill=rng.choice(glyphs)[1], width=1)
+    for _ in range(60):  # dark speckles
+        x, y = rng.randrange(width), rng.randrange(height)
+        draw.point((x, y), fill=rng.choice(glyphs)[1])
+    return canvas, glyphs
+
+
+def draw_glyphs(canvas: Image.Image, glyphs: list, opacities: list[float]) -> Image.Image:
+    """A copy of `canvas` with each glyph laid on at its opacity (0: not drawn)."""
+    frame = canvas.copy()
+    for (mask, colour, at), opacity in zip(glyphs, opacities):
+        if opacity > 0.02:
+            frame.paste(colour, (*at, at[0] + mask.width, at[1] + mask.height),
+                        mask.point(lambda v, o=opacity: round(v * o)))
+    return frame
+
+
+def moving_noise(rng: random.Random, frame: Image.Image, colours: list) -> Image.Image:
+    """`frame` under a layer of noise of its own: thick strokes and blots in the text's colours."""
+    draw = ImageDraw.Draw(frame)
+    w, h = frame.size
+    for _ in range(rng.randint(4, 6)):
+        points = [(rng.uniform(0, w), rng.uniform(0, h)) for _ in range(2)]
+        draw.line(points, fill=rng.choice(colours), width=rng.randint(2, 3))
+    for _ in range(rng.randint(10, 16)):
+        x, y, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(1.5, 3.5)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=rng.choice(colours))
+    return frame
+
+
+def render_fade(rng: random.Random, text: str, still: bool = False) -> "Image.Image | list[Image.Image]":
+    """Each character fades in and out on its own phase (visible about a third of the frames), so no
+    frame shows them all; the still shows every character."""
+    canvas, glyphs = animated_scene(rng, text)
+    if still:
+        return draw_glyphs(canvas, glyphs, [1.0] * len(text))
+    count = rng.randint(*FRAME_COUNT)
+    phases = [rng.uniform(0, count) for _ in text]
+    frames = []
+    for f in range(count):
+        opacities = []
+        for phase in phases:
+            distance = min(abs(f - phase), count - abs(f - phase)) / count  # 0 at the phase, 0.5 opposite
+            opacities.append(min(1.0, max(0.0, (0.2 - distance) / 0.1)))  # full within 0.1, none beyond 0.2
+        frames.append(draw_glyphs(canvas, glyphs, opacities))
+    return frames
+
+
+def render_perchar(rng: random.Random, text: str, still: bool = False) -> "Image.Image | list[Image.Image]":
+    """One character per frame, in its place, after a frame with none; the still shows every character."""
+    canvas, glyphs = animated_scene(rng, text)
+    if still:
+        return draw_glyphs(canvas, glyphs, [1.0] * len(text))
+    return [canvas.copy()] + [draw_glyphs(canvas, glyphs, [float(i == k) for i in range(len(text))])
+                              for k in range(len(text))]
+
+
+def render_movenoise(rng: random.Random, text: str, still: bool = False) -> "Image.Image | list[Image.Image]":
+    """Still text under a layer of heavy noise that is drawn anew in every frame; the still is one such
+    frame."""
+    canvas, glyphs = animated_scene(rng, text)
+    text_frame = draw_glyphs(canvas, glyphs, [1.0] * len(text))
+    colours = [g[1] for g in glyphs]
+    if still:
+        return moving_noise(rng, text_frame, colours)
+    return [moving_noise(rng, text_frame.copy(), colours) for _ in range(rng.randint(*FRAME_COUNT))]
+
+
+def animated_family(name: str, render: Callable, still: bool, short: str, what: str = "") -> "Family":
+    kind = f"still PNG, the same design as {short}: every character shown at once" if still else \
+        f"animated GIF, {FRAME_MS} ms a frame, {what}"
+    return Family(name, f"own PIL drawing 160x60, {'still PNG of ' if still else 'GIF, '}{short}, length 4-6",
+                  "Own PIL drawing, 160x60 RGB: bold DejaVu characters (26-34 px high, rotated +-12 degrees) in "
+                  "dark colours of their own on a pale background, thin arcs and dark speckles; " + kind + ". "
+                  "Alphabet 0-9a-z without 0, 1, i, l and o.",
+                  (160, 60), "RGB", LOWER_NO_CONFUSABLES, (4, 6), "pillow", partial(render, still=still),
+                  animated=not still, seeds_of=name.removesuffix("_still"))
+
+
 # ----------------------------------------------------------------------------- the families
 
 FAMILIES = {f.name: f for f in (
@@ -339,6 +451,15 @@ FAMILIES = {f.name: f for f in (
            "(+-20 degrees) and offset, overlapping; a bezier curve and noise dots in the ink colour; pale "
            "random background. Alphabet 0-9a-z without 0, 1, i, l and o.",
            (240, 75), "RGB", LOWER_NO_CONFUSABLES, (4, 5), "wheezy.captcha", render_warped),
+    animated_family("fade", render_fade, False, "fading characters", "8-12 frames; each character fades in and out on a phase of "
+                    "its own, fully drawn for a fifth of the frames and gone for three fifths, so no frame shows them all"),
+    animated_family("fade_still", render_fade, True, "fade"),
+    animated_family("perchar", render_perchar, False, "one character per frame", "one frame with no character, then one frame per character "
+                    "(that character only, in its place)"),
+    animated_family("perchar_still", render_perchar, True, "perchar"),
+    animated_family("movenoise", render_movenoise, False, "noise moving over still text", "8-12 frames of the same text under noise (4-6 thick "
+                    "strokes and 10-16 blots in the text's colours) drawn anew in every frame"),
+    animated_family("movenoise_still", render_movenoise, True, "movenoise (one of its frames)"),
 )}
 
 
@@ -349,11 +470,12 @@ def make_label(rng: random.Random, family: Family) -> str:
 
 def make_image(family: Family, split: str, index: int, seed: int) -> tuple[str, Image.Image]:
     """The label and image of one sample; a pure function of its arguments."""
-    rng = random.Random(image_seed(family.name, split, index, seed))
+    rng = random.Random(image_seed(family.seeds_of or family.name, split, index, seed))
     label = make_label(rng, family)
     image = family.render(rng, label)
-    if image.size != family.size or image.mode != family.mode:
-        raise RuntimeError(f"{family.name}: made a {image.mode} {image.size} image, not {family.mode} {family.size}")
+    for frame in (image if isinstance(image, list) else [image]):
+        if frame.size != family.size or frame.mode != family.mode:
+            raise RuntimeError(f"{family.name}: made a {frame.mode} {frame.size} image, not {family.mode} {family.size}")
     return label, image
 
 
@@ -361,7 +483,11 @@ def write_one(task: tuple) -> tuple[str, str]:
     """Worker: make one image, save it as <images>/<name>, return (name, label)."""
     family_name, split, index, seed, images_dir, name = task
     label, image = make_image(FAMILIES[family_name], split, index, seed)
-    image.save(Path(images_dir) / name, format="PNG")
+    if isinstance(image, list):  # every frame kept whole (no frame differencing), shown once each in a loop
+        image[0].save(Path(images_dir) / name, format="GIF", save_all=True, append_images=image[1:],
+                      duration=FRAME_MS, loop=0, disposal=1, optimize=False)
+    else:
+        image.save(Path(images_dir) / name, format="PNG")
     return name, label
 
 
@@ -379,7 +505,7 @@ def plan_tasks(family: Family, counts: dict, seed: int, images_dir: Path) -> lis
     digits = max(5, len(str(sum(counts.values()) - 1)))
     tasks, start = [], 0
     for split in SPLITS:
-        tasks += [(family.name, split, i, seed, str(images_dir), f"{start + i:0{digits}d}.png")
+        tasks += [(family.name, split, i, seed, str(images_dir), f"{start + i:0{digits}d}{family.suffix}")
                   for i in range(counts[split])]
         start += counts[split]
     return tasks
@@ -426,9 +552,10 @@ def describe(family: Family, counts: dict, subsets: list[int], seed: int) -> dic
         "seed": seed, "counts": dict(counts), "subsets": subset_files(subsets, counts["train"]),
         "generator": {"package": family.package, "version": package_version(family.package)},
         "pillow": package_version("pillow"), "numpy": np.__version__,
-        "fonts": font_names() if family.name in ("colour", "warped") else ["captcha's DroidSansMono"],
-        "images": "images/<index>.png, numbered across train, then val, then test",
-        "per_image_seed": "sha256('<family>|<split>|<index in split>|<seed>'), first 8 bytes, big-endian",
+        "fonts": font_names() if family.package != "captcha" else ["captcha's DroidSansMono"],
+        "images": f"images/<index>{family.suffix}, numbered across train, then val, then test",
+        "per_image_seed": f"sha256('{family.seeds_of or family.name}|<split>|<index in split>|<seed>'), first 8 bytes, "
+                          "big-endian",
         "use": "development TEST data for the training recipe; never pretraining data",
         "made_by": "scripts/make_family.py",
     }
@@ -523,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         if args.list:
             for family in FAMILIES.values():
-                print(f"{family.name:8s}{family.summary}")
+                print(f"{family.name:16s}{family.summary}")
             return 0
         families = chosen_families(args.family)
         counts = check_options(args, families)

@@ -44,3 +44,23 @@ def make_folder(folder: Path, n: int, seed: int = 0, length: int = 5, alphabet: 
     for i, label in enumerate(labels):
         render(label, size, seed=seed * 1000 + i).convert("RGBA").save(folder / f"{label}.png")
     return labels
+
+
+def strips_gif(still: Image.Image, parts: int = 5, fmt: str = "GIF") -> bytes:
+    """An animated image (GIF, PNG for APNG, or WEBP) of ``still`` shown a vertical strip a frame: frame k
+    holds the k-th of ``parts`` equal strips of the gray image and its median colour elsewhere, so no
+    frame shows the whole text and every pixel is shown by exactly one frame."""
+    import io
+
+    gray = np.asarray(still.convert("L"))
+    fill = int(np.median(gray))
+    edges = np.linspace(0, gray.shape[1], parts + 1).round().astype(int)
+    frames = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        frame = np.full_like(gray, fill)
+        frame[:, a:b] = gray[:, a:b]
+        frames.append(Image.fromarray(frame, "L"))
+    buf = io.BytesIO()
+    extra = {"lossless": True} if fmt == "WEBP" else {}
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
+    return buf.getvalue()

@@ -17,7 +17,8 @@ finally:
     sys.path.pop(0)
 
 TINY = ["--train", "6", "--val", "3", "--test", "3", "--subsets", "4", "250", "--workers", "1"]
-NEEDS = {"ic36": "captcha", "ic62": "captcha", "colour": None, "warped": "wheezy.captcha"}
+NEEDS = {"ic36": "captcha", "ic62": "captcha", "colour": None, "warped": "wheezy.captcha", "fade": None,
+         "fade_still": None, "perchar": None, "perchar_still": None, "movenoise": None, "movenoise_still": None}
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -47,7 +48,11 @@ def test_family_manifests_images_and_labels(name, tmp_path):
         assert set(row["label"]) <= set(family.alphabet), row
         assert lo <= len(row["label"]) <= hi, row
         with Image.open(folder / row["path"]) as image:
-            assert image.size == family.size and image.mode == family.mode, row["path"]
+            assert image.size == family.size, row["path"]
+            if family.animated:  # a GIF, every frame whole
+                assert image.format == "GIF" and image.n_frames >= min(8, lo + 1), row["path"]
+            else:
+                assert image.format == "PNG" and image.mode == family.mode, row["path"]
     info = json.loads((folder / "family.json").read_text())
     assert info["counts"] == {"train": 6, "val": 3, "test": 3}
     assert (info["width"], info["height"], info["alphabet"]) == (*family.size, family.alphabet)
@@ -141,3 +146,19 @@ def test_lookalike_probe_draws_the_generators_glyphs_for_a_seed(capsys):
     with pytest.raises(SystemExit) as stop:
         lookalike_ceiling.main(["--epochs", "0"])
     assert stop.value.code == 2
+
+
+def test_animated_families_hide_text_in_frames_that_fusion_brings_back(tmp_path):
+    from crnn_captcha.read.images import load_frames, load_image
+
+    fade, still = make("fade", tmp_path / "a"), make("fade_still", tmp_path / "b")
+    row, still_row = read_rows(fade / "train.csv")[0], read_rows(still / "train.csv")[0]
+    assert row["label"] == still_row["label"]  # the same draw, animated and still
+    frames = load_frames(fade / row["path"])
+    gray_still = load_image(still / still_row["path"])
+    dark = (gray_still < 150).sum()
+    assert all((f < 150).sum() < 0.9 * dark for f in frames)  # no frame shows all the text
+    assert (load_image(fade / row["path"], frames="ink") < 150).sum() > 0.9 * dark
+    noise = make("movenoise", tmp_path / "c")
+    frames = load_frames(noise / read_rows(noise / "train.csv")[0]["path"])
+    assert len(frames) >= 8 and not all(np.array_equal(frames[0], f) for f in frames[1:])  # the noise moves

@@ -24,7 +24,7 @@ from crnn_captcha import serve  # noqa: E402
 from crnn_captcha.service.app import create_app  # noqa: E402
 from crnn_captcha.service.settings import API_KEY_ENV  # noqa: E402
 from conftest import CAPTCHA_V2, ROOT, need  # noqa: E402
-from synth import render  # noqa: E402
+from synth import render, strips_gif  # noqa: E402
 
 LIMIT = 100_000  # the module server's --max-body-bytes: small, so oversized bodies are quick to send
 KEY = "test-key-0123456789"
@@ -132,6 +132,17 @@ def test_reads_real_captchas_raw_and_multipart(port):
         form, form_headers = multipart((f"{label}.png", data))
         status, _, body = call(port, "POST", "/read?length=5&decoder=beam&beam_width=4", form, form_headers)
         assert status == 200 and json.loads(body)["text"] == label
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt, content_type", [("GIF", "image/gif"), ("PNG", "image/apng"), ("WEBP", "image/webp")])
+def test_animated_bodies_are_read_across_their_frames(port, fmt, content_type):
+    from PIL import Image
+
+    sample = ROOT / "crnn_captcha" / "samples" / "8xypd.png"
+    data = strips_gif(Image.open(sample), 5, fmt)  # one strip of the text a frame
+    status, _, body = call(port, "POST", "/read", data, {"Content-Type": content_type})
+    assert status == 200 and json.loads(body)["text"] == "8xypd", body
 
 
 @pytest.mark.slow

@@ -122,3 +122,39 @@ def test_the_command_writes_a_sheet_and_lists_fonts(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert out.exists() and "[opencv]" in printed and "images per CPU-second" in printed
     assert synth.main(["--out", str(out), "--min-length", "4", "--max-length", "2"]) == 2
+
+
+def test_animations_are_seeded_and_their_fusion_shows_the_text():
+    from crnn_captcha.read.frames import FRAME_FUSIONS, fuse_frames
+
+    never = SynthRenderer(SynthConfig(p_animated=0.0), seed=2)
+    always = SynthRenderer(SynthConfig(p_animated=1.0), seed=2)
+    assert all(never.animation(i) is None for i in range(20))
+    kinds = set()
+    for i in range(12):
+        a, b = always.animation(i), always.animation(i)
+        assert a.text == b.text and all(np.array_equal(x, y) for x, y in zip(a.frames, b.frames))
+        assert 3 <= len(a.frames) <= 8 and len({f.shape for f in a.frames}) == 1 and a.fusion in FRAME_FUSIONS
+        assert any(not np.array_equal(a.frames[0], f) for f in a.frames[1:])  # something moves or fades
+        # the text is the one the still image of this index shows, drawn alike under every frame
+        assert a.text == always.sample(i)[1] and a.frames[0].shape == always.sample(i)[0].shape
+        kinds.add(a.fusion)
+        assert fuse_frames(a.frames, a.fusion).shape == a.frames[0].shape
+    assert "ink" in kinds and kinds & {"median", "mean"}
+    # an index's still image does not depend on how often animations are drawn
+    assert all(np.array_equal(never.sample(i)[0], always.sample(i)[0]) for i in range(5))
+
+
+def test_pretraining_reads_an_animation_as_the_reader_would():
+    pytest.importorskip("torch")
+    from crnn_captcha.read.charset import Charset
+    from crnn_captcha.read.frames import fuse_frames
+    from crnn_captcha.read.images import PreprocessConfig, resize_image
+    from crnn_captcha.training.synthetic_data import SynthCaptchas
+
+    renderer = SynthRenderer(SynthConfig(p_animated=1.0, alphabet="0123456789"), seed=1)
+    cfg = PreprocessConfig(height=32, width=128, channels=3, resize="pad", max_aspect_error=0.0)
+    data = SynthCaptchas(renderer, Charset("0123456789"), cfg)
+    a = renderer.animation(3)
+    pixels, label = data._pixels(3)
+    assert label == a.text and np.array_equal(pixels, resize_image(fuse_frames(a.frames, a.fusion), cfg))

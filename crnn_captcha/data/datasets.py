@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..read.charset import Charset
-from ..read.images import PreprocessConfig, load_image, resize_image, to_tensor
+from ..read.images import PreprocessConfig, load_for, resize_image, to_tensor
 from .labels import Augment, Sample
 from .positions import cut_points
 
@@ -53,7 +53,7 @@ class CaptchaDataset(Dataset):
         else:  # "drop": characters the model cannot emit leave the target (the label still counts them)
             self.targets = [charset.encode("".join(c for c in s.label if c in charset)) for s in self.samples]
         rows = tqdm(self.samples, desc="decoding images", file=sys.stderr, leave=False, disable=not progress or None)
-        self.images = [resize_image(load_image(s.path, color=cfg.color), cfg, str(s.path)) for s in rows]
+        self.images = [resize_image(load_for(s.path, cfg, str(s.path)), cfg, str(s.path)) for s in rows]
         # where each image's characters meet (model-size columns), for splicing
         self.cuts = [cut_points(img, len(s.label)) for img, s in zip(self.images, self.samples)] if splice_prob > 0 else []
         self.reseed(seed)

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import ImageError, OptionError
-from ..read.images import load_gray
+from ..read.images import load_image
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -65,12 +65,13 @@ def confusions(preds: Sequence[str], truths: Sequence[str]) -> Counter:
     return pairs
 
 
-def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int = 2) -> None:
-    """A PNG with each misread image and its truth / prediction beneath it."""
+def gallery(path: str | Path, rows: Sequence[tuple[str, str, str]], scale: int = 2, frames: str = "first") -> None:
+    """A PNG with each misread image (an animated one as the picture its frames fuse into, see
+    :data:`~crnn_captcha.read.images.FRAME_FUSIONS`) and its truth / prediction beneath it."""
     cells = []
     for src, truth, pred in rows:
         try:
-            gray = load_gray(src)
+            gray = load_image(src, frames=frames)
         except ImageError:  # already reported as unreadable
             continue
         img = Image.fromarray(gray, "L").resize((gray.shape[1] * scale // 2, gray.shape[0] * scale // 2))

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
+from .frames import FRAME_FUSIONS, frame_count, fuse_frames, read_frames
 
 if TYPE_CHECKING:
     import torch
@@ -55,6 +56,9 @@ class PreprocessConfig:
         x_scale: for "pad", how many times wider than its aspect ratio an image is drawn: the
             text is stretched across before padding, so characters a generator squeezed together
             span more of the model's frames (training chooses it so the typical image fills the width).
+        frames: how an animated image's frames are fused into one picture (see :mod:`.frames`;
+            training chooses it from its images); models trained before animated images were read
+            as a whole read the first frame.
     """
 
     height: int = 32
@@ -65,6 +69,7 @@ class PreprocessConfig:
     channels: int = 1
     resize: str = "stretch"
     x_scale: float = 1.0
+    frames: str = "first"
 
     def __post_init__(self) -> None:
         for name in ("height", "width"):
@@ -85,6 +90,8 @@ class PreprocessConfig:
             raise ValueError(f"preprocess channels must be 1 (gray) or 3 (RGB), got {self.channels!r}")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"preprocess resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
+        if self.frames not in FRAME_FUSIONS:
+            raise ValueError(f"preprocess frames must be one of {', '.join(FRAME_FUSIONS)}, got {self.frames!r}")
 
     @property
     def color(self) -> bool:
@@ -197,7 +204,8 @@ def _decode(data: bytes, name: str) -> Image.Image:
         raise ImageError(f"{name}: refused as a decompression bomb (more than {MAX_PIXELS:,} pixels)") from None
     except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, RuntimeError, ...
         raise ImageError(f"{name}: corrupt or truncated image ({_short(e)})") from None
-    return _upright(img, name)
+    # an animated image stays as it is: turning it upright would copy its first frame alone
+    return img if frame_count(img) > 1 else _upright(img, name)
 
 
 def _upright(img: Image.Image, name: str) -> Image.Image:
@@ -318,7 +326,14 @@ def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
     return t.numpy()
 
 
-def load_image(src: ImageInput, name: str | None = None, color: bool = False) -> np.ndarray:
+def _pil_pixels(img: Image.Image, name: str, color: bool, frames: str) -> np.ndarray:
+    """A decoded PIL image -> uint8 pixels, its frames fused as ``frames`` says."""
+    if frames == "first" or frame_count(img) == 1:
+        return _pil_to_array(img, name, color)
+    return fuse_frames(read_frames(img, name, lambda frame: _pil_to_array(frame, name, color)), frames)
+
+
+def load_image(src: ImageInput, name: str | None = None, color: bool = False, frames: str = "first") -> np.ndarray:
     """Read any supported input as uint8 pixels at its own size: gray (H, W), or RGB (H, W, 3)
     with ``color``.
 
@@ -327,6 +342,8 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False) ->
             uint8, uint16, bool, small integers or float in [0, 1]) or a tensor ((H, W) or
             (C, H, W) with C in 1, 3, 4; any dtype, dense, sparse or quantized).
         name: how to call the source in errors (default: the path or a description).
+        frames: how the frames of an animated image (GIF, APNG, WebP) become one picture
+            (:data:`~.frames.FRAME_FUSIONS`); a still image is read as it is.
 
     Raises:
         ImageError: naming the source and what is wrong.
@@ -337,9 +354,9 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False) ->
             path = Path(src)
         except (TypeError, ValueError) as e:
             raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
-        return _pil_to_array(_decode(_read_bytes(path, name), name), name, color)
+        return _pil_pixels(_decode(_read_bytes(path, name), name), name, color, frames)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return _pil_to_array(_decode(bytes(src), name), name, color)
+        return _pil_pixels(_decode(bytes(src), name), name, color, frames)
     if isinstance(src, Image.Image):
         try:
             _check_pixels(src, name)
@@ -348,6 +365,8 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False) ->
             raise
         except Exception as e:  # a closed file, a truncated file the caller opened, ...
             raise ImageError(f"{name}: cannot read the PIL image ({_short(e)})") from None
+        if frame_count(src) > 1 and frames != "first":
+            return _pil_pixels(src, name, color, frames)
         return _pil_to_array(_upright(src, name), name, color)
     if _is_tensor(src):
         return _array_to_image(_tensor_to_array(src, name), name, color)
@@ -357,6 +376,32 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False) ->
         return _array_to_image(src, name, color)
     raise ImageError(f"{name}: unsupported input type {type(src).__name__}; give a path, bytes, a PIL image, "
                      "a numpy array or a tensor")
+
+
+def load_frames(src: ImageInput, name: str | None = None, color: bool = False) -> list[np.ndarray]:
+    """Every frame of an image file (a path or encoded bytes; a still gives one), as
+    :func:`load_image` reads them, within the limits of :func:`.frames.read_frames`.
+
+    Raises:
+        ImageError: naming the source and what is wrong.
+    """
+    name = name or describe(src)
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            path = Path(src)
+        except (TypeError, ValueError) as e:
+            raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
+        img = _decode(_read_bytes(path, name), name)
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        img = _decode(bytes(src), name)
+    else:
+        return [load_image(src, name, color)]
+    return read_frames(img, name, lambda frame: _pil_to_array(frame, name, color))
+
+
+def load_for(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> np.ndarray:
+    """:func:`load_image` as ``cfg`` reads it: its colour and its fusion of frames."""
+    return load_image(src, name, color=cfg.color, frames=cfg.frames)
 
 
 def load_gray(src: ImageInput, name: str | None = None) -> np.ndarray:
@@ -419,7 +464,7 @@ def preprocess_array(src: ImageInput, cfg: PreprocessConfig, name: str | None = 
         ImageError: naming the source and what is wrong.
     """
     name = name or describe(src)
-    return to_array(resize_image(load_image(src, name, color=cfg.color), cfg, name), cfg)
+    return to_array(resize_image(load_for(src, cfg, name), cfg, name), cfg)
 
 
 def preprocess(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> torch.Tensor:

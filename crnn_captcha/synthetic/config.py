@@ -74,6 +74,7 @@ class SynthConfig:
     p_blur: float = 0.25           # Gaussian or motion blur
     p_noise: float = 0.3           # Gaussian pixel noise
     p_jpeg: float = 0.25           # JPEG re-encoding at low quality
+    p_animated: float = 0.05       # :meth:`SynthRenderer.animation` draws frames (fading text or moving noise)
 
     def __post_init__(self) -> None:
         alphabet = self.alphabet

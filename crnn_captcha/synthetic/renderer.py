@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import string
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from .drawing import _background, _clutter, _colour_scheme, _distort, _Rand
 from .fonts import FontInfo, discover_fonts
 from .text import (
     MIN_PX,
+    _Layer,
     _gradient_fill,
     _paste,
     _shadow,
@@ -22,6 +24,38 @@ from .text import (
 )
 
                          # (small where only the hue separates text from background)
+
+
+# ----- animations ---------------------------------------------------------------------------------
+@dataclass
+class Animation:
+    """An animated captcha: its frames (uint8 (H, W, 3) RGB, all one size), its label, and the
+    fusion of frames (see ``crnn_captcha.read.images.FRAME_FUSIONS``) that shows its text whole."""
+
+    frames: list[np.ndarray]
+    text: str
+    fusion: str
+
+
+def _fade_plan(a: _Rand, chars: int, count: int) -> np.ndarray:
+    """(count, chars) opacities: each character fully drawn in a run of frames of its own (at least
+    one, never all when there are several characters), half drawn in the frames beside the run,
+    absent elsewhere."""
+    plan = np.zeros((count, chars))
+    for c in range(chars):
+        length = a.i(1, max(2, count - 1))
+        start = a.i(0, count)
+        for k in range(-1, length + 1):
+            plan[(start + k) % count, c] = max(plan[(start + k) % count, c], 1.0 if 0 <= k < length else 0.5)
+    return plan
+
+
+def _faded(layer: _Layer, boxes: list[tuple[int, int, int, int]], opacity: np.ndarray) -> _Layer:
+    """The text layer with each character's box at its opacity (where boxes overlap, the later wins)."""
+    scale = np.ones_like(layer.alpha)
+    for (x0, _, x1, _), o in zip(boxes, opacity):
+        scale[:, max(0, x0):max(0, x1)] = o
+    return _Layer(layer.alpha * scale, layer.colour, None if layer.rgb is None else layer.rgb * scale[..., None])
 
 
 # ----- the renderer -------------------------------------------------------------------------------
@@ -96,6 +130,38 @@ class SynthRenderer:
     def sample(self, index: int, *, text: str | None = None) -> tuple[np.ndarray, str]:
         """The ``index``-th captcha: (uint8 (H, W, 3) RGB image, its label). ``text`` draws that
         text instead of a random one (its characters must be in the alphabet)."""
+        r, img, layer, _, (x, y), sc, px = self._compose(index, text)
+        _paste(img, layer, x, y)
+        _clutter(r, self.config, img, (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0]), sc, px)
+        return _distort(r, self.config, img, px, sc.spread < 10), self._text
+
+    def animation(self, index: int, *, text: str | None = None) -> Animation | None:
+        """The ``index``-th captcha drawn as an animation, or None where it is drawn still (all but
+        ``config.p_animated`` of them). Two kinds, as sites serve them: each character fades in and
+        out on a phase of its own, so no frame shows them all (read with the fusion "ink"); or the
+        text stands still under noise drawn anew in every frame (read with "median" or "mean").
+        Whole-image distortions are the same in every frame. Whether an index is animated is drawn
+        apart from the image's other choices, so the still images are the same at any ``p_animated``."""
+        a = self._rand(index, 2)
+        if not a.chance(self.config.p_animated):
+            return None
+        r, base, layer, boxes, (x, y), sc, px = self._compose(index, text)
+        count, fade = a.i(3, 9), a.chance(0.5)
+        still_clutter = fade and a.chance(0.5)  # fading text keeps its clutter still half the time
+        box = (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0])
+        shown = _fade_plan(a, len(boxes), count) if fade else np.ones((count, len(boxes)))
+        frames = []
+        for k in range(count):
+            img = base.copy()
+            _paste(img, _faded(layer, boxes, shown[k]), x, y)
+            _clutter(self._rand(index, 4 if still_clutter else 5 + k), self.config, img, box, sc, px)
+            frames.append(_distort(self._rand(index, 3), self.config, img, px, sc.spread < 10))  # one geometry
+        return Animation(frames, self._text, "ink" if fade else a.pick(("median", "mean")))
+
+    def _compose(self, index: int, text: str | None):
+        """The parts of the ``index``-th captcha before its clutter: (its random draws, the
+        background with any shadow, the text layer, each character's box on it, where the layer
+        goes, the colour scheme, the text's pixels per em); the text is kept in ``self._text``."""
         cfg = self.config
         r = self._rand(index, 0)
         if text is not None:
@@ -110,7 +176,7 @@ class SynthRenderer:
         fill_h = r.u(0.5, 0.8)
         sc = _colour_scheme(r, cfg, len(text))
         st = _text_style(r, cfg, max(fill_h * h / 1.1, MIN_PX))
-        layer, _ = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
+        layer, boxes = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
         lh, lw = layer.alpha.shape
@@ -122,14 +188,14 @@ class SynthRenderer:
         if scale < 0.98:
             layer = layer.scaled(scale)
             lh, lw = layer.alpha.shape
+            boxes = [tuple(round(v * scale) for v in b) for b in boxes]
         img = _background(r, cfg, h, w, sc)
         x = round((w - lw) / 2 + r.u(-0.5, 0.5) * (w - lw) * (0.3 if small else 0.9))
         y = round((h - lh) / 2 + r.u(-0.3, 0.3) * (h - lh))
         if r.chance(cfg.p_shadow):
             _shadow(r, img, layer, x, y, sc)
-        _paste(img, layer, x, y)
-        _clutter(r, cfg, img, (x, y, x + lw, y + lh), sc, st.px * min(scale, 1.0))
-        return _distort(r, cfg, img, st.px * min(scale, 1.0), sc.spread < 10), text
+        self._text = text
+        return r, img, layer, boxes, (x, y), sc, st.px * min(scale, 1.0)
 
     def glyph(self, index: int, size: tuple[int, int] = GLYPH_SIZE, *, char: str | None = None
               ) -> tuple[np.ndarray, str]:

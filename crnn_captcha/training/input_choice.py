@@ -84,13 +84,15 @@ def text_height(rgb: np.ndarray) -> float:
     return float(bottom - top + 1) / rgb.shape[0]
 
 
-def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int = 200, seed: int = 0) -> InputChoice:
-    """Choose the input size and colour from (up to ``sample`` of) the training images."""
+def choose_input(images: Sequence[ImageInput], longest_label: int, sample: int = 200, seed: int = 0,
+                 frames: str = "first") -> InputChoice:
+    """Choose the input size and colour from (up to ``sample`` of) the training images, an animated
+    one's frames fused as ``frames`` says."""
     pool = list(images)
     picked = random.Random(seed).sample(pool, min(sample, len(pool)))
     shapes, gains, chroma, texts = [], [], [], []
     for src in picked:
-        rgb = load_image(src, color=True)
+        rgb = load_image(src, color=True, frames=frames)
         shapes.append(rgb.shape[:2])
         texts.append(text_height(rgb))
         gray_spread, channel_spread = spreads(rgb)

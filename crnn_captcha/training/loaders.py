@@ -50,7 +50,7 @@ def build_model(config: TrainConfig, samples: list[Sample], val: list[Sample], r
         try:
             pre = PreprocessConfig(height=config.height, width=config.width, channels=3 if config.color == "rgb" else 1,
                                    resize=config.resize, max_aspect_error=config.max_aspect_error,
-                                   x_scale=config.x_scale)
+                                   x_scale=config.x_scale, frames=config.frames)
             model = CRNN(CRNNConfig(
                 num_classes=charset.num_classes, height=config.height, width=config.width, channels=config.channels,
                 hidden=config.hidden, lstm_layers=config.lstm_layers, dropout=config.dropout,

@@ -11,8 +11,10 @@ from ..data.labels import Sample, listing
 from ..errors import LabelError, OptionError
 from ..read.charset import Charset
 from ..read.ctc import frames_needed
+from ..read.frames import FRAME_FUSIONS
 from ..read.model import FEATURE_ROWS, PIXELS_PER_FRAME, CRNNConfig
 from ..read.shipped import pretrained_checkpoint
+from .frame_choice import choose_frames
 from .input_choice import choose_input
 from .transfer import source_architecture
 
@@ -63,7 +65,9 @@ class TrainConfig:
             before it is refused as the wrong shape (None: a factor of 3, or more where a stretched
             input was widened for long labels); x_scale: for "pad", how many times wider than its
             ratio the text is drawn (None: as chosen with the width, so the typical image fills an
-            input widened for long labels; 1 where --width is given).
+            input widened for long labels; 1 where --width is given); frames: how an animated
+            image's frames become one picture (None: measured on the training images, see
+            :mod:`crnn_captcha.training.frame_choice`).
         aug_strength: scale of the augmentation (0: none); strike_line: add random strike lines.
         splice_prob: share of items spliced from two captchas where their characters meet (0: off);
             new strings keep a small set from being memorised (measured in docs/results.md).
@@ -97,6 +101,7 @@ class TrainConfig:
     resize: str = "pad"
     max_aspect_error: float | None = None
     x_scale: float | None = None
+    frames: str | None = None
     aug_strength: float = 1.0
     strike_line: bool = True
     splice_prob: float = 0.5
@@ -143,6 +148,8 @@ class TrainConfig:
             kept["plain_finish"] = 0.0
         if "x_scale" not in d:  # before widened inputs stretched the text: padded
             kept["x_scale"] = 1.0
+        if "frames" not in d:  # before animated images were read whole: their first frame
+            kept["frames"] = "first"
         return cls(**kept)
 
 
@@ -154,9 +161,13 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
         check_labels(train, field_charset(config.charset),
                      f"--charset {config.charset!r} lacks characters of the training labels", OptionError)
     longest = max(len(s.label) for s in train + val)
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = architecture(config, notes)
+    if config.frames is None:  # first: the input is chosen from the pictures the frames make
+        changes["frames"], why = choose_frames(train, changes["init"], seed=config.seed)
+        notes.append(why)
+    frames = changes.get("frames", config.frames)
     if config.height is None or config.width is None or config.color == "auto":
-        choice = choose_input([s.path for s in train], longest, seed=config.seed)
+        choice = choose_input([s.path for s in train], longest, seed=config.seed, frames=frames)
         notes.append(f"input: {choice.why}")
         height = config.height or choice.height
         width = config.width or (choice.width if config.height is None else
@@ -171,7 +182,6 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
     changes.setdefault("x_scale", config.x_scale or 1.0)
     if config.max_aspect_error is None and "max_aspect_error" not in changes:
         changes["max_aspect_error"] = 3.0
-    changes.update(architecture(config, notes))
     n = len(train)
     if config.batch_size is None:
         few_for_gpu = cuda and n < GPU_BATCH_FROM
@@ -192,7 +202,7 @@ def resolve(config: TrainConfig, train: list[Sample], val: list[Sample], cuda: b
     out = replace(config, **changes)
     check_config(out, longest)
     stretched = f" (text {out.x_scale:g}x across)" if out.x_scale != 1 else ""
-    notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}{stretched}; batch {out.batch_size}, "
+    notes.append(f"input {out.width}x{out.height} {out.color}, resize {out.resize}{stretched}, frames {out.frames}; batch {out.batch_size}, "
                  f"lr {out.lr:g}, {out.epochs} epochs, patience {out.patience or 'off'}")
     return out, notes
 
@@ -237,6 +247,8 @@ def check_config(config: TrainConfig, longest: int) -> None:
     if frames < need:
         raise OptionError(f"--width {config.width} gives {frames} frames, fewer than the {need} "
                           f"a {longest}-character label can need; use at least {PIXELS_PER_FRAME * need}")
+    if config.frames not in FRAME_FUSIONS:
+        raise OptionError(f"--frames must be one of {', '.join(FRAME_FUSIONS)}, got {config.frames!r}")
     if config.color not in ("rgb", "gray") or config.resize not in ("pad", "stretch"):
         raise OptionError(f"--color must be auto, rgb or gray and resize pad or stretch, got {config.color}, {config.resize}")
 

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data.datasets import collate_ctc
 from ..read.charset import Charset
+from ..read.frames import fuse_frames
 from ..read.images import PreprocessConfig, resize_image, to_tensor
 
 
@@ -40,7 +41,11 @@ class SynthCaptchas(Dataset):
         self.cached = [self._pixels(i) for i in range(cache)]
 
     def _pixels(self, i: int):
-        rgb, label = self.renderer.sample(i)
+        animation = self.renderer.animation(i)
+        if animation is not None:  # read as a reader reads an animated captcha: its frames fused
+            rgb, label = fuse_frames(animation.frames, animation.fusion), animation.text
+        else:
+            rgb, label = self.renderer.sample(i)
         return resize_image(rgb if self.cfg.color else _gray(rgb), self.cfg, f"synthetic {i}"), label
 
     def __len__(self) -> int:
