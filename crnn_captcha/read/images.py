@@ -326,6 +326,29 @@ def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
     return t.numpy()
 
 
+def _as_pil(src: ImageInput, name: str) -> Image.Image | None:
+    """A path, encoded bytes or a PIL image -> a decoded PIL image (a still one upright); None for
+    other inputs."""
+    if isinstance(src, (str, os.PathLike)):
+        try:
+            path = Path(src)
+        except (TypeError, ValueError) as e:
+            raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
+        return _decode(_read_bytes(path, name), name)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return _decode(bytes(src), name)
+    if isinstance(src, Image.Image):
+        try:
+            _check_pixels(src, name)
+            src.load()
+        except ImageError:
+            raise
+        except Exception as e:  # a closed file, a truncated file the caller opened, ...
+            raise ImageError(f"{name}: cannot read the PIL image ({_short(e)})") from None
+        return src if frame_count(src) > 1 else _upright(src, name)
+    return None
+
+
 def _pil_pixels(img: Image.Image, name: str, color: bool, frames: str) -> np.ndarray:
     """A decoded PIL image -> uint8 pixels, its frames fused as ``frames`` says."""
     if frames == "first" or frame_count(img) == 1:
@@ -349,25 +372,9 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False, fr
         ImageError: naming the source and what is wrong.
     """
     name = name or describe(src)
-    if isinstance(src, (str, os.PathLike)):
-        try:
-            path = Path(src)
-        except (TypeError, ValueError) as e:
-            raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
-        return _pil_pixels(_decode(_read_bytes(path, name), name), name, color, frames)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return _pil_pixels(_decode(bytes(src), name), name, color, frames)
-    if isinstance(src, Image.Image):
-        try:
-            _check_pixels(src, name)
-            src.load()
-        except ImageError:
-            raise
-        except Exception as e:  # a closed file, a truncated file the caller opened, ...
-            raise ImageError(f"{name}: cannot read the PIL image ({_short(e)})") from None
-        if frame_count(src) > 1 and frames != "first":
-            return _pil_pixels(src, name, color, frames)
-        return _pil_to_array(_upright(src, name), name, color)
+    img = _as_pil(src, name)
+    if img is not None:
+        return _pil_pixels(img, name, color, frames)
     if _is_tensor(src):
         return _array_to_image(_tensor_to_array(src, name), name, color)
     if isinstance(src, np.ndarray):
@@ -379,24 +386,27 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False, fr
 
 
 def load_frames(src: ImageInput, name: str | None = None, color: bool = False) -> list[np.ndarray]:
-    """Every frame of an image file (a path or encoded bytes; a still gives one), as
-    :func:`load_image` reads them, within the limits of :func:`.frames.read_frames`.
+    """Every frame of an image (a still one, an array or a tensor gives one), as :func:`load_image`
+    reads them, within the limits of :func:`.frames.read_frames`.
 
     Raises:
         ImageError: naming the source and what is wrong.
     """
     name = name or describe(src)
-    if isinstance(src, (str, os.PathLike)):
-        try:
-            path = Path(src)
-        except (TypeError, ValueError) as e:
-            raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
-        img = _decode(_read_bytes(path, name), name)
-    elif isinstance(src, (bytes, bytearray, memoryview)):
-        img = _decode(bytes(src), name)
-    else:
+    img = _as_pil(src, name)
+    if img is None:  # an array or a tensor: one frame
         return [load_image(src, name, color)]
     return read_frames(img, name, lambda frame: _pil_to_array(frame, name, color))
+
+
+def count_frames(src: ImageInput, name: str | None = None) -> int:
+    """How many frames an image holds (1 for a still, an array or a tensor); only the first is decoded.
+
+    Raises:
+        ImageError: naming the source and what is wrong.
+    """
+    img = _as_pil(src, name or describe(src))
+    return 1 if img is None else frame_count(img)
 
 
 def load_for(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> np.ndarray:

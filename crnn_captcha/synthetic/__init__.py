@@ -14,6 +14,8 @@ test families of this project: nothing here imports them, copies them or uses th
     image, label = renderer.sample(17)                # uint8 (H, W, 3) RGB and its text, e.g. 'k7R=q'
     glyph, char = renderer.glyph(17)                  # one centred character, 32 wide x 52 high
     image, label = renderer.sample(17, text="aB3")    # this text (glyph(17, char="Q") likewise)
+    renderer.animation(17)                            # its frames, label and fusion, for the share of
+                                                      # indices drawn animated (SynthConfig.p_animated)
     renderer.fonts                                    # FontInfo: name, source, licence, characters
     sample_sheet(renderer, 48, "sheet.png")           # a grid of samples with their labels beneath
 

@@ -20,14 +20,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..data.labels import Sample
 from ..errors import CaptchaError
 from ..read.checkpoint import build_crnn, load_checkpoint
 from ..read.ctc import ctc_loss
-from ..read.frames import FRAME_FUSIONS, frame_count, fuse_frames
-from ..read.images import PreprocessConfig, load_frames, resize_image, to_array
+from ..read.frames import FRAME_FUSIONS, fuse_frames
+from ..read.images import PreprocessConfig, count_frames, load_frames, resize_image, to_array
 from .transfer import source_path
 
 #: The fusion stored for a model trained on stills: an animated image given to it later is read with
@@ -40,11 +39,10 @@ MIN_MEASURED = 10
 
 
 def is_animated(path) -> bool:
-    """Whether the image file at ``path`` holds more than one frame (False where it cannot be opened)."""
+    """Whether the image at ``path`` holds more than one frame (False where it cannot be read)."""
     try:
-        with Image.open(path) as img:
-            return frame_count(img) > 1
-    except Exception:  # reported, if it matters, where the image is read for training
+        return count_frames(path) > 1
+    except CaptchaError:  # reported where training reads its images
         return False
 
 
