@@ -5,11 +5,12 @@ import os
 import signal
 import tempfile
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from .errors import OptionError
+from .errors import CaptchaWarning, OptionError
 
 
 def check_out_folder(path: str | Path, option: str = "--out") -> Path:
@@ -56,6 +57,38 @@ def _ctrl_c_held():
         signal.signal(signal.SIGINT, previous)
     if caught:  # sent again, to whatever handled it before (Python's own raises KeyboardInterrupt)
         signal.raise_signal(signal.SIGINT)
+
+
+def hold_lock(path: Path, name: str, refuse: Callable[[str], Exception], unlocked: str):
+    """Take the lock file ``path`` for as long as this process runs (the system lets go of it when
+    the process ends, however it ends). Returns the open lock file, which holds this process's id
+    (None where the file system has no such locks: a warning naming ``name`` says so, and ends with
+    ``unlocked``, what can then go wrong).
+
+    Raises:
+        the error ``refuse(holder)`` makes, where another process holds it.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not on this system: no lock
+        return None
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise refuse(holder) from None
+    except OSError as e:  # a file system without such locks (some network mounts): go on without one
+        handle.close()
+        warnings.warn(f"{name}: cannot lock it ({e.strerror}); {unlocked}", CaptchaWarning, stacklevel=3)
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..errors import CaptchaWarning, OptionError, OverwriteError, TrainingError
+from ..errors import OptionError, OverwriteError, TrainingError
+from .. import files
 from ..files import check_out_folder
 from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
@@ -22,37 +21,17 @@ from .runtime import log, rng_state
 
 
 def hold_lock(out: Path):
-    """Take the run folder's lock for as long as this process runs (the system lets go of it when
-    the process ends, however it ends), so a second run into the same folder is refused instead of
-    mixing its epochs into this one's files. Returns the open lock file (None where the system has
-    no such locks).
+    """Take the run folder's lock (see :func:`crnn_captcha.files.hold_lock`), so a second run into the
+    same folder is refused instead of mixing its epochs into this one's files.
 
     Raises:
         TrainingError: another process holds it.
     """
-    try:
-        import fcntl
-    except ImportError:  # not on this system: no lock
-        return None
-    handle = open(out / ".lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise TrainingError(f"{out} is in use by another training run ({holder}); wait for it to end, or choose "
-                            "another --out") from None
-    except OSError as e:  # a file system without such locks (some network mounts): go on without one
-        handle.close()
-        warnings.warn(f"{out}: cannot lock it ({e.strerror}); two runs into it at once would mix their files",
-                      CaptchaWarning, stacklevel=3)
-        return None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"process {os.getpid()}\n")
-    handle.flush()
-    return handle
+    return files.hold_lock(
+        out / ".lock", str(out),
+        lambda holder: TrainingError(f"{out} is in use by another training run ({holder}); wait for it to end, or "
+                                     "choose another --out"),
+        "two runs into it at once would mix their files")
 
 
 # ----- the run folder --------------------------------------------------------------------------
