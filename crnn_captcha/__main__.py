@@ -27,6 +27,7 @@ COMMANDS = {
     "synth": ("synth", "write a sheet of synthetic pretraining captchas or glyphs; list the fonts"),
     "export": ("export", "export a checkpoint to ONNX for the fast CPU path"),
     "serve": ("serve", "read captchas over HTTP (needs pip install \"crnn_captcha[serve]\")"),
+    "label": ("label", "label a folder of captchas in the browser, the model proposing (needs the serve extra)"),
 }
 
 

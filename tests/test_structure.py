@@ -22,6 +22,7 @@ ROOMS = {
     "synthetic": set(),
     "data": {"read"},
     "service": {"read"},
+    "labelling": {"read", "data"},
     "training": {"read", "data", "synthetic"},
 }
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 60, 500

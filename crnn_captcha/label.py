@@ -1,0 +1,93 @@
+"""Label a folder of captchas in the browser, with the model's reading of each proposed.
+
+    crnn-captcha label captchas/                         # opens http://127.0.0.1:8765 in a browser
+    crnn-captcha label captchas/ --manifest labels.csv --checkpoint runs/mine/best.pt --no-browser
+
+The page shows one captcha large and the next few small, with the model's proposal typed in and
+selected, each character shaded by how unsure the model is: Enter saves it (or what you typed over
+it), Esc skips for now, Ctrl+M marks the image unreadable, Ctrl+Z takes back the last answer. The
+least confident proposals come first (``--order`` for others). Each answer is on disk before the
+next image shows: the manifest (``path,label``; default ``DIR/labels.csv``) holds the labelled
+images and is ready for ``train --train``; a journal beside it (``labels.csv.log``) holds every
+answer, so a crash or a closed tab loses nothing and the same command goes on where it stopped.
+The images themselves are only read.
+
+Proposals come from ``--checkpoint``, or the shipped pretrained start where PyTorch is installed
+(the shipped captcha v2 reader otherwise). Needs the serve extra (FastAPI, uvicorn).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import webbrowser
+
+from . import cli
+from .errors import OptionError
+from .labelling.book import ORDERS, LabelBook, reader_proposals
+from .read.device import installed
+from .serve import listen, port_number
+from .service.settings import missing_packages
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    ap = cli.make_parser(prog, "crnn_captcha.label", __doc__)
+    ap.add_argument("folder", metavar="DIR", help="the folder of captcha images to label")
+    ap.add_argument("--manifest", help="where the labels go (default: DIR/labels.csv)")
+    ap.add_argument("--checkpoint", help="the model that proposes labels (default: the shipped pretrained start, "
+                                         "or the captcha v2 reader without PyTorch)")
+    ap.add_argument("--order", choices=ORDERS, default="confidence",
+                    help="which images come first: the model's least confident proposals, file names, or random")
+    ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="for --order random")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    ap.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
+    ap.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
+    return ap
+
+
+def proposer(checkpoint: str | None):
+    from .read.reader import CaptchaReader
+    from .read.shipped import pretrained_checkpoint
+
+    if checkpoint is None and installed("torch") and pretrained_checkpoint().exists():
+        checkpoint = str(pretrained_checkpoint())
+    reader = CaptchaReader(checkpoint, device="cpu")
+    return reader, reader_proposals(reader)
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = missing_packages()
+    if missing:
+        raise OptionError(f"the labelling page needs {', '.join(missing)}; pip install \"crnn_captcha[serve]\"")
+    import uvicorn
+
+    from .labelling.web import create_label_app
+
+    sock = listen(args.host, args.port)  # before the model reads the folder: a port in use fails at once
+    try:
+        reader, propose = proposer(args.checkpoint)
+        print(f"reading {args.folder} with {reader.checkpoint_path.name} to propose labels ...", file=sys.stderr,
+              flush=True)
+        book = LabelBook(args.folder, args.manifest, propose, order=args.order, seed=args.seed)
+        figures = book.figures()
+        if book.failed:
+            print(f"warning: {len(book.failed)} image(s) cannot be read and are left out: "
+                  + "; ".join(list(book.failed.values())[:3]), file=sys.stderr)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        url = f"http://{host}:{sock.getsockname()[1]}/"
+        print(f"labelling {book.folder}: {figures['images']} images, {figures['labelled']} labelled, "
+              f"{figures['left']} left; labels go to {book.manifest}; open {url} (Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+        config = uvicorn.Config(create_label_app(book), log_level="warning", access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+main = cli.command(build_parser, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
