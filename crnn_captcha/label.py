@@ -24,9 +24,13 @@ import webbrowser
 from . import cli
 from .errors import OptionError
 from .labelling.book import ORDERS, LabelBook, reader_proposals
+from .labelling.loop import Retrainer
 from .read.device import installed
 from .serve import listen, port_number
 from .service.settings import missing_packages
+
+#: New labels between training rounds, by default.
+RETRAIN_EVERY = 50
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -38,6 +42,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--order", choices=ORDERS, default="confidence",
                     help="which images come first: the model's least confident proposals, file names, or random")
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="for --order random")
+    ap.add_argument("--retrain-every", type=cli.non_negative_int, default=RETRAIN_EVERY, metavar="N",
+                    help=f"fine-tune on the labels so far in the background every N new labels, then propose with "
+                         f"the new model (default {RETRAIN_EVERY}; 0: never)")
+    ap.add_argument("--work", help="where the training rounds go (default: beside the manifest, MANIFEST.runs)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     ap.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
     ap.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
@@ -45,6 +53,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 
 def proposer(checkpoint: str | None):
+    """(the reader, a ``propose`` for the book) of ``checkpoint``, or of the shipped start."""
     from .read.reader import CaptchaReader
     from .read.shipped import pretrained_checkpoint
 
@@ -79,8 +88,19 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         if not args.no_browser:
             webbrowser.open(url)
-        config = uvicorn.Config(create_label_app(book), log_level="warning", access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        loop = None
+        if args.retrain_every and installed("torch"):
+            loop = Retrainer(book, args.work or f"{book.manifest}.runs", args.checkpoint, args.retrain_every,
+                             lambda model: proposer(model)[1])
+        elif args.retrain_every:
+            print("warning: no PyTorch, so no training rounds while labelling (pip install \"crnn_captcha[train]\")",
+                  file=sys.stderr)
+        config = uvicorn.Config(create_label_app(book, loop), log_level="warning", access_log=False)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            if loop is not None:
+                loop.close()  # no training round outlives the page
     finally:
         sock.close()
     return 0

@@ -164,6 +164,14 @@ class LabelBook:
         self._write_manifest()
         return last
 
+    def repropose(self, propose: Callable[[list[Path]], list[Item]], order: str = "confidence", seed: int = 0) -> None:
+        """New proposals (from a newly trained model) for the images not yet answered, in a new order."""
+        todo = [n for n in self.names if n not in self.done and n not in self.failed]
+        for item in propose([self.folder / n for n in todo]):
+            self.items[item.name] = item
+        self.failed = {n: i.error for n, i in self.items.items() if i.error}
+        self.order = self._ordered(order, seed)
+
     # ----- inside ----------------------------------------------------------------------------------
     def _known(self, name: str) -> Item:
         if name not in self.items or name in self.failed:

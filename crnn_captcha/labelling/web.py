@@ -36,8 +36,9 @@ def _static(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 
 
-def create_label_app(book: LabelBook, status: Any = None):
-    """The FastAPI app of the page; ``status()``, where given, adds a line about background work."""
+def create_label_app(book: LabelBook, loop: Any = None):
+    """The FastAPI app of the page; ``loop``, where given (a :class:`~.loop.Retrainer`), is stepped
+    after every answer and its status shown."""
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
     from starlette.exceptions import HTTPException
@@ -46,8 +47,10 @@ def create_label_app(book: LabelBook, status: Any = None):
     answering = threading.Lock()
 
     def state() -> dict[str, Any]:
+        if loop is not None:
+            loop.step()  # a finished round's proposals come in; a due round starts
         return {"folder": str(book.folder), "manifest": str(book.manifest), "figures": book.figures(),
-                "queue": [asdict(item) for item in book.queue(SHOWN)], "status": status() if status else ""}
+                "queue": [asdict(item) for item in book.queue(SHOWN)], "status": loop.status() if loop else ""}
 
     _json_errors(app)
 

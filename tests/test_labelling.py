@@ -1,0 +1,151 @@
+"""The labelling engine: answers on disk at once, resumable, ordered by the model's doubt; the loop."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crnn_captcha.errors import LabelError, OptionError
+from crnn_captcha.labelling.book import Item, LabelBook
+from conftest import ROOT
+from synth import render
+
+TEXTS = ["2b4c6", "3d5e7", "4f6g8", "5m7n2", "6p8w3", "7x2y4"]
+
+
+def folder_of(tmp_path: Path, n: int = 6) -> Path:
+    folder = tmp_path / "caps"
+    folder.mkdir()
+    for i in range(n):
+        render(TEXTS[i % len(TEXTS)], seed=i).save(folder / f"c{i}.png")
+    return folder
+
+
+def fake_propose(paths):
+    """Proposals with made-up confidences: c3 least sure, then c1, ..."""
+    sure = {"c0.png": 0.9, "c1.png": 0.2, "c2.png": 0.8, "c3.png": 0.1, "c4.png": 0.7, "c5.png": 0.6}
+    return [Item(p.name, "abc", sure.get(p.name, 0.5), (sure.get(p.name, 0.5),) * 3) for p in paths]
+
+
+def rows(path: Path) -> dict[str, str]:
+    with path.open(newline="") as f:
+        return {r["path"]: r["label"] for r in csv.DictReader(f)}
+
+
+def test_least_confident_first_answers_on_disk_and_resumed(tmp_path):
+    folder = folder_of(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    book = LabelBook(folder, propose=fake_propose)
+    assert [i.name for i in book.queue(6)] == ["c3.png", "c1.png", "c5.png", "c4.png", "c2.png", "c0.png"]
+    assert book.answer("c3.png", "abc")["kind"] == "accepted"
+    assert book.answer("c1.png", "xyz")["kind"] == "typed"
+    book.skip("c5.png")
+    book.unreadable("c4.png")
+    assert rows(folder / "labels.csv") == {"c3.png": "abc", "c1.png": "xyz"}  # written at once
+    assert [i.name for i in book.queue(6)] == ["c2.png", "c0.png", "c5.png"]  # the skipped one after the rest
+    figures = book.figures()
+    assert (figures["labelled"], figures["unreadable"], figures["left"], figures["accepted_share"]) == (2, 1, 3, 0.5)
+    book._lock.close()  # as when the process ends
+    again = LabelBook(folder, propose=fake_propose)  # a new process goes on where this one stopped
+    assert again.labels == {"c3.png": "abc", "c1.png": "xyz"}
+    assert [i.name for i in again.queue(6)] == ["c2.png", "c0.png", "c5.png"]
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.name in before} == before  # images untouched
+
+
+def test_undo_takes_the_last_answer_back_everywhere(tmp_path):
+    folder = folder_of(tmp_path)
+    book = LabelBook(folder, propose=fake_propose)
+    book.answer("c3.png", "abc")
+    book.answer("c1.png", "xyz")
+    assert book.undo()["name"] == "c1.png"
+    assert rows(folder / "labels.csv") == {"c3.png": "abc"} and book.queue(1)[0].name == "c1.png"
+    book._lock.close()
+    assert LabelBook(folder, propose=fake_propose).labels == {"c3.png": "abc"}  # the undo is in the journal
+
+
+def test_a_crash_mid_line_loses_only_that_answer(tmp_path):
+    folder = folder_of(tmp_path)
+    book = LabelBook(folder, propose=fake_propose)
+    book.answer("c3.png", "abc")
+    book._lock.close()
+    with (folder / "labels.csv.log").open("a") as f:
+        f.write('{"name": "c1.png", "ki')  # cut short
+    assert LabelBook(folder, propose=fake_propose).labels == {"c3.png": "abc"}
+
+
+def test_bad_inputs_are_one_line_and_lose_nothing(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(OptionError, match="no images to label"):
+        LabelBook(empty)
+    folder = folder_of(tmp_path)
+    other = tmp_path / "other.csv"
+    other.write_text(f"path,label\n{tmp_path / 'elsewhere' / 'x.png'},abc\n")
+    with pytest.raises(OptionError, match="a manifest of another folder"):
+        LabelBook(folder, manifest=other)
+    book = LabelBook(folder, propose=fake_propose)
+    with pytest.raises(OptionError, match="being labelled by another process"):
+        LabelBook(folder, propose=fake_propose)  # a second page on the same manifest
+    with pytest.raises(LabelError, match="not an image of"):
+        book.answer("../secret.png", "abc")
+    with pytest.raises(LabelError, match="control characters"):
+        book.answer("c0.png", "ab\tc")
+    book.answer("c0.png", "abc")
+    assert rows(folder / "labels.csv") == {"c0.png": "abc"}
+
+
+def test_unreadable_images_are_listed_never_shown(tmp_path):
+    from crnn_captcha import CaptchaReader
+    from crnn_captcha.labelling.book import reader_proposals
+
+    folder = folder_of(tmp_path, 3)
+    (folder / "broken.png").write_bytes(b"not an image")
+    book = LabelBook(folder, propose=reader_proposals(CaptchaReader(device="cpu")))
+    assert "broken.png" in book.failed and "broken.png" not in [i.name for i in book.queue(10)]
+    assert book.figures()["cannot_read"] == ["broken.png"] and book.figures()["left"] == 3
+    assert all(i.proposal for i in book.queue(10))  # the model's readings
+
+
+@pytest.mark.slow
+def test_a_training_round_renews_the_proposals(tmp_path):
+    from crnn_captcha import CaptchaReader
+    from crnn_captcha.labelling.book import reader_proposals
+    from crnn_captcha.labelling.loop import Retrainer
+
+    folder = folder_of(tmp_path, 26)
+    book = LabelBook(folder, propose=reader_proposals(CaptchaReader(device="cpu")), order="name")
+    loop = Retrainer(book, tmp_path / "rounds", None, every=20,
+                     propose_with=lambda model: reader_proposals(CaptchaReader(model, device="cpu")),
+                     train_args=["--epochs", "1", "--threads", "1"])
+    for _ in range(20):
+        name = book.queue(1)[0].name
+        book.answer(name, TEXTS[int(name[1:-4]) % len(TEXTS)])  # c<k>.png shows TEXTS[k % 6]
+        loop.step()
+    assert loop.process is not None and "training round 1 on 18 labels (2 to check it)" in loop.status()
+    loop.wait()
+    assert loop.rounds and loop.rounds[0]["labels"] == 20, loop.note
+    assert Path(loop.model).exists() and "proposals renewed" in loop.status()
+    assert [i.name for i in book.queue(10)] and all(i.name not in book.labels for i in book.queue(10))
+
+
+@pytest.mark.slow
+def test_label_sim_prints_a_line_per_round(tmp_path):
+    folder = folder_of(tmp_path, 30)
+    pool = tmp_path / "pool.csv"
+    pool.write_text("path,label\n" + "".join(f"{folder / f'c{i}.png'},{TEXTS[i % 6]}\n" for i in range(24)))
+    test = tmp_path / "test.csv"
+    test.write_text("path,label\n" + "".join(f"{folder / f'c{i}.png'},{TEXTS[i % 6]}\n" for i in range(24, 30)))
+    out = subprocess.run([sys.executable, "scripts/label_sim.py", "--pool", str(pool), "--val", str(test), "--test",
+                          str(test), "--out", str(tmp_path / "sim"), "--budget", "22", "--every", "20", "--epochs",
+                          "1", "--threads", "1", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["labelled"] for line in lines][0] == 20 and len(lines) == 2
+    for line in lines:
+        assert line["typed"] + line["accepted"] == line["labelled"] and 0.0 <= line["test_acc"] <= 1.0
+    assert lines[-1]["typed"] == 22 or lines[-1]["labelled"] == 24
+    assert not any((tmp_path / "caps").glob("*.csv"))  # nothing written beside the pool's images
