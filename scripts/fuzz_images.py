@@ -11,7 +11,7 @@ the same ``--seed`` and ``--n`` give the same cases. The test suite runs a few h
 (tests/test_inputs.py); this script runs thousands.
 
 Cases: valid images in PNG, JPEG, WebP, AVIF, TIFF (8-bit, 16-bit, float), GIF, BMP, PPM and ICO,
-then damaged by flipping bits, cutting, zeroing a stretch, splicing two files, repeating a chunk
+and animated GIF, APNG and WebP of three frames (read across their frames by the shipped reader), then damaged by flipping bits, cutting, zeroing a stretch, splicing two files, repeating a chunk
 or appending garbage; headers alone; arrays of odd shapes, dtypes, strides and values (NaN,
 infinities, negatives, huge); tensors of odd dtypes (bfloat16, float8, complex, quantized), layouts
 (sparse, nested), devices (meta) and shapes; PIL images in odd modes, closed or half-read.
@@ -61,6 +61,12 @@ def valid_files(rng: random.Random) -> list[tuple[str, bytes]]:
             out.append((fmt.lower(), encode(img if fmt != "GIF" else img.convert("P"), fmt, **opts)))
         except (OSError, KeyError, ValueError):
             pass  # a format this Pillow cannot write
+    frames = [captcha_like(rng) for _ in range(3)]  # animated: damage can land in a later frame
+    for fmt, name in (("GIF", "gif_animated"), ("PNG", "apng"), ("WEBP", "webp_animated")):
+        try:
+            out.append((name, encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100)))
+        except (OSError, KeyError, ValueError):
+            pass
     gray = np.asarray(img.convert("L"))
     out.append(("tiff16", encode(Image.fromarray(gray.astype(np.uint16) * 257), "TIFF")))
     out.append(("tifffloat", encode(Image.fromarray(gray.astype(np.float32) / 255.0, "F"), "TIFF")))

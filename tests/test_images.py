@@ -167,3 +167,23 @@ def test_nan_array_refused():
     a = np.full((50, 200), np.nan, np.float32)
     with pytest.raises(ImageError, match="NaN"):
         preprocess(a, CFG)
+
+
+def test_nan_pixels_in_a_float_tiff_are_refused_without_a_numpy_warning():
+    import io
+    import warnings
+
+    from PIL import Image
+
+    from crnn_captcha.errors import ImageError
+    from crnn_captcha.read.images import load_image
+
+    pixels = np.full((20, 60), 0.5, np.float32)
+    pixels[3, 4] = np.nan
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "F").save(buf, "TIFF")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageError, match="NaN or infinite"):
+            load_image(buf.getvalue())
+    assert not [w for w in seen if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in seen]

@@ -226,7 +226,9 @@ def _pil_to_array(img: Image.Image, name: str, color: bool) -> np.ndarray:
     try:
         mode = img.mode
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            return _array_to_image(_wide_to_uint8(np.asarray(img, dtype=np.float64), mode, name), name, color)
+            with np.errstate(invalid="ignore"):  # NaN pixels are refused below, in one line, not warned of here
+                wide = np.asarray(img, dtype=np.float64)
+            return _array_to_image(_wide_to_uint8(wide, mode, name), name, color)
         if mode == "P" or mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
             rgba = img if mode == "RGBA" else img.convert("RGBA")
             if rgba.getextrema()[3][0] < 255:  # some transparency (most RGBA captchas have none)
