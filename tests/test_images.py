@@ -169,7 +169,7 @@ def test_nan_array_refused():
         preprocess(a, CFG)
 
 
-def test_nan_pixels_in_a_float_tiff_are_refused_without_a_numpy_warning():
+def test_signalling_nan_pixels_in_a_float_tiff_are_refused_without_a_numpy_warning():
     import io
     import warnings
 
@@ -179,7 +179,7 @@ def test_nan_pixels_in_a_float_tiff_are_refused_without_a_numpy_warning():
     from crnn_captcha.read.images import load_image
 
     pixels = np.full((20, 60), 0.5, np.float32)
-    pixels[3, 4] = np.nan
+    pixels[3, 4] = np.array([0x7FA00000], np.uint32).view(np.float32)[0]  # a signalling NaN: its cast warns
     buf = io.BytesIO()
     Image.fromarray(pixels, "F").save(buf, "TIFF")
     with warnings.catch_warnings(record=True) as seen:
