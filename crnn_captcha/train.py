@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cli
+from .errors import OptionError
 
 cli.require_training("train")  # before the imports that need it
 
@@ -33,6 +34,7 @@ from .read.frames import FRAME_FUSIONS  # noqa: E402
 from .read.model import CRNNConfig  # noqa: E402
 from .training.loop import fit  # noqa: E402
 from .training.recipe import TrainConfig  # noqa: E402
+from .training.self_training import fit_with_unlabelled  # noqa: E402
 
 
 # ----- command line ----------------------------------------------------------------------------
@@ -48,6 +50,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--val", help="val manifest or folder (instead of --splits)")
     cli.add_label_options(d, skip_invalid=False)  # --skip-invalid is a training option already
     d.add_argument("--charset", help="the characters to read (default: those of the train labels)")
+    d.add_argument("--unlabelled", metavar="DIR",
+                   help="a folder (or manifest) of captchas nobody labelled: a first model trained on the labels "
+                        "reads them, and its confident readings join the labels for the final model (into "
+                        "OUT/teacher, OUT/pseudo.csv, then OUT)")
+    d.add_argument("--pseudo-threshold", type=cli.fraction_or_one,
+                   help="with --unlabelled: the least confidence a reading needs to be used (default: measured on "
+                        "the val set, where the first model read 99%% of its readings above it right)")
     d.add_argument("--color", choices=["auto", "rgb", "gray"], default="auto",
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
@@ -108,12 +117,18 @@ def resume_changes(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    run_options = {"device": args.device, "workers": -1 if args.workers is None else args.workers,
+                   "threads": args.threads, "progress": not args.no_progress}
+    if args.unlabelled:
+        return fit_with_unlabelled(config_from_args(args), args.out, args.unlabelled, args.pseudo_threshold,
+                                   resume=args.resume, **run_options)
+    if args.pseudo_threshold is not None:
+        raise OptionError("--pseudo-threshold goes with --unlabelled")
     config = resume_changes(args, args.given) if args.resume else config_from_args(args)
-    return fit(config, args.out, resume=args.resume, device=args.device,
-               workers=-1 if args.workers is None else args.workers, threads=args.threads, progress=not args.no_progress)
+    return fit(config, args.out, resume=args.resume, **run_options)
 
 
-RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress"}
+RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress", "unlabelled", "pseudo_threshold"}
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

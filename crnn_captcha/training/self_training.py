@@ -1,0 +1,103 @@
+"""Learning from unlabelled captchas too: self-training on the model's confident readings.
+
+    fit_with_unlabelled(config, "runs/mine", "downloads/")      # train --unlabelled downloads/
+
+Two runs. The teacher (``out/teacher``) trains on the labelled images alone. It then reads the
+unlabelled images, and its readings that are confident enough become labels (``out/pseudo.csv``).
+The student (``out`` itself) trains on the labelled images and those readings together, starting
+from the teacher. How confident is enough is measured on the validation set: the lowest confidence
+above which the teacher read at least :data:`TARGET_PRECISION` of the validation images right
+(``pseudo_threshold`` sets it instead). A ``resume`` goes on with the run that was under way.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..data.labels import IMAGE_SUFFIXES, Sample, is_hidden, load_samples, write_manifest
+from ..errors import OptionError
+from ..read.reader import CaptchaReader
+from .loop import fit
+from .recipe import TrainConfig
+from .runtime import log
+
+#: The share of its confident validation readings the teacher must get right.
+TARGET_PRECISION = 0.99
+#: The least number of validation images above a threshold for it to count as measured.
+MIN_ABOVE = 20
+#: Where too few validation images are read that well, this threshold is used.
+FALLBACK_THRESHOLD = 0.95
+
+
+def unlabelled_images(src: str | Path) -> list[Path]:
+    """The images of a folder (every image file directly in it), or the paths of a manifest."""
+    src = Path(src)
+    if src.is_dir():
+        return sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_hidden(p))
+    if src.is_file():
+        return [s.path for s in load_samples(src, length=None)]
+    raise OptionError(f"--unlabelled {src}: no such folder or manifest")
+
+
+def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float, str]:
+    """The lowest confidence above which the teacher read :data:`TARGET_PRECISION` of ``val`` right."""
+    read = reader.predict_batch([s.path for s in val], errors="mark")
+    pairs = sorted(((p.confidence, p.text == s.label) for p, s in zip(read, val) if p.ok), reverse=True)
+    best, right = None, 0
+    for k, (confidence, ok) in enumerate(pairs, 1):
+        right += ok
+        if k >= MIN_ABOVE and right / k >= TARGET_PRECISION:
+            best = confidence
+    if best is None:
+        return FALLBACK_THRESHOLD, (f"fewer than {MIN_ABOVE} validation images read {TARGET_PRECISION:.0%} right at any "
+                                    f"confidence; {FALLBACK_THRESHOLD} taken")
+    above = [ok for c, ok in pairs if c >= best]
+    return best, (f"above it the teacher read {sum(above)} of the {len(above)} validation images it was that sure of "
+                  f"right ({sum(above) / len(above):.1%})")
+
+
+def pseudo_labels(reader: CaptchaReader, images: list[Path], labelled: list[Sample], threshold: float,
+                  ) -> tuple[list[Sample], int]:
+    """(the confident readings of ``images`` not already labelled, as samples; how many were read)."""
+    known = {s.path.resolve() for s in labelled}
+    todo = [p for p in images if p.resolve() not in known]
+    lengths = [len(s.label) for s in labelled]
+    read = reader.predict_batch(todo, errors="mark")
+    kept = [Sample(path, p.text) for path, p in zip(todo, read)
+            if p.ok and p.confidence >= threshold and min(lengths) <= len(p.text) <= max(lengths)]
+    return kept, len(todo)
+
+
+def fit_with_unlabelled(config: TrainConfig, out: str | Path, unlabelled: str | Path,
+                        pseudo_threshold: float | None = None, *, resume: bool = False, **run: Any) -> int:
+    """Self-training (see the module notes); ``run``: :func:`fit`'s device, workers, threads and progress."""
+    out = Path(out)
+    teacher, record = out / "teacher", out / "self_training.json"
+    images = unlabelled_images(unlabelled)
+    if not images:
+        raise OptionError(f"--unlabelled {unlabelled}: no images in it")
+    if resume and (out / "last.pt").exists():  # the student was under way
+        return fit(None, out, resume=True, **run)
+    code = fit(None if resume and (teacher / "last.pt").exists() else config, teacher,
+               resume=resume and (teacher / "last.pt").exists(), **run)
+    if code:
+        return code
+    reader = CaptchaReader(teacher / "best.pt", device=run.get("device", "auto"))
+    opts = {"length": None, "skip_invalid": config.skip_invalid, "label_from": config.label_from,
+            "label_regex": config.label_regex}
+    labelled, val = load_samples(config.train, **opts), load_samples(config.val, **opts)
+    why = "given"
+    if pseudo_threshold is None:
+        pseudo_threshold, why = measured_threshold(reader, val)
+    kept, seen = pseudo_labels(reader, images, labelled, pseudo_threshold)
+    log(f"self-training: the teacher read {len(kept):,} of {seen:,} unlabelled images with confidence >= "
+        f"{pseudo_threshold:.3f} ({why}); they join the {len(labelled):,} labelled images")
+    write_manifest(out / "pseudo.csv", kept)
+    write_manifest(out / "student_train.csv", labelled + kept)
+    record.write_text(json.dumps({"unlabelled": str(unlabelled), "images": seen, "pseudo_labels": len(kept),
+                                  "threshold": pseudo_threshold, "threshold_why": why, "labelled": len(labelled),
+                                  "teacher": str(teacher / "best.pt")}, indent=2) + "\n")
+    student = replace(config, train=str(out / "student_train.csv"), init=str(teacher / "best.pt"))
+    return fit(student, out, **run)

@@ -1,0 +1,64 @@
+"""train --unlabelled: the teacher's confident readings join the labels; the threshold is measured."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from crnn_captcha.data.labels import Sample
+from crnn_captcha.read.reader import Prediction
+from crnn_captcha.training import self_training
+from synth import make_folder
+
+
+class FakeReader:
+    """Reads each path as the table says: (text, confidence)."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def predict_batch(self, paths, errors="raise"):
+        return [Prediction(*self.table[Path(p).name]) for p in paths]
+
+
+def test_the_threshold_is_where_the_teacher_was_right_often_enough():
+    val = [Sample(Path(f"v{k}.png"), "abc") for k in range(40)]
+    # the 30 most confident are right but one (at confidence 0.6); below 0.5 it is mostly wrong
+    table = {f"v{k}.png": ("abc" if k != 29 else "abd", 0.99 - k * 0.013) for k in range(30)}
+    table.update({f"v{k}.png": ("xyz", 0.3) for k in range(30, 40)})
+    threshold, why = self_training.measured_threshold(FakeReader(table), val)
+    assert threshold == pytest.approx(0.99 - 28 * 0.013) and "right (100.0%)" in why
+    threshold, why = self_training.measured_threshold(FakeReader({f"v{k}.png": ("no", 0.9) for k in range(40)}), val)
+    assert threshold == self_training.FALLBACK_THRESHOLD and "fewer than 20" in why
+
+
+def test_pseudo_labels_keep_confident_readings_of_plausible_length_not_the_labelled():
+    labelled = [Sample(Path("a.png"), "abcd"), Sample(Path("b.png"), "abcde")]
+    table = {"a.png": ("abcd", 1.0), "u1.png": ("wxyz", 0.97), "u2.png": ("wxyz", 0.5), "u3.png": ("toolongtext", 0.99),
+             "u4.png": ("xy", 0.99)}
+    kept, seen = self_training.pseudo_labels(FakeReader(table), [Path(n) for n in table], labelled, 0.9)
+    assert [(s.path.name, s.label) for s in kept] == [("u1.png", "wxyz")] and seen == 4
+
+
+@pytest.mark.slow
+def test_train_unlabelled_writes_teacher_pseudo_labels_and_student(tmp_path):
+    from crnn_captcha.train import main as train_main
+
+    labelled, val, unlabelled = tmp_path / "train", tmp_path / "val", tmp_path / "unlabelled"
+    make_folder(labelled, 24, seed=1)
+    make_folder(val, 24, seed=2)
+    make_folder(unlabelled, 20, seed=3)  # their names are labels, but only the images are used
+    out = tmp_path / "run"
+    code = train_main(["--train", str(labelled), "--val", str(val), "--unlabelled", str(unlabelled), "--out", str(out),
+                       "--epochs", "2", "--no-progress", "--pseudo-threshold", "0.0"])
+    assert code == 0
+    record = json.loads((out / "self_training.json").read_text())
+    assert record["images"] == 20 and record["threshold"] == 0.0
+    with open(out / "student_train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 + record["pseudo_labels"]
+    assert (out / "teacher" / "best.pt").exists() and (out / "best.pt").exists()
+    assert train_main(["--train", str(labelled), "--val", str(val), "--out", str(tmp_path / "x"),
+                       "--pseudo-threshold", "0.5"]) == 2  # the threshold goes with --unlabelled
