@@ -87,13 +87,8 @@ class LabelBook:
         self._replay()
         self.skipped = [a["name"] for a in self.answers if a["kind"] == "skipped"]  # shown again after the rest
         self.items = {name: Item(name) for name in self.names}
-        if propose is not None:
-            todo = [n for n in self.names if n not in self.done]
-            for item in propose([self.folder / n for n in todo]):
-                self.items[item.name] = item
-        #: images that cannot be read, and why: listed, never shown
-        self.failed = {n: i.error for n, i in self.items.items() if i.error}
-        self.order = self._ordered(order, seed)
+        self.failed: dict[str, str] = {}  # images that cannot be read, and why: listed, never shown
+        self.repropose(propose, order, seed)
 
     # ----- state -----------------------------------------------------------------------------------
     @property
@@ -164,12 +159,15 @@ class LabelBook:
         self._write_manifest()
         return last
 
-    def repropose(self, propose: Callable[[list[Path]], list[Item]], order: str = "confidence", seed: int = 0) -> None:
-        """New proposals (from a newly trained model) for the images not yet answered, in a new order."""
-        todo = [n for n in self.names if n not in self.done and n not in self.failed]
-        for item in propose([self.folder / n for n in todo]):
-            self.items[item.name] = item
-        self.failed = {n: i.error for n, i in self.items.items() if i.error}
+    def repropose(self, propose: Callable[[list[Path]], list[Item]] | None, order: str = "confidence",
+                  seed: int = 0) -> None:
+        """Proposals (from ``propose``: a model, a newly trained one) for the images not yet answered,
+        and the order they come in."""
+        if propose is not None:
+            todo = [n for n in self.names if n not in self.done and n not in self.failed]
+            for item in propose([self.folder / n for n in todo]):
+                self.items[item.name] = item
+            self.failed = {n: i.error for n, i in self.items.items() if i.error}
         self.order = self._ordered(order, seed)
 
     # ----- inside ----------------------------------------------------------------------------------
