@@ -143,7 +143,8 @@ def _copy_without_default(action: argparse.Action) -> argparse.Action:
 def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> None:
     """--checkpoint, --device, --backend, --batch-size and the decoding options."""
     m = ap.add_argument_group("model")
-    m.add_argument("--checkpoint", help="model checkpoint (default: the shipped model)")
+    m.add_argument("--checkpoint", "--model", dest="checkpoint", metavar="NAME_OR_PATH",
+                   help="a shipped model (captcha_v2, the default; pretrained) or a checkpoint file")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="auto: ONNX Runtime on the CPU when an up-to-date export is beside the checkpoint")
@@ -154,6 +155,8 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
     d.add_argument("--length", type=positive_int, help="read exactly this many characters")
     if allowed:
         d.add_argument("--allowed", help="read only these characters")
+    d.add_argument("--ignore-case", action="store_true",
+                   help="for sites that ignore case: upper and lower case read as one, the text in lower case")
 
 
 def reader_from_args(args: argparse.Namespace, threads: int | None = None):
@@ -161,7 +164,8 @@ def reader_from_args(args: argparse.Namespace, threads: int | None = None):
     from .read.ctc import DecodeOptions  # the reader's modules load here, so --help stays quick
     from .read.reader import CaptchaReader
 
-    options = DecodeOptions(args.decoder, args.beam_width, args.length, getattr(args, "allowed", None))
+    options = DecodeOptions(args.decoder, args.beam_width, args.length, getattr(args, "allowed", None),
+                            args.ignore_case)
     return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, options=options, threads=threads)
 
 

@@ -10,7 +10,7 @@
     curl -s -F file=@a.png -F file=@b.png http://127.0.0.1:8000/read/batch
 
 Routes: POST /read (one image: the raw body or a multipart file field; query options decoder,
-beam_width, length, allowed), POST /read/batch (several multipart files, answers in order, a bad
+beam_width, length, allowed, ignore_case), POST /read/batch (several multipart files, answers in order, a bad
 image marked with its error), GET /health (open even with an API key), GET /metrics (Prometheus
 text), GET / (version, model, alphabet, input size).
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -329,3 +330,38 @@ def test_export_never_overwrites_its_checkpoint(tmp_path, capsys):
     before = ckpt.read_bytes()
     assert export_main(["--checkpoint", str(ckpt), "--out", str(ckpt)]) == 2
     assert ".onnx" in capsys.readouterr().err and ckpt.read_bytes() == before
+
+
+# ----- shipped models by name, and reading for sites that ignore case -----------------------------
+def test_shipped_models_load_by_name():
+    from crnn_captcha.read.shipped import MODELS, model_path
+
+    assert set(MODELS) >= {"captcha_v2", "pretrained"}
+    assert CaptchaReader("captcha_v2", device="cpu").checkpoint_path == default_checkpoint()
+    pretrained = CaptchaReader("pretrained", device="cpu")
+    assert pretrained.checkpoint_path == model_path("pretrained") and len(pretrained.charset) > 60
+    with pytest.raises(CheckpointError, match="no such checkpoint file"):
+        CaptchaReader("no_such_model", device="cpu")
+
+
+def test_ignore_case_sums_both_cases_and_reads_lower_case():
+    from crnn_captcha.read.ctc import decode, fold_case
+
+    charset = Charset("aAb")
+    # frame 1: "A" 0.4, "a" 0.3, "b" 0.3 (A wins alone; a + A = 0.7 wins folded); frame 2: blank
+    lp = np.log(np.array([[1e-9, 0.3, 0.4, 0.3], [1.0, 1e-9, 1e-9, 1e-9]]))
+    assert decode(lp, charset).text == "A"
+    folded = decode(lp, charset, ignore_case=True)
+    assert folded.text == "a" and folded.char_confidences[0] == pytest.approx(0.7, abs=1e-6)
+    assert np.isneginf(fold_case(lp, charset)[:, 2]).all()
+    no_partner = np.log(np.array([[1e-9, 0.6, 0.4], [1.0, 1e-9, 1e-9]]))
+    assert decode(no_partner, Charset("Ab"), ignore_case=True).text == "a"  # just written in lower case
+    with pytest.raises(Exception, match="ignore_case must be True or False"):
+        decode(lp, charset, ignore_case="yes")
+
+
+@pytest.mark.slow
+def test_predict_model_option_and_ignore_case(capsys):
+    sample = str(Path(__file__).resolve().parent.parent / "crnn_captcha" / "samples" / "8xypd.png")
+    assert predict_main([sample, "--model", "pretrained", "--ignore-case"]) == 0
+    assert capsys.readouterr().out.strip() == "8xypd"

@@ -146,6 +146,14 @@ def test_animated_bodies_are_read_across_their_frames(port, fmt, content_type):
 
 
 @pytest.mark.slow
+def test_ignore_case_in_the_query(port):
+    data = (ROOT / "crnn_captcha" / "samples" / "8xypd.png").read_bytes()
+    for query in ("ignore_case=true", "ignore_case=0"):
+        status, _, body = call(port, "POST", f"/read?{query}", data, {"Content-Type": "image/png"})
+        assert status == 200 and json.loads(body)["text"] == "8xypd", body
+
+
+@pytest.mark.slow
 def test_raw_and_multipart_bodies_give_the_same_answer(port):
     data = png(seed=3)
     raw = json.loads(call(port, "POST", "/read", data, {"Content-Type": "application/octet-stream"})[2])
@@ -207,6 +215,7 @@ def test_bad_image_is_400_naming_the_problem(port, body, needle):
     ("allowed=", "allowed must be a non-empty"),
     ("lenght=5", "unknown query parameter 'lenght'"),
     ("length=5&length=6", "given 2 times"),
+    ("ignore_case=maybe", "ignore_case must be true or false"),
 ])
 def test_bad_query_values_are_400(port, query, needle):
     status, _, data = call(port, "POST", f"/read?{query}", png(), {"Content-Type": "image/png"})

@@ -55,12 +55,15 @@ class DecodeOptions:
         beam_width: prefixes kept by "beam" (1 to :data:`MAX_BEAM_WIDTH`).
         length: if given, read exactly this many characters (the best path of that length).
         allowed: if given, read only these characters (each must be in the model's charset).
+        ignore_case: read for a site that ignores case: each letter's upper- and lower-case scores
+            are summed into the lower case before decoding, and the text is lower case.
     """
 
     decoder: str = "greedy"
     beam_width: int = 10
     length: int | None = None
     allowed: str | None = None
+    ignore_case: bool = False
 
     def __post_init__(self) -> None:
         if self.decoder not in DECODERS:
@@ -73,6 +76,8 @@ class DecodeOptions:
             raise OptionError(f"length must be a whole number of at least 1 (or None), got {self.length!r}")
         if self.allowed is not None and (not isinstance(self.allowed, str) or not self.allowed):
             raise OptionError(f"allowed must be a non-empty string of characters (or None), got {self.allowed!r}")
+        if not isinstance(self.ignore_case, bool):
+            raise OptionError(f"ignore_case must be True or False, got {self.ignore_case!r}")
 
     def replace(self, **changes: Any) -> "DecodeOptions":
         """A copy with some options changed (checked again); itself when nothing changes.
@@ -83,7 +88,8 @@ class DecodeOptions:
         """
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise TypeError(f"unknown decoding option {unknown[0]!r}; use decoder, beam_width, length or allowed")
+            raise TypeError(f"unknown decoding option {unknown[0]!r}; use decoder, beam_width, length, allowed or "
+                            "ignore_case")
         return replace(self, **changes) if changes else self
 
 
@@ -312,11 +318,33 @@ def decode_batch(
     mask = allowed_mask(charset, opts.allowed)
     if mask is not None:
         lp = np.where(mask, lp, -np.inf)
+    if opts.ignore_case:
+        lp = fold_case(lp, charset)
     if opts.length is not None:
-        return [read_path(x, best_path(x, opts.length), charset) for x in lp]
-    if opts.decoder == "beam":
-        return [beam_search(x, charset, opts.beam_width) for x in lp]
-    return [read_path(x, path, charset) for x, path in zip(lp, lp.argmax(axis=2))]
+        out = [read_path(x, best_path(x, opts.length), charset) for x in lp]
+    elif opts.decoder == "beam":
+        out = [beam_search(x, charset, opts.beam_width) for x in lp]
+    else:
+        out = [read_path(x, path, charset) for x, path in zip(lp, lp.argmax(axis=2))]
+    return [replace(d, text=_lower(d.text)) for d in out] if opts.ignore_case else out
+
+
+def fold_case(log_probs: np.ndarray, charset: Charset) -> np.ndarray:
+    """(..., C) log-probabilities with each upper-case letter's score added into its lower case
+    (where the charset has both), the upper case then unreadable."""
+    lp = np.array(log_probs, dtype=np.float64)
+    for upper in charset.chars:
+        lower = _lower(upper)
+        if lower != upper and lower in charset:
+            u, l = charset.encode(upper)[0], charset.encode(lower)[0]  # class indices: log-prob columns
+            lp[..., l] = np.logaddexp(lp[..., l], lp[..., u])
+            lp[..., u] = -np.inf
+    return lp
+
+
+def _lower(text: str) -> str:
+    """``text`` in lower case, character for character (a character whose lower case is longer stays)."""
+    return "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
 
 
 def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions | None = None, **overrides) -> Decoded:
@@ -335,6 +363,6 @@ def frames_needed(label_length: int) -> int:
 
 __all__ = [
     "DECODERS", "MAX_BEAM_WIDTH", "Decoded", "DecodeOptions", "ctc_loss", "log_softmax", "char_runs",
-    "read_path", "greedy_texts", "best_path", "force_align", "allowed_mask", "beam_search", "decode_batch",
+    "read_path", "greedy_texts", "best_path", "force_align", "allowed_mask", "fold_case", "beam_search", "decode_batch",
     "decode", "frames_needed",
 ]

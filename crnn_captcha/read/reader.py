@@ -25,7 +25,7 @@ from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch
 from .device import DEVICES, installed, pick_device
 from .images import ImageInput, describe, file_problem, preprocess_array
 from .onnx_model import Described, OnnxRunner
-from .shipped import default_checkpoint
+from .shipped import MODELS, default_checkpoint, model_path
 
 BACKENDS = ("auto", "torch", "onnx")
 #: What to install to read without an export, or on a GPU.
@@ -132,9 +132,10 @@ class CaptchaReader:
     """Reads whole captchas with a CRNN checkpoint.
 
     Args:
-        checkpoint: path of a checkpoint of ours (default: the shipped model).
+        checkpoint: a shipped model's name ("captcha_v2", the default; "pretrained", the start
+            training fine-tunes) or the path of a checkpoint of ours.
         device: "auto" (CUDA if available), "cpu" or "cuda".
-        options: how to decode (:class:`DecodeOptions`: decoder, beam_width, length, allowed);
+        options: how to decode (:class:`DecodeOptions`: decoder, beam_width, length, allowed, ignore_case);
             single options may be given as keywords instead, e.g. ``decoder="beam"``.
         threads: CPU threads for ONNX Runtime (default: PyTorch's current setting where PyTorch is
             loaded, else ONNX Runtime's own choice). The reader never changes the process's PyTorch
@@ -161,9 +162,9 @@ class CaptchaReader:
         if backend not in BACKENDS:
             raise OptionError(f"backend {backend!r} is unknown; use 'auto', 'torch' or 'onnx'")
         self.options = (options or DecodeOptions()).replace(**decoding)
-        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-        if checkpoint is None and not path.exists():
-            raise CheckpointError(f"{path}: the shipped default model is missing from this install")
+        path = model_path(checkpoint) if checkpoint is not None else default_checkpoint()
+        if (checkpoint is None or checkpoint in MODELS) and not path.exists():
+            raise CheckpointError(f"{path}: the shipped model {checkpoint or 'captcha_v2'!r} is missing from this install")
         problem = file_problem(path, "checkpoint file")
         if problem:
             raise CheckpointError(f"{path}: {problem}")
@@ -203,7 +204,7 @@ class CaptchaReader:
         """Read one image; returns text, confidence and per-character confidences.
 
         ``options`` replaces the reader's decoding options for this call; keywords change single
-        ones (``decoder``, ``beam_width``, ``length``, ``allowed``); any other keyword is an error.
+        ones (``decoder``, ``beam_width``, ``length``, ``allowed``, ``ignore_case``); any other keyword is an error.
 
         Raises:
             ImageError: naming the image and what is wrong with it.

@@ -25,6 +25,17 @@ def shipped(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / "checkpoints" / name
 
 
+#: The shipped models by name: what ``CaptchaReader(NAME)`` and ``--model NAME`` read with.
+MODELS = {"captcha_v2": DEFAULT_CHECKPOINT_NAME, "pretrained": PRETRAINED_NAME}
+
+
+def model_path(model: str | Path) -> Path:
+    """A shipped model's checkpoint (by its name in :data:`MODELS`), or ``model`` as a path."""
+    if isinstance(model, str) and model in MODELS:
+        return shipped(MODELS[model])
+    return Path(model)
+
+
 def default_checkpoint() -> Path:
     """The shipped captcha v2 reader, the one :class:`CaptchaReader` uses by default."""
     return shipped(DEFAULT_CHECKPOINT_NAME)

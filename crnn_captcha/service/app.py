@@ -36,6 +36,12 @@ def _whole_number(name: str, text: str) -> int:
     return int(text)
 
 
+def _yes_no(name: str, text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise OptionError(f"{name} must be true or false, got {text[:40]!r}")
+    return text.lower() in ("true", "1")
+
+
 def decode_options(query, reader) -> DecodeOptions:
     """The reader's decoding options with the request's query parameters laid over them.
 
@@ -50,7 +56,8 @@ def decode_options(query, reader) -> DecodeOptions:
         if len(values) > 1:
             raise OptionError(f"query parameter {name!r} is given {len(values)} times; give it once")
         value = values[0]
-        given[name] = _whole_number(name, value) if name in ("beam_width", "length") else value
+        given[name] = _whole_number(name, value) if name in ("beam_width", "length") else \
+            _yes_no(name, value) if name == "ignore_case" else value
     options = reader.options.replace(**given)
     allowed_mask(reader.charset, options.allowed)  # characters the model cannot read fail here
     # An empty batch runs the reader's own checks of the options (a length its model cannot read,
@@ -183,7 +190,8 @@ def describe_service(reader, settings: ServeSettings) -> dict:
                   "device": str(reader.device), "alphabet": reader.charset.chars,
                   "input_size": {"height": reader.preprocess.height, "width": reader.preprocess.width}},
         "decoding": {"decoder": reader.options.decoder, "beam_width": reader.options.beam_width,
-                     "length": reader.options.length, "allowed": reader.options.allowed},
+                     "length": reader.options.length, "allowed": reader.options.allowed,
+                     "ignore_case": reader.options.ignore_case},
         "batching": {"on": settings.batching, "wait_ms": settings.batch_wait_ms, "max_batch": settings.max_batch},
         "limits": {"max_body_bytes": settings.max_body_bytes, "read_timeout_s": settings.read_timeout,
                    "max_files": settings.max_files, "max_queue": settings.max_queue,
