@@ -19,6 +19,7 @@ from pathlib import Path
 from . import cli
 from .data.labels import IMAGE_SUFFIXES, is_hidden
 from .errors import OptionError
+from .read.reader import UNSURE
 
 
 def expand(inputs: list[str]) -> tuple[list[str], list[str]]:
@@ -71,10 +72,15 @@ def run(args: argparse.Namespace) -> int:
     failed = [p for p in preds if not p.ok]
     for line in problems + [p.error for p in failed]:
         print(f"error: {line}", file=sys.stderr)
+    unsure = sum(p.unsure for p in preds)
+    if unsure:
+        print(f"hint: {unsure} of {len(preds)} reading(s) have a confidence under {UNSURE:g}: this model may not "
+              "know this kind of captcha; label a few hundred (crnn-captcha label DIR) and train on them",
+              file=sys.stderr)
     if args.json:  # a name that is not UTF-8 comes out as JSON escapes, which decode back to it
         rows = [
             {"path": path, "text": p.text if p.ok else None, "confidence": p.confidence,
-             "char_confidences": list(p.char_confidences), "error": p.error}
+             "char_confidences": list(p.char_confidences), "unsure": p.unsure, "error": p.error}
             for path, p in zip(paths, preds)
         ]
         print(json.dumps(rows, indent=2))

@@ -365,3 +365,21 @@ def test_predict_model_option_and_ignore_case(capsys):
     sample = str(Path(__file__).resolve().parent.parent / "crnn_captcha" / "samples" / "8xypd.png")
     assert predict_main([sample, "--model", "pretrained", "--ignore-case"]) == 0
     assert capsys.readouterr().out.strip() == "8xypd"
+
+
+def test_unsure_readings_are_flagged_and_predict_gives_one_hint(tmp_path, capsys):
+    from crnn_captcha.read.reader import UNSURE
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 200), dtype=np.uint8)).save(noise)
+    sample = Path(__file__).resolve().parent.parent / "crnn_captcha" / "samples" / "8xypd.png"
+    reader = CaptchaReader(device="cpu")
+    assert reader.predict(noise).unsure and reader.predict(noise).confidence < UNSURE
+    assert not reader.predict(sample).unsure
+    assert predict_main([str(sample)]) == 0
+    assert "hint" not in capsys.readouterr().err
+    assert predict_main([str(sample), str(noise), str(noise)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hint: 2 of 3 reading(s) have a confidence under 0.9"), err
+    assert predict_main([str(noise), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["unsure"] is True
