@@ -72,11 +72,6 @@ def run(args: argparse.Namespace) -> int:
     failed = [p for p in preds if not p.ok]
     for line in problems + [p.error for p in failed]:
         print(f"error: {line}", file=sys.stderr)
-    unsure = sum(p.unsure for p in preds)
-    if unsure:
-        print(f"hint: {unsure} of {len(preds)} reading(s) have a confidence under {UNSURE:g}: this model may not "
-              "know this kind of captcha; label a few hundred (crnn-captcha label DIR) and train on them",
-              file=sys.stderr)
     if args.json:  # a name that is not UTF-8 comes out as JSON escapes, which decode back to it
         rows = [
             {"path": path, "text": p.text if p.ok else None, "confidence": p.confidence,
@@ -95,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
                 line = name_bytes(path) + f"\t{p.text}\t{p.confidence:.4f}\n".encode()
                 out.write(line) if out is not None else sys.stdout.write(line.decode(errors="surrogateescape"))
         sys.stdout.flush()
+    unsure = sum(p.unsure for p in preds)
+    if unsure:  # after the readings: a reader of the output that stopped early gets no hint
+        print(f"hint: {unsure} of {len(preds)} reading(s) have a confidence under {UNSURE:g}: this model may not "
+              "know this kind of captcha; label a few hundred (crnn-captcha label DIR) and train on them",
+              file=sys.stderr)
     return 1 if failed or problems else 0
 
 

@@ -62,7 +62,9 @@ def test_commands_without_torch_read_or_say_what_to_install(tmp_path):
     make_folder(image, 1, seed=1)
     one = next(image.iterdir())
     read = without_torch("crnn_captcha.predict", str(one))
-    assert read.returncode == 0 and read.stdout.strip() and not read.stderr, read.stderr[-2000:]
+    # a generated image may read below the confidence that earns a hint; nothing else is said
+    assert read.returncode == 0 and read.stdout.strip(), read.stderr[-2000:]
+    assert not read.stderr or (read.stderr.startswith("hint: ") and read.stderr.count("\n") == 1), read.stderr
     for command in ("train", "pretrain", "export", "synth"):
         refused = without_torch(f"crnn_captcha.{command}", "--help")
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr[-2000:]
