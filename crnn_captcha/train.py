@@ -30,7 +30,7 @@ from .errors import OptionError
 
 cli.require_training("train")  # before the imports that need it
 
-from .read.frames import FRAME_FUSIONS  # noqa: E402
+from .read.frames import FRAME_MODES  # noqa: E402
 from .read.model import CRNNConfig  # noqa: E402
 from .training.loop import fit  # noqa: E402
 from .training.recipe import TrainConfig  # noqa: E402
@@ -61,10 +61,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
                    help="pad keeps each image's aspect ratio; stretch scales width and height apart")
-    d.add_argument("--frames", choices=["auto", *FRAME_FUSIONS], default="auto",
+    d.add_argument("--frames", choices=["auto", *FRAME_MODES], default="auto",
                    help="how an animated image's frames (GIF, APNG, WebP) become one picture: first frame; per-pixel "
-                        "median (drops noise that moves) or mean; ink (every mark any frame shows); auto: measured on "
-                        "the training images, ink for stills")
+                        "median (drops noise that moves) or mean; ink (every mark any frame shows); confident (ink and "
+                        "median both read, the more confident reading kept); auto: measured on the training images, "
+                        "confident for stills")
     d.add_argument("--no-strike-line", action="store_true", help="no random strike line in augmentation")
     d.add_argument("--splice-prob", "--mix-prob", dest="splice_prob", type=cli.fraction_or_one, default=0.5,
                    help="share of training items spliced from two captchas where their characters meet: strings "

@@ -1,4 +1,4 @@
-"""Read labelled (animated) captchas with one checkpoint under each fusion of frames.
+"""Read labelled (animated) captchas with one checkpoint under each fusion of frames (and "confident").
 
     python scripts/fusion_table.py --checkpoint runs/fade_still/best.pt --data data/families/fade/test.csv
 
@@ -17,7 +17,7 @@ from crnn_captcha import CaptchaReader
 from crnn_captcha.data.labels import load_samples
 from crnn_captcha.data.scoring import wilson_interval
 from crnn_captcha.read.checkpoint import atomic_save, checksums, load_checkpoint
-from crnn_captcha.read.frames import FRAME_FUSIONS
+from crnn_captcha.read.frames import FRAME_MODES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     own = ckpt["preprocess"].get("frames", "first")
     print(f"{args.checkpoint} (stores {own}) on {args.data}")
     with tempfile.TemporaryDirectory() as tmp:
-        for how in FRAME_FUSIONS:
+        for how in FRAME_MODES:
             ckpt["preprocess"] = {**ckpt["preprocess"], "frames": how}
             ckpt["checksums"] = checksums(ckpt)
             path = Path(tmp) / f"{how}.pt"

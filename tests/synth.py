@@ -64,3 +64,21 @@ def strips_gif(still: Image.Image, parts: int = 5, fmt: str = "GIF") -> bytes:
     extra = {"lossless": True} if fmt == "WEBP" else {}
     frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0, **extra)
     return buf.getvalue()
+
+
+def noisy_gif(still: Image.Image, frames: int = 7, seed: int = 0) -> bytes:
+    """An animated GIF of the gray ``still`` under dark strokes drawn anew in every frame."""
+    import io
+
+    rng = random.Random(seed)
+    out = []
+    for _ in range(frames):
+        frame = still.convert("L").copy()
+        draw = ImageDraw.Draw(frame)
+        for _ in range(6):
+            draw.line([(rng.uniform(0, frame.width), rng.uniform(0, frame.height)) for _ in range(2)], fill=20,
+                      width=3)
+        out.append(frame)
+    buf = io.BytesIO()
+    out[0].save(buf, "GIF", save_all=True, append_images=out[1:], duration=100, loop=0)
+    return buf.getvalue()

@@ -17,7 +17,7 @@ from crnn_captcha.read import frames as frames_module
 from crnn_captcha.read.checkpoint import atomic_save, checksums, default_checkpoint, load_checkpoint
 from crnn_captcha.read.frames import fuse_frames
 from crnn_captcha.read.images import PreprocessConfig, load_frames, load_image
-from synth import strips_gif
+from synth import noisy_gif, strips_gif
 
 SAMPLE = Path(__file__).resolve().parent.parent / "crnn_captcha" / "samples" / "8xypd.png"
 SAMPLE_TEXT = "8xypd"
@@ -221,9 +221,16 @@ def test_the_gallery_shows_the_fused_picture(tmp_path):
         assert np.array_equal(cell, still) == whole
 
 
-def test_the_shipped_reader_reads_a_gif_whole():
-    gif = strips_gif(Image.open(sample_image()), 5)
-    assert CaptchaReader(device="cpu").read(gif) == SAMPLE_TEXT
+def test_the_shipped_reader_reads_fading_text_and_moving_noise_alike():
+    # a model trained on stills stores "confident": the ink and median pictures are read, the surer kept
+    reader = CaptchaReader(device="cpu")
+    assert reader.preprocess.frames == "confident"
+    assert reader.read(strips_gif(Image.open(sample_image()), 5)) == SAMPLE_TEXT  # ink shows it whole
+    for seed in range(3):
+        gif = noisy_gif(Image.open(sample_image()), seed=seed)
+        assert reader.read(load_image(gif, frames="ink")) != SAMPLE_TEXT  # every stroke of every frame
+        assert reader.read(gif) == SAMPLE_TEXT == reader.read(load_image(gif, frames="median"))
+        assert reader.read_batch([gif, SAMPLE]) == [SAMPLE_TEXT, SAMPLE_TEXT]  # mixed with a still in a batch
 
 
 # ----- training chooses the fusion from its images ----------------------------------------------

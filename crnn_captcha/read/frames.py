@@ -20,6 +20,13 @@ from ..errors import ImageError, brief
 #: over frames (drops what moves, keeps what stays); "mean" their average; "ink" the frame value
 #: farthest from the background colour (keeps every mark any frame shows).
 FRAME_FUSIONS = ("first", "median", "mean", "ink")
+#: A reader's way for a model that never saw an animation (one trained on stills): read the
+#: pictures of :data:`CONFIDENT_FUSIONS` and keep the most confident reading. Where one picture is
+#: needed without a model (training, a gallery), it is the first of them.
+CONFIDENT = "confident"
+CONFIDENT_FUSIONS = ("ink", "median")
+#: What a checkpoint's preprocessing may say.
+FRAME_MODES = (*FRAME_FUSIONS, CONFIDENT)
 #: Limits that keep a hostile file cheap: frames read, decoded pixels over all frames (as many as
 #: one still image may have), and time spent decoding.
 MAX_FRAMES = 500
@@ -95,8 +102,10 @@ def _fit(frame: np.ndarray, h: int, w: int) -> np.ndarray:
 def fuse_frames(frames: list[np.ndarray], how: str) -> np.ndarray:
     """Frames (uint8, each (H, W) or each (H, W, 3)) -> one picture of the same shape, as ``how``
     (one of :data:`FRAME_FUSIONS`) says."""
+    if how == CONFIDENT:
+        how = CONFIDENT_FUSIONS[0]
     if how not in FRAME_FUSIONS:
-        raise ValueError(f"frames must be one of {', '.join(FRAME_FUSIONS)}, got {how!r}")
+        raise ValueError(f"frames must be one of {', '.join(FRAME_MODES)}, got {how!r}")
     if how == "first" or len(frames) == 1:
         return frames[0]
     stack = np.stack(frames)

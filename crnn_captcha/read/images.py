@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -23,18 +22,16 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ImageError
-from .frames import FRAME_FUSIONS, frame_count, fuse_frames, read_frames
+from .frames import CONFIDENT, CONFIDENT_FUSIONS, FRAME_MODES, frame_count, fuse_frames, read_frames
+from .pixels import MAX_PIXELS, array_to_pixels, is_tensor, pil_to_array, printable, short, tensor_to_array
 
 if TYPE_CHECKING:
     import torch
 
 # Reading needs no PyTorch: a tensor can only be given by a caller that imported torch already, so
-# torch is looked up where it is loaded, never imported here (see :func:`_is_tensor`).
+# torch is looked up where it is loaded, never imported here (see :func:`is_tensor`).
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray, "torch.Tensor"]
 
-#: Images with more pixels than this are refused before they are decoded (a decompression bomb
-#: or a wrong file); a captcha is a few thousand pixels.
-MAX_PIXELS = 16_000_000
 #: Files (and byte strings) larger than this are refused before they are read whole.
 MAX_FILE_BYTES = 32 * 1024 * 1024
 RESIZE_MODES = ("stretch", "pad")
@@ -90,8 +87,8 @@ class PreprocessConfig:
             raise ValueError(f"preprocess channels must be 1 (gray) or 3 (RGB), got {self.channels!r}")
         if self.resize not in RESIZE_MODES:
             raise ValueError(f"preprocess resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
-        if self.frames not in FRAME_FUSIONS:
-            raise ValueError(f"preprocess frames must be one of {', '.join(FRAME_FUSIONS)}, got {self.frames!r}")
+        if self.frames not in FRAME_MODES:
+            raise ValueError(f"preprocess frames must be one of {', '.join(FRAME_MODES)}, got {self.frames!r}")
 
     @property
     def color(self) -> bool:
@@ -106,13 +103,6 @@ class PreprocessConfig:
         return cls(**known)
 
 
-def printable(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped, so it stays on one line."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def describe(src: Any) -> str:
     """A short one-line name for an input, used in error messages."""
     if isinstance(src, (str, os.PathLike)):
@@ -123,7 +113,7 @@ def describe(src: Any) -> str:
         return f"<PIL image {src.mode} {src.width}x{src.height}>"
     if isinstance(src, np.ndarray):
         return f"<array {src.dtype} {tuple(src.shape)}>"
-    if _is_tensor(src):
+    if is_tensor(src):
         if src.is_nested:
             return f"<nested tensor {src.dtype}>"
         return f"<tensor {src.dtype} {tuple(src.shape)}>"
@@ -203,7 +193,7 @@ def _decode(data: bytes, name: str) -> Image.Image:
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: refused as a decompression bomb (more than {MAX_PIXELS:,} pixels)") from None
     except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, RuntimeError, ...
-        raise ImageError(f"{name}: corrupt or truncated image ({_short(e)})") from None
+        raise ImageError(f"{name}: corrupt or truncated image ({short(e)})") from None
     # an animated image stays as it is: turning it upright would copy its first frame alone
     return img if frame_count(img) > 1 else _upright(img, name)
 
@@ -216,118 +206,6 @@ def _upright(img: Image.Image, name: str) -> Image.Image:
         return img
 
 
-def _short(e: BaseException) -> str:
-    text = printable(" ".join(str(e).split()))[:200]
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def _pil_to_array(img: Image.Image, name: str, color: bool) -> np.ndarray:
-    """Any PIL mode -> uint8 (H, W) gray or (H, W, 3) RGB; transparency is laid on white."""
-    try:
-        mode = img.mode
-        if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            with np.errstate(invalid="ignore"):  # NaN pixels are refused below, in one line, not warned of here
-                wide = np.asarray(img, dtype=np.float64)
-            return _array_to_image(_wide_to_uint8(wide, mode, name), name, color)
-        if mode == "P" or mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-            rgba = img if mode == "RGBA" else img.convert("RGBA")
-            if rgba.getextrema()[3][0] < 255:  # some transparency (most RGBA captchas have none)
-                rgba = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            img = rgba
-        return np.asarray(img.convert("RGB" if color else "L"), dtype=np.uint8)
-    except ImageError:
-        raise
-    except Exception as e:  # a closed image, a bad transparency value, an unusual mode, ...
-        raise ImageError(f"{name}: cannot convert image mode {img.mode} ({_short(e)})") from None
-
-
-def _wide_to_uint8(arr: np.ndarray, mode: str, name: str) -> np.ndarray:
-    """16-bit, 32-bit integer or float pixels -> uint8, refusing NaN and infinities (as arrays are)."""
-    if not np.all(np.isfinite(arr)):
-        raise ImageError(f"{name}: image holds NaN or infinite values")
-    top = 65535.0 if mode.startswith("I;16") else max(float(arr.max()), 1.0)
-    if mode in ("I", "F") and arr.max() <= 255:
-        top = 255.0
-    if mode == "F" and arr.max() <= 1.0:
-        top = 1.0  # floats in [0, 1]
-    return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
-def _array_to_image(arr: np.ndarray, name: str, color: bool) -> np.ndarray:
-    """(H, W), (H, W, 1|3|4) array, uint8/uint16/bool/int/float -> uint8 gray (H, W) or RGB (H, W, 3)."""
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise ImageError(f"{name}: wrong shape {tuple(arr.shape)}; expected (H, W), (H, W, 3) or (H, W, 4)")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageError(f"{name}: empty image of shape {tuple(arr.shape)}")
-    if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
-        raise ImageError(f"{name}: {arr.shape[1]}x{arr.shape[0]} pixels, more than the {MAX_PIXELS:,} allowed")
-    arr = _to_uint8(arr, name)
-    if arr.ndim == 2:
-        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2) if color else arr)
-    mode = "RGB" if arr.shape[2] == 3 else "RGBA"
-    return _pil_to_array(Image.fromarray(np.ascontiguousarray(arr), mode), name, color)
-
-
-def _to_uint8(arr: np.ndarray, name: str) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return arr.astype(np.uint8) * 255
-    if arr.dtype == np.uint16:
-        return (arr.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.floating):
-        if not np.all(np.isfinite(arr)):
-            raise ImageError(f"{name}: array holds NaN or infinite values")
-        scale = 255.0 if arr.max() <= 1.0 else 1.0  # floats in [0, 1] or in [0, 255]
-        return np.clip(arr.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
-    if np.issubdtype(arr.dtype, np.integer) and arr.min() >= 0 and arr.max() <= 255:
-        return arr.astype(np.uint8)
-    raise ImageError(f"{name}: unsupported array dtype {arr.dtype} or values outside 0-255")
-
-
-def _is_tensor(src: Any) -> bool:
-    """Whether ``src`` is a PyTorch tensor (False, without importing torch, where torch is not loaded)."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(src, torch.Tensor)
-
-
-def _tensor_to_array(t: torch.Tensor, name: str) -> np.ndarray:
-    """A tensor of any layout and dtype -> a numpy array (H, W) or (H, W, C)."""
-    import torch  # loaded already: the caller made the tensor
-
-    numpy_dtypes = {torch.uint8, torch.bool, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
-                    torch.float32, torch.float64, getattr(torch, "uint16", torch.uint8)}
-    if t.is_nested or t.device.type == "meta":
-        raise ImageError(f"{name}: a {'nested' if t.is_nested else 'meta'} tensor holds no pixels to read")
-    shape = tuple(t.shape)
-    if len(shape) not in (2, 3):  # before any copy: to_dense() of a large sparse tensor would allocate it whole
-        raise ImageError(f"{name}: wrong shape {shape} for a tensor; expected (H, W) or (C, H, W)")
-    if len(shape) == 3 and shape[0] not in (1, 3, 4):
-        raise ImageError(f"{name}: wrong shape {shape} for a tensor; expected (H, W) or (C, H, W) with C 1, 3 or 4 "
-                         "((H, W, C) is a numpy array's layout: permute it to (C, H, W))")
-    if len(shape) in (2, 3) and shape[-1] * shape[-2] > MAX_PIXELS:  # before any copy or conversion
-        raise ImageError(f"{name}: {shape[-1]}x{shape[-2]} pixels, more than the {MAX_PIXELS:,} allowed")
-    try:
-        if t.layout != torch.strided:
-            t = t.to_dense()
-        if t.is_quantized:
-            t = t.dequantize()
-        if t.is_complex():
-            raise ImageError(f"{name}: complex tensors are not images")
-        t = t.detach().cpu().resolve_conj().resolve_neg()
-        if t.dtype not in numpy_dtypes:
-            t = t.to(torch.float64 if t.is_floating_point() else torch.int64)  # bfloat16, float8, uint32, ...
-    except ImageError:
-        raise
-    except Exception as e:
-        raise ImageError(f"{name}: cannot read this tensor ({_short(e)})") from None
-    if t.ndim == 3:
-        t = t.permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
-    return t.numpy()
-
-
 def _as_pil(src: ImageInput, name: str) -> Image.Image | None:
     """A path, encoded bytes or a PIL image -> a decoded PIL image (a still one upright); None for
     other inputs."""
@@ -335,7 +213,7 @@ def _as_pil(src: ImageInput, name: str) -> Image.Image | None:
         try:
             path = Path(src)
         except (TypeError, ValueError) as e:
-            raise ImageError(f"{name}: not a usable path ({_short(e)})") from None
+            raise ImageError(f"{name}: not a usable path ({short(e)})") from None
         return _decode(_read_bytes(path, name), name)
     if isinstance(src, (bytes, bytearray, memoryview)):
         return _decode(bytes(src), name)
@@ -346,7 +224,7 @@ def _as_pil(src: ImageInput, name: str) -> Image.Image | None:
         except ImageError:
             raise
         except Exception as e:  # a closed file, a truncated file the caller opened, ...
-            raise ImageError(f"{name}: cannot read the PIL image ({_short(e)})") from None
+            raise ImageError(f"{name}: cannot read the PIL image ({short(e)})") from None
         return src if frame_count(src) > 1 else _upright(src, name)
     return None
 
@@ -354,8 +232,8 @@ def _as_pil(src: ImageInput, name: str) -> Image.Image | None:
 def _pil_pixels(img: Image.Image, name: str, color: bool, frames: str) -> np.ndarray:
     """A decoded PIL image -> uint8 pixels, its frames fused as ``frames`` says."""
     if frames == "first" or frame_count(img) == 1:
-        return _pil_to_array(img, name, color)
-    return fuse_frames(read_frames(img, name, lambda frame: _pil_to_array(frame, name, color)), frames)
+        return pil_to_array(img, name, color)
+    return fuse_frames(read_frames(img, name, lambda frame: pil_to_array(frame, name, color)), frames)
 
 
 def load_image(src: ImageInput, name: str | None = None, color: bool = False, frames: str = "first") -> np.ndarray:
@@ -377,12 +255,12 @@ def load_image(src: ImageInput, name: str | None = None, color: bool = False, fr
     img = _as_pil(src, name)
     if img is not None:
         return _pil_pixels(img, name, color, frames)
-    if _is_tensor(src):
-        return _array_to_image(_tensor_to_array(src, name), name, color)
+    if is_tensor(src):
+        return array_to_pixels(tensor_to_array(src, name), name, color)
     if isinstance(src, np.ndarray):
         if src.dtype.kind not in "biuf":
             raise ImageError(f"{name}: unsupported array dtype {src.dtype}")
-        return _array_to_image(src, name, color)
+        return array_to_pixels(src, name, color)
     raise ImageError(f"{name}: unsupported input type {type(src).__name__}; give a path, bytes, a PIL image, "
                      "a numpy array or a tensor")
 
@@ -398,7 +276,7 @@ def load_frames(src: ImageInput, name: str | None = None, color: bool = False) -
     img = _as_pil(src, name)
     if img is None:  # an array or a tensor: one frame
         return [load_image(src, name, color)]
-    return read_frames(img, name, lambda frame: _pil_to_array(frame, name, color))
+    return read_frames(img, name, lambda frame: pil_to_array(frame, name, color))
 
 
 def count_frames(src: ImageInput, name: str | None = None) -> int:
@@ -477,6 +355,23 @@ def preprocess_array(src: ImageInput, cfg: PreprocessConfig, name: str | None = 
     """
     name = name or describe(src)
     return to_array(resize_image(load_for(src, cfg, name), cfg, name), cfg)
+
+
+def preprocess_candidates(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> list[np.ndarray]:
+    """The model inputs to read ``src`` from: one, or for an animated image under the "confident"
+    frames one per fusion of :data:`~.frames.CONFIDENT_FUSIONS` (the reader keeps the most
+    confident reading).
+
+    Raises:
+        ImageError: naming the source and what is wrong.
+    """
+    name = name or describe(src)
+    if cfg.frames == CONFIDENT:
+        frames = load_frames(src, name, color=cfg.color)
+        if len(frames) > 1:
+            return [to_array(resize_image(fuse_frames(frames, how), cfg, name), cfg) for how in CONFIDENT_FUSIONS]
+        return [to_array(resize_image(frames[0], cfg, name), cfg)]
+    return [preprocess_array(src, cfg, name)]
 
 
 def preprocess(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> torch.Tensor:

@@ -21,9 +21,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import CaptchaWarning, CheckpointError, ImageError, OptionError, brief
-from .ctc import Decoded, DecodeOptions, allowed_mask, decode_batch
+from .ctc import DecodeOptions, allowed_mask, decode_batch
 from .device import DEVICES, installed, pick_device
-from .images import ImageInput, describe, file_problem, preprocess_array
+from .images import ImageInput, describe, file_problem, preprocess_candidates
 from .onnx_model import Described, OnnxRunner
 from .shipped import MODELS, default_checkpoint, model_path
 
@@ -222,11 +222,7 @@ class CaptchaReader:
             ImageError: naming the image and what is wrong with it.
             OptionError: a bad option value.
         """
-        opts = self._options(options, changes)
-        name = describe(image)
-        x = preprocess_array(image, self.preprocess, name)[None]
-        d: Decoded = decode_batch(self.log_probs(x), self.charset, opts)[0]
-        return Prediction(d.text, d.confidence, d.char_confidences, name)
+        return self.predict_batch([image], 1, options=options, **changes)[0]
 
     def read(self, image: ImageInput, *, options: DecodeOptions | None = None, **changes: Any) -> str:
         """Read one image and return its text (options as for :meth:`predict`)."""
@@ -251,20 +247,23 @@ class CaptchaReader:
         images = list(images)
         results: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(images), batch_size):
-            tensors, where = [], []
+            inputs, owners = [], []  # an animated image read "confident" gives several inputs
             for i in range(start, min(start + batch_size, len(images))):
                 name = describe(images[i])
                 try:
-                    tensors.append(preprocess_array(images[i], self.preprocess, name))
-                    where.append((i, name))
+                    candidates = preprocess_candidates(images[i], self.preprocess, name)
                 except ImageError as e:
                     if errors == "raise":
                         raise
                     results[i] = Prediction("", 0.0, (), name, str(e))
-            if tensors:
-                decoded = decode_batch(self.log_probs(np.stack(tensors)), self.charset, opts)
-                for (i, name), d in zip(where, decoded):
-                    results[i] = Prediction(d.text, d.confidence, d.char_confidences, name)
+                    continue
+                inputs += candidates
+                owners += [(i, name)] * len(candidates)
+            if inputs:
+                decoded = decode_batch(self.log_probs(np.stack(inputs)), self.charset, opts)
+                for (i, name), d in zip(owners, decoded):
+                    if results[i] is None or d.confidence > results[i].confidence:  # the most confident reading
+                        results[i] = Prediction(d.text, d.confidence, d.char_confidences, name)
         return results  # type: ignore[return-value]
 
     def read_batch(

@@ -3,7 +3,8 @@
     from crnn_captcha.training.frame_choice import choose_frames
     how, why = choose_frames(samples, init="pretrained")
 
-Still images look the same under every fusion, so a set of stills is read with :data:`STILLS`. For
+Still images look the same under every fusion, so a set of stills stores :data:`STILLS` (the
+reader then tries two fusions on an animated image and keeps the more confident reading). For
 animated images the fusions differ in what they keep: "median" drops what moves (noise drawn anew
 each frame) and loses what shows in few frames; "ink" keeps every mark any frame shows (characters
 that fade in and out, one character a frame) and noise as well; "mean" lies between; "first" is the
@@ -29,9 +30,10 @@ from ..read.frames import FRAME_FUSIONS, fuse_frames
 from ..read.images import PreprocessConfig, count_frames, load_frames, resize_image, to_array
 from .transfer import source_path
 
-#: The fusion stored for a model trained on stills: an animated image given to it later is read with
-#: every mark its frames show (docs/results.md, "Animated captchas").
-STILLS = "ink"
+#: The frames stored for a model trained on stills: an animated image given to it later is read as
+#: the fusions that keep every mark ("ink") and that drop what moves ("median"), and the more
+#: confident reading kept (docs/results.md, "Animated captchas").
+STILLS = "confident"
 #: Without a start model to measure with, animated images are read with this fusion.
 UNMEASURED = "ink"
 #: The least number of animated training images (whose labels the start model can spell) to measure on.
@@ -53,8 +55,8 @@ def choose_frames(samples: Sequence[Sample], init: str, sample: int = 200, seed:
     picked = random.Random(seed).sample(pool, min(sample, len(pool)))
     animated = [s for s in picked if is_animated(s.path)]
     if not animated:
-        return STILLS, f"frames: {STILLS} (the training images are stills; an animated image read later keeps every " \
-                       "mark its frames show)"
+        return STILLS, f"frames: {STILLS} (the training images are stills; an animated image read later is read " \
+                       "with every mark its frames show and with what stays in them, the more confident reading kept)"
     share = f"{len(animated)} of {len(picked)} sampled training images are animated"
     path = source_path(init)
     ckpt = load_checkpoint(path, kind=None) if path is not None else None

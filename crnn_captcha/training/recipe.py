@@ -11,7 +11,7 @@ from ..data.labels import Sample, listing
 from ..errors import LabelError, OptionError
 from ..read.charset import Charset
 from ..read.ctc import frames_needed
-from ..read.frames import FRAME_FUSIONS
+from ..read.frames import FRAME_MODES
 from ..read.model import FEATURE_ROWS, PIXELS_PER_FRAME, CRNNConfig
 from ..read.shipped import pretrained_checkpoint
 from .frame_choice import choose_frames
@@ -247,8 +247,8 @@ def check_config(config: TrainConfig, longest: int) -> None:
     if frames < need:
         raise OptionError(f"--width {config.width} gives {frames} frames, fewer than the {need} "
                           f"a {longest}-character label can need; use at least {PIXELS_PER_FRAME * need}")
-    if config.frames not in FRAME_FUSIONS:
-        raise OptionError(f"--frames must be one of {', '.join(FRAME_FUSIONS)}, got {config.frames!r}")
+    if config.frames not in FRAME_MODES:
+        raise OptionError(f"--frames must be one of {', '.join(FRAME_MODES)}, got {config.frames!r}")
     if config.color not in ("rgb", "gray") or config.resize not in ("pad", "stretch"):
         raise OptionError(f"--color must be auto, rgb or gray and resize pad or stretch, got {config.color}, {config.resize}")
 
