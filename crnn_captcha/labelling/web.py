@@ -12,6 +12,7 @@ JSON ``{"error": "one line"}`` with status 400 or 404.
 """
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations (the
 # Request type, imported where the app is made) when the app is made.
+import asyncio
 import json
 import threading
 from dataclasses import asdict
@@ -78,14 +79,13 @@ def create_label_app(book: LabelBook, loop: Any = None):
     @app.post("/api/answer")
     async def answer(request: Request):
         name, kind, label = _answer_of(await _json_body(request))
-        with answering:
-            if kind == "skip":
-                book.skip(name)
-            elif kind == "unreadable":
-                book.unreadable(name)
-            else:
-                book.answer(name, label)
-            return state()
+
+        def apply() -> dict[str, Any]:  # disk writes, and perhaps new proposals: off the event loop
+            with answering:
+                {"skip": book.skip, "unreadable": book.unreadable}.get(kind, lambda n: book.answer(n, label))(name)
+                return state()
+
+        return await asyncio.to_thread(apply)
 
     @app.post("/api/undo")
     def undo():
