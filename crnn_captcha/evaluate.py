@@ -23,6 +23,7 @@ from . import cli
 from .data.labels import IMAGE_SUFFIXES, load_samples
 from .data.scoring import folding, gallery, report
 from .errors import CaptchaWarning, OptionError
+from .read.reader import UNSURE
 from .files import check_image_out
 
 
@@ -88,6 +89,9 @@ def print_report(result: dict, gallery_path: str | None) -> None:
         print(f"alike as one    {result['accuracy_alike']:.4f}  ({' '.join(result['alike'])})")
     print(f"char accuracy   {result['char_accuracy']:.4f}")
     print(f"CER             {result['cer']:.4f}")
+    if result["unsure"]:
+        print(f"unsure          {result['unsure']:.4f} of the readings (confidence under {UNSURE:g}), "
+              f"{result['unsure_right']:.4f} of them right")
     if result["confusions"]:
         print("confused (truth->read): " + ", ".join(f"{t}->{p} x{n}" for t, p, n in result["confusions"]))
     for m in result["misreads"]:

@@ -383,3 +383,13 @@ def test_unsure_readings_are_flagged_and_predict_gives_one_hint(tmp_path, capsys
     assert len(err) == 1 and err[0].startswith("hint: 2 of 3 reading(s) have a confidence under 0.9"), err
     assert predict_main([str(noise), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["unsure"] is True
+
+
+def test_evaluate_reports_the_unsure_share(tmp_path, capsys):
+    folder = tmp_path / "noisy"
+    folder.mkdir()
+    for i, text in enumerate(["2b4c6", "3d5e7"]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (50, 200), dtype=np.uint8)).save(folder / f"{text}.png")
+    assert evaluate_main([str(folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["unsure"] == 1.0 and result["unsure_right"] == 0.0

@@ -121,4 +121,8 @@ def report(samples: Sequence, preds: Sequence, alike: Sequence[str] = (), top: i
         for s, p in zip(samples, preds) if p.text != s.label
     ]
     result["mean_confidence"] = float(np.mean([p.confidence for p in preds]))
+    # readings the reader flags as unsure (Prediction.unsure), and how many of those were right anyway
+    unsure = [p.text == s.label for s, p in zip(samples, preds) if p.unsure]
+    result["unsure"] = len(unsure) / len(preds)
+    result["unsure_right"] = sum(unsure) / len(unsure) if unsure else None
     return result
