@@ -29,7 +29,7 @@ from .read.device import installed
 from .serve import listen, port_number
 from .service.settings import missing_packages
 
-#: New labels between training rounds, by default.
+#: New labels between retrainings, by default.
 RETRAIN_EVERY = 50
 
 
@@ -45,7 +45,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--retrain-every", type=cli.non_negative_int, default=RETRAIN_EVERY, metavar="N",
                     help=f"fine-tune on the labels so far in the background every N new labels, then propose with "
                          f"the new model (default {RETRAIN_EVERY}; 0: never)")
-    ap.add_argument("--work", help="where the training rounds go (default: beside the manifest, MANIFEST.runs)")
+    ap.add_argument("--work", help="where the retrainings go (default: beside the manifest, MANIFEST.runs)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     ap.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
     ap.add_argument("--no-browser", action="store_true", help="do not open a browser (print the address only)")
@@ -93,14 +93,14 @@ def run(args: argparse.Namespace) -> int:
             loop = Retrainer(book, args.work or f"{book.manifest}.runs", args.checkpoint, args.retrain_every,
                              lambda model: proposer(model)[1])
         elif args.retrain_every:
-            print("warning: no PyTorch, so no training rounds while labelling (pip install \"crnn_captcha[train]\")",
+            print("warning: no PyTorch, so no retrainings while labelling (pip install \"crnn_captcha[train]\")",
                   file=sys.stderr)
         config = uvicorn.Config(create_label_app(book, loop), log_level="warning", access_log=False)
         try:
             uvicorn.Server(config).run(sockets=[sock])
         finally:
             if loop is not None:
-                loop.close()  # no training round outlives the page
+                loop.close()  # no retraining outlives the page
     finally:
         sock.close()
     return 0

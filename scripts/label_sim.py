@@ -8,12 +8,12 @@ The images of POOL.csv are labelled in the engine's order (the model's least con
 first; ``--order random`` for the baseline of random labels). Their labels are revealed only as the
 person would type them: a proposal equal to the true label is accepted (nothing typed), any other is
 replaced by the true label (one label typed). Every ``--every`` labels the engine fine-tunes on the
-labels so far, validating on VAL.csv, and proposes anew; after each round one line is printed (JSON
+labels so far, validating on VAL.csv, and proposes anew; after each retraining one line is printed (JSON
 with ``--json``): typed labels, accepted proposals, labels in all, seconds since the start, and the
-round's model's exact-match accuracy on TEST.csv. It stops after ``--budget`` typed labels (and a last
-round on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
+retraining's model's exact-match accuracy on TEST.csv. It stops after ``--budget`` typed labels (and a last
+retraining on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
 pool's images (named by number, so no file name gives a label away), the manifest, the journal and
-the rounds' runs.
+the retrainings' runs.
 """
 from __future__ import annotations
 
@@ -34,15 +34,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[1:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", required=True, help="manifest of the images to label (their labels stay hidden)")
-    ap.add_argument("--val", required=True, help="manifest the training rounds validate on")
-    ap.add_argument("--test", required=True, help="manifest each round's model is measured on")
+    ap.add_argument("--val", required=True, help="manifest the retrainings validate on")
+    ap.add_argument("--test", required=True, help="manifest each retraining's model is measured on")
     ap.add_argument("--out", required=True, type=Path, help="a new folder for everything the run writes")
     ap.add_argument("--budget", type=int, default=250, help="typed labels before stopping (default 250)")
-    ap.add_argument("--every", type=int, default=50, help="labels between training rounds (default 50)")
+    ap.add_argument("--every", type=int, default=50, help="labels between retrainings (default 50)")
     ap.add_argument("--order", choices=["confidence", "random"], default="confidence")
     ap.add_argument("--start", help="checkpoint that proposes first and is fine-tuned (default: the pretrained start)")
     ap.add_argument("--threads", type=int, help="training threads (train's --threads)")
-    ap.add_argument("--epochs", type=int, help="each round's epochs (train's --epochs; default: train's own rule)")
+    ap.add_argument("--epochs", type=int, help="each retraining's epochs (train's --epochs; default: train's own rule)")
     ap.add_argument("--json", action="store_true", help="one JSON object a line")
     args = ap.parse_args(argv)
     if args.budget < 1 or args.every < 1:
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     pool, test = load_samples(args.pool, length=None), load_samples(args.test, length=None)
     truth = link_pool(pool, args.out / "pool")
     book = LabelBook(args.out / "pool", args.out / "labels.csv", proposals(args.start), order=args.order)
-    loop = Retrainer(book, args.out / "rounds", args.start, every=0, propose_with=proposals,
+    loop = Retrainer(book, args.out / "retrainings", args.start, every=0, propose_with=proposals,
                      train_args=train_args(args), val=args.val)
     start, typed, accepted = time.monotonic(), 0, 0
 
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         loop.wait()
         row = {"typed": typed, "accepted": accepted, "labelled": len(book.labels),
                "seconds": round(time.monotonic() - start, 1),
-               "test_acc": round(accuracy(loop.model, test), 4) if loop.rounds and loop.rounds[-1]["labels"] ==
+               "test_acc": round(accuracy(loop.model, test), 4) if loop.retrainings and loop.retrainings[-1]["labels"] ==
                len(book.labels) else None, "note": loop.note}
         print(json.dumps(row) if args.json else "  ".join(f"{k} {v}" for k, v in row.items()), flush=True)
 

@@ -118,16 +118,16 @@ def test_a_training_round_renews_the_proposals(tmp_path):
 
     folder = folder_of(tmp_path, 26)
     book = LabelBook(folder, propose=reader_proposals(CaptchaReader(device="cpu")), order="name")
-    loop = Retrainer(book, tmp_path / "rounds", None, every=20,
+    loop = Retrainer(book, tmp_path / "retrainings", None, every=20,
                      propose_with=lambda model: reader_proposals(CaptchaReader(model, device="cpu")),
                      train_args=["--epochs", "1", "--threads", "1"])
     for _ in range(20):
         name = book.queue(1)[0].name
         book.answer(name, TEXTS[int(name[1:-4]) % len(TEXTS)])  # c<k>.png shows TEXTS[k % 6]
         loop.step()
-    assert loop.process is not None and "training round 1 on 18 labels (2 to check it)" in loop.status()
+    assert loop.process is not None and "retraining 1 on 18 labels (2 to check it)" in loop.status()
     loop.wait()
-    assert loop.rounds and loop.rounds[0]["labels"] == 20, loop.note
+    assert loop.retrainings and loop.retrainings[0]["labels"] == 20, loop.note
     assert Path(loop.model).exists() and "proposals renewed" in loop.status()
     assert [i.name for i in book.queue(10)] and all(i.name not in book.labels for i in book.queue(10))
 

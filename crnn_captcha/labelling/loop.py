@@ -2,14 +2,14 @@
 process, then propose anew with the model it made.
 
     loop = Retrainer(book, work="runs/labelling", start=None, every=50)
-    loop.step()          # call after each answer: starts a round when enough new labels are in
+    loop.step()          # call after each answer: starts a retraining when enough new labels are in
     loop.status()        # one line for the page: what the training is doing, or what it gave
-    loop.wait()          # (scripts) until a running round ends; its proposals are then in the book
+    loop.wait()          # (scripts) until a running retraining ends; its proposals are then in the book
 
-A round runs ``python -m crnn_captcha.train`` on the labels so far (every tenth to a validation
-set), starting from the last round's model (the first from ``start``: a checkpoint, or the shipped
-pretrained start), into ``work/round_N``. Training runs in its own process, so the page stays
-quick and a crash of a round harms no label. When it ends well, the book's unanswered images get
+A retraining runs ``python -m crnn_captcha.train`` on the labels so far (every tenth to a validation
+set), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
+pretrained start), into ``work/retrain_N``. Training runs in its own process, so the page stays
+quick and a crash of a retraining harms no label. When it ends well, the book's unanswered images get
 the new model's proposals, least confident first.
 """
 from __future__ import annotations
@@ -25,23 +25,23 @@ from ..data.labels import Sample, write_manifest
 from ..errors import OptionError
 from .book import Item, LabelBook
 
-#: The least number of labels a round trains on (below it, a validation set means nothing).
+#: The least number of labels a retraining trains on (below it, a validation set means nothing).
 MIN_LABELS = 20
-#: Every this-many labels go to the round's validation set.
+#: Every this-many labels go to the retraining's validation set.
 VAL_EVERY = 10
 
 
 class Retrainer:
-    """Background fine-tuning rounds for a :class:`LabelBook` (see the module notes).
+    """Fine-tuning in the background for a :class:`LabelBook` (see the module notes).
 
     Args:
         book: the labels.
-        work: a folder for the rounds' runs and manifests.
-        start: the first round's start (a checkpoint path; None: the shipped pretrained start).
-        every: new labels between rounds (0: never by itself; :meth:`start_round` still starts one).
+        work: a folder for the retrainings' runs and manifests.
+        start: the first retraining's start (a checkpoint path; None: the shipped pretrained start).
+        every: new labels between retrainings (0: never by itself; :meth:`start_round` still starts one).
         propose_with: a checkpoint path -> a ``propose`` function for the book.
         train_args: more options for ``train`` (e.g. ``["--threads", "1"]``).
-        val: a validation manifest for every round, instead of every tenth label.
+        val: a validation manifest for every retraining, instead of every tenth label.
     """
 
     def __init__(self, book: LabelBook, work: str | Path, start: str | None, every: int,
@@ -51,23 +51,23 @@ class Retrainer:
             raise OptionError(f"--retrain-every must be 0 (off) or more, got {every}")
         self.book, self.work, self.every = book, Path(work), every
         self.model, self.propose_with, self.train_args, self.val = start, propose_with, list(train_args), val
-        self.round, self.trained_on, self.process, self.note = 0, 0, None, ""
-        self.rounds: list[dict] = []  # per finished round: labels, seconds, val accuracy, its model
+        self.retraining, self.trained_on, self.process, self.note = 0, 0, None, ""
+        self.retrainings: list[dict] = []  # per finished retraining: labels, seconds, val accuracy, its model
 
     def step(self) -> None:
-        """Look after the rounds: take a finished one's model, start the next where it is due."""
+        """Look after the retrainings: take a finished one's model, start the next where it is due."""
         if self.process is not None and self.process.poll() is not None:
             self._finish()
         if self.process is None and self.every and len(self.book.labels) - self.trained_on >= self.every:
             self.start_round()
 
     def start_round(self) -> bool:
-        """Start a round on the labels so far; False where one runs already or there are too few."""
+        """Start a retraining on the labels so far; False where one runs already or there are too few."""
         labels = sorted(self.book.labels.items())
         if self.process is not None or len(labels) < MIN_LABELS:
             return False
-        self.round += 1
-        out = self.work / f"round_{self.round}"
+        self.retraining += 1
+        out = self.work / f"retrain_{self.retraining}"
         out.mkdir(parents=True, exist_ok=True)
         rows = [Sample(self.book.folder / name, label) for name, label in labels]
         train, val = (rows, []) if self.val else ([r for k, r in enumerate(rows) if k % VAL_EVERY], rows[::VAL_EVERY])
@@ -81,17 +81,17 @@ class Retrainer:
         self.log = (out / "train.log").open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         self.started, self.trained_on, self.out = time.monotonic(), len(labels), out
-        self.note = f"training round {self.round} on {len(train)} labels" + (f" ({len(val)} to check it)" if val else "")
+        self.note = f"retraining {self.retraining} on {len(train)} labels" + (f" ({len(val)} to check it)" if val else "")
         return True
 
     def wait(self) -> None:
-        """Until the running round (if any) ends and its proposals are in the book."""
+        """Until the running retraining (if any) ends and its proposals are in the book."""
         if self.process is not None:
             self.process.wait()
             self._finish()
 
     def close(self) -> None:
-        """Stop a running round (its labels are safe in the manifest; its run is left unfinished)."""
+        """Stop a running retraining (its labels are safe in the manifest; its run is left unfinished)."""
         if self.process is not None:
             self.process.terminate()
             try:
@@ -116,15 +116,15 @@ class Retrainer:
         best = self.out / "run" / "best.pt"
         if process.returncode != 0 or not best.exists():
             tail = (self.out / "train.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            self.note = f"round {self.round} failed ({tail[0]}); the proposals stay as they were"
+            self.note = f"retraining {self.retraining} failed ({tail[0]}); the proposals stay as they were"
             return
         epochs = _epochs(self.out / "run" / "metrics.jsonl")
         accuracy = max((e["val_accuracy"] for e in epochs), default=0.0)
         self.model = str(best)
         self.book.repropose(self.propose_with(self.model))
-        self.rounds.append({"round": self.round, "labels": self.trained_on, "seconds": round(seconds, 1),
+        self.retrainings.append({"retraining": self.retraining, "labels": self.trained_on, "seconds": round(seconds, 1),
                             "val_accuracy": accuracy, "model": self.model})
-        self.note = (f"round {self.round}: trained on {self.trained_on} labels in {seconds / 60:.1f} min, val "
+        self.note = (f"retraining {self.retraining}: trained on {self.trained_on} labels in {seconds / 60:.1f} min, val "
                      f"accuracy {accuracy:.0%}; proposals renewed")
 
 

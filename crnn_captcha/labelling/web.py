@@ -49,7 +49,7 @@ def create_label_app(book: LabelBook, loop: Any = None):
 
     def state() -> dict[str, Any]:
         if loop is not None:
-            loop.step()  # a finished round's proposals come in; a due round starts
+            loop.step()  # a finished retraining's proposals come in; a due retraining starts
         return {"folder": str(book.folder), "manifest": str(book.manifest), "figures": book.figures(),
                 "queue": [asdict(item) for item in book.queue(SHOWN)], "status": loop.status() if loop else ""}
 
