@@ -231,9 +231,9 @@ def _as_pil(src: ImageInput, name: str) -> Image.Image | None:
 
 def _pil_pixels(img: Image.Image, name: str, color: bool, frames: str) -> np.ndarray:
     """A decoded PIL image -> uint8 pixels, its frames fused as ``frames`` says."""
-    if frames == "first" or frame_count(img) == 1:
+    if frames == "first":
         return pil_to_array(img, name, color)
-    return fuse_frames(read_frames(img, name, lambda frame: pil_to_array(frame, name, color)), frames)
+    return fuse_frames(read_frames(img, name, lambda frame: pil_to_array(frame, name, color)), frames)  # a still: one
 
 
 def load_image(src: ImageInput, name: str | None = None, color: bool = False, frames: str = "first") -> np.ndarray:

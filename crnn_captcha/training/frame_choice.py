@@ -70,7 +70,7 @@ def choose_frames(samples: Sequence[Sample], init: str, sample: int = 200, seed:
         return UNMEASURED, (f"frames: {UNMEASURED} ({share}; the start model's alphabet spells only {len(items)} of "
                             "their labels, too few to measure the fusions on)")
     pictures: dict[str, list[np.ndarray]] = {how: [] for how in FRAME_FUSIONS}
-    targets = []
+    targets, any_shape = [], _any_shape(pre)
     for s, label in items:
         try:
             frames = load_frames(s.path, str(s.path), color=pre.color)
@@ -78,7 +78,10 @@ def choose_frames(samples: Sequence[Sample], init: str, sample: int = 200, seed:
             continue  # reported where training reads its images
         targets.append(charset.encode(label))
         for how in FRAME_FUSIONS:
-            pictures[how].append(to_array(resize_image(fuse_frames(frames, how), _any_shape(pre)), pre))
+            pictures[how].append(to_array(resize_image(fuse_frames(frames, how), any_shape), pre))
+    if len(targets) < MIN_MEASURED:  # the rest could not be read
+        return UNMEASURED, (f"frames: {UNMEASURED} ({share}; only {len(targets)} of them could be read, too few to "
+                            "measure the fusions on)")
     losses = {how: _mean_loss(model, np.stack(x), targets) for how, x in pictures.items()}
     best = min(FRAME_FUSIONS, key=lambda how: losses[how])  # ties go to the earlier, simpler fusion
     listed = ", ".join(f"{how} {losses[how]:.2f}" for how in FRAME_FUSIONS)
