@@ -1,6 +1,7 @@
 """Write a sheet of synthetic pretraining captchas (or glyphs), list the fonts found, and time the renderer.
 
     python -m crnn_captcha.synth --out sheet.png --n 48 --seed 0 [--glyphs]
+    python -m crnn_captcha.synth --out styles.png --styles       # each style the renderer draws, alone
 
 What the renderer draws: :mod:`crnn_captcha.synthetic`.
 """
@@ -18,7 +19,7 @@ import cv2  # noqa: E402
 from .files import check_image_out  # noqa: E402
 from .synthetic.config import DEFAULT_ALPHABET, SynthConfig  # noqa: E402
 from .synthetic.renderer import SynthRenderer  # noqa: E402
-from .synthetic.sheet import images_per_second, sample_sheet  # noqa: E402
+from .synthetic.sheet import images_per_second, sample_sheet, style_sheet  # noqa: E402
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -28,6 +29,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=cli.non_negative_int, default=0, help="renderer seed")
     ap.add_argument("--start", type=cli.non_negative_int, default=0, help="index of the first image")
     ap.add_argument("--glyphs", action="store_true", help="single-character glyphs instead of captchas")
+    ap.add_argument("--styles", action="store_true",
+                    help="instead: one row per style the renderer draws, each style alone (4 captchas a row)")
     ap.add_argument("--columns", type=cli.positive_int, help="images per row (default: 4, or 12 glyphs)")
     ap.add_argument("--alphabet", default=DEFAULT_ALPHABET, help="characters labels are drawn from")
     ap.add_argument("--min-length", type=cli.positive_int, default=3, help="shortest label")
@@ -41,6 +44,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     check_image_out(args.out)
+    if args.styles:
+        out = style_sheet(args.out, seed=args.seed)
+        print(f"wrote {out}: one row per style, each alone")
+        return 0
     config = SynthConfig(alphabet=args.alphabet, min_length=args.min_length, max_length=args.max_length,
                          height=tuple(args.height))
     renderer = SynthRenderer(config, seed=args.seed)

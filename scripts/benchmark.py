@@ -10,6 +10,13 @@ single-image latency (median and p95 over repeated reads after warm-up), through
 and 64 (where the reader takes batches), model load time, peak resident memory and model file size.
 captcha-whisperer reads upper case, so its text is compared case-insensitively. Readers that are not
 installed are listed as such. Also reports our training throughput (samples/s) on this machine.
+
+Zero-shot: how each reader does on captchas it was never trained on, with no hint of their alphabet,
+set by set (exact, and with both sides lower-cased for sites that ignore case), and the mean over sets:
+
+    python scripts/make_family.py --family ic36 --family ic62 --family warped --family colour --train 250
+    python scripts/benchmark.py --zero-shot data/families/{ic36,ic62,warped,colour}/test.csv \
+        ../shared/data/real/{thsr_rail,swust_univ,lzu_digits}/all.csv --checkpoint general --json zs.json
 """
 from __future__ import annotations
 
@@ -128,6 +135,76 @@ def worker(name: str, data: str, threads: int, repeats: int, checkpoint: str | N
     return out
 
 
+def zero_shot_worker(name: str, sets: list[str], threads: int, checkpoint: str | None) -> dict:
+    """Accuracy of one reader on each set, exact and case-folded, every image read once."""
+    from crnn_captcha.data.labels import load_samples
+    from crnn_captcha.data.scoring import score, summarize
+
+    try:
+        read, _, _ = make_reader(name, "", threads, checkpoint)
+    except ImportError as e:
+        return {"reader": name, "installed": False, "why": str(e)}
+    rows = []
+    for data in sets:
+        samples = load_samples(data, length=None)
+        truths = [s.label for s in samples]
+        t = time.perf_counter()
+        preds = [read(s.path.read_bytes()) for s in samples]
+        seconds = time.perf_counter() - t
+        exact = summarize(score(preds, truths))
+        folded = summarize(score([p.lower() for p in preds], [x.lower() for x in truths]))
+        rows.append({"set": set_name(data), "data": data, "n": exact["n"], "seconds": seconds,
+                     "exact": exact["accuracy"], "exact_ci95": exact["accuracy_ci95"],
+                     "folded": folded["accuracy"], "folded_ci95": folded["accuracy_ci95"],
+                     "folded_char_accuracy": folded["char_accuracy"]})
+    return {"reader": name, "installed": True, "sets": rows}
+
+
+def set_name(data: str) -> str:
+    """A set's name in the table: its folder (``data/families/ic36/test.csv`` -> ``ic36``)."""
+    path = Path(data)
+    return path.parent.name if path.suffix == ".csv" else path.name
+
+
+def zero_shot(args) -> int:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    readers = [r for r in args.readers if r not in ("crnn_captcha_light", "crnn_captcha_torch", "ddddocr_ranges")]
+    results = []
+    for name in readers:
+        cmd = [sys.executable, __file__, "--zero-shot", *args.zero_shot, "--threads", str(args.threads), "--worker", name]
+        if args.checkpoint:
+            cmd += ["--checkpoint", args.checkpoint]
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            results.append({"reader": name, "installed": False, "why": proc.stderr.strip().splitlines()[-1:]})
+            continue
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    ours = f"crnn_captcha ({args.checkpoint or 'captcha_v2'})"
+    shown = [r for r in results if r.get("installed")]
+    print(f"\n{datetime.date.today()}  zero-shot, {os.cpu_count()} cores, {args.threads} threads; "
+          "exact / case-folded full-string accuracy (95% CI of the case-folded)\n")
+    heads = [ours if r["reader"] == "crnn_captcha" else r["reader"] for r in shown]
+    print("| set | n | " + " | ".join(heads) + " |\n|---|---|" + "---|" * len(shown))
+    for i, data in enumerate(args.zero_shot):
+        cells = []
+        for r in shown:
+            row = r["sets"][i]
+            lo, hi = row["folded_ci95"]
+            cells.append(f"{100 * row['exact']:.1f}% / {100 * row['folded']:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})")
+        print(f"| {set_name(data)} | {shown[0]['sets'][i]['n'] if shown else '-'} | " + " | ".join(cells) + " |")
+    means = [statistics.mean(row["folded"] for row in r["sets"]) for r in shown]
+    print("| mean over sets (case-folded) | | " + " | ".join(f"{100 * m:.1f}%" for m in means) + " |")
+    for r in results:
+        if not r.get("installed"):
+            print(f"{r['reader']}: not installed ({r.get('why')})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"date": str(datetime.date.today()), "cpu_count": os.cpu_count(),
+                                               "threads": args.threads, "checkpoint": args.checkpoint,
+                                               "results": results}, indent=2) + "\n")
+    return 0
+
+
 def train_throughput(data: str, threads: int, steps: int = 30) -> dict:
     """Samples/s of training steps (forward, CTC loss, backward, AdamW step) on the CPU."""
     import torch
@@ -198,7 +275,9 @@ def fmt(v, spec):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Benchmark captcha readers side by side.")
-    ap.add_argument("--data", required=True, help="manifest or folder of labelled captchas (use the test split)")
+    ap.add_argument("--data", help="manifest or folder of labelled captchas (use the test split)")
+    ap.add_argument("--zero-shot", nargs="+", metavar="SET",
+                    help="instead: accuracy only, on each of these manifests or folders, exact and case-folded")
     ap.add_argument("--readers", nargs="+", default=READERS, choices=READERS)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=3, help="passes over the images for the timings")
@@ -210,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --train-threads: numbers of busy processes to measure beside (default 0 and 1)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.worker and args.zero_shot:
+        print(json.dumps(zero_shot_worker(args.worker, args.zero_shot, args.threads, args.checkpoint)))
+        return 0
+    if args.zero_shot:
+        return zero_shot(args)
+    if not args.data:
+        ap.error("give --data (or --zero-shot SET ...)")
     if args.worker:
         res = train_throughput(args.data, args.threads) if args.worker == "train" else worker(
             args.worker, args.data, args.threads, args.repeats, args.checkpoint)

@@ -10,6 +10,8 @@ from crnn_captcha import synth, synthetic
 import crnn_captcha.synthetic.fonts  # noqa: F401  (patched below)
 from crnn_captcha.errors import OptionError
 from crnn_captcha.synthetic import DEFAULT_ALPHABET, SynthConfig, SynthRenderer, sample_sheet
+from crnn_captcha.synthetic.config import STYLES
+from crnn_captcha.synthetic.sheet import style_sheet
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +160,46 @@ def test_pretraining_reads_an_animation_as_the_reader_would():
     a = renderer.animation(3)
     pixels, label = data._pixels(3)
     assert label == a.text and np.array_equal(pixels, resize_image(fuse_frames(a.frames, a.fusion), cfg))
+
+
+@pytest.mark.parametrize("name", list(STYLES))
+def test_every_style_draws_visible_text_the_same_way_for_a_seed(name):
+    """Each style alone: the text box holds ink that stands out from its own typical colour (in
+    brightness or hue), the image stays RGB of the drawn size, and a seed always gives the same image."""
+    config = SynthConfig.style(name)
+    first = SynthRenderer(config, seed=5)
+    again = SynthRenderer(config, seed=5)
+    for i in range(6):
+        img, label = first.sample(i)
+        x0, y0, x1, y1 = first.text_box
+        h, w = img.shape[:2]
+        assert img.dtype == np.uint8 and img.shape[2] == 3 and config.height[0] <= h <= config.height[1] + 1
+        box = img[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)].astype(np.int16)
+        typical = np.median(box.reshape(-1, 3), axis=0)
+        standing_out = (np.abs(box - typical).max(axis=2) > 25).mean()
+        assert standing_out > 0.03, f"{name} image {i} ({label!r}): text box nearly blank"
+        img2, label2 = again.sample(i)
+        assert label2 == label and np.array_equal(img2, img)
+
+
+def test_the_style_sheet_has_a_row_for_every_style(tmp_path):
+    out = style_sheet(tmp_path / "styles.png", per_style=2, styles=["plain", "3d", "binarised"])
+    with Image.open(out) as img:
+        assert img.size == (150 + 2 * 225, 3 * 85)
+        pixels = np.asarray(img.convert("L"))
+    for row in range(3):  # every tile holds ink: dark pixels right of the names
+        assert (pixels[row * 85:(row + 1) * 85, 150:] < 128).sum() > 50
+    with pytest.raises(OptionError, match="style 'blotchy' is unknown"):
+        SynthConfig.style("blotchy")
+    assert synth.main(["--out", str(tmp_path / "all.png"), "--styles"]) == 0
+
+
+def test_new_styles_come_out_as_drawn():
+    one_case = SynthRenderer(SynthConfig.style("one_case"), seed=1)
+    labels = [one_case.sample(i)[1] for i in range(40)]
+    assert all(t == t.upper() or t == t.lower() for t in labels)
+    binarised, _ = SynthRenderer(SynthConfig.style("binarised"), seed=1).sample(0)
+    assert set(np.unique(binarised)) <= {0, 255}
+    flat, _ = SynthRenderer(SynthConfig.plain(), seed=1).sample(0)
+    deep, _ = SynthRenderer(SynthConfig.style("3d"), seed=1).sample(0)
+    assert ink(deep) > ink(flat)  # the stack beneath the text adds ink around it

@@ -75,10 +75,10 @@ your machine; docs/results.md has the figures measured). Set ``cv2.setNumThreads
 rendering workers: OpenCV's own threads only contend with the other workers.
 """
 
-from .config import DEFAULT_ALPHABET, GLYPH_SIZE, SYMBOLS, SynthConfig
+from .config import DEFAULT_ALPHABET, GLYPH_SIZE, STYLES, SYMBOLS, SynthConfig
 from .fonts import FONT_SOURCES, FontInfo, discover_fonts, find_font_files, font_licence
 from .renderer import SynthRenderer
-from .sheet import images_per_second, sample_sheet
+from .sheet import images_per_second, sample_sheet, style_sheet
 
-__all__ = ["DEFAULT_ALPHABET", "GLYPH_SIZE", "SYMBOLS", "SynthConfig", "FONT_SOURCES", "FontInfo", "discover_fonts",
-           "find_font_files", "font_licence", "SynthRenderer", "images_per_second", "sample_sheet"]
+__all__ = ["DEFAULT_ALPHABET", "GLYPH_SIZE", "STYLES", "SYMBOLS", "SynthConfig", "FONT_SOURCES", "FontInfo", "discover_fonts",
+           "find_font_files", "font_licence", "SynthRenderer", "images_per_second", "sample_sheet", "style_sheet"]

@@ -64,6 +64,10 @@ class SynthConfig:
     p_char_colours: float = 0.25   # each character its own colour
     p_gradient_text: float = 0.1   # text colour changes along the line
     p_shadow: float = 0.06         # a shifted copy of the text beneath it
+    p_extrude: float = 0.04        # 3D text: a stack of shifted copies in a darker shade beneath it
+    p_one_case: float = 0.3        # the text all upper or all lower case, as many sites draw it
+    p_crowded: float = 0.15        # characters overlap their neighbours by a fifth to a third of an em
+    p_heavy_line: float = 0.15     # a curve as thick as the strokes, in the text's colour, through it
     p_grid: float = 0.12           # grid, stripes or random lines behind the text
     p_dots: float = 0.45           # noise dots (pixels and small discs)
     p_arcs: float = 0.3            # arcs and ellipse segments
@@ -74,6 +78,7 @@ class SynthConfig:
     p_blur: float = 0.25           # Gaussian or motion blur
     p_noise: float = 0.3           # Gaussian pixel noise
     p_jpeg: float = 0.25           # JPEG re-encoding at low quality
+    p_binarise: float = 0.05       # thresholded to black and white at the end, as some sites serve
     p_animated: float = 0.05       # :meth:`SynthRenderer.animation` draws frames (fading text or moving noise)
 
     def __post_init__(self) -> None:
@@ -101,6 +106,13 @@ class SynthConfig:
             raise OptionError(f"backgrounds {self.backgrounds}: kinds are {', '.join(sorted(known))}")
 
     @classmethod
+    def style(cls, name: str) -> "SynthConfig":
+        """:meth:`plain` with one style of :data:`STYLES` always on: for sheets and checks of each."""
+        if name not in STYLES:
+            raise OptionError(f"style {name!r} is unknown; styles are {', '.join(STYLES)}")
+        return cls.plain(**STYLES[name])
+
+    @classmethod
     def plain(cls, **overrides) -> "SynthConfig":
         """Dark text on a plain light background, every effect off: for checks and debugging."""
         offs = {f.name: 0.0 for f in fields(cls) if f.name.startswith("p_")}
@@ -109,3 +121,23 @@ class SynthConfig:
         return cls(**offs)
 
 
+
+
+#: Each style the renderer draws, as the settings that turn it on alone over :meth:`SynthConfig.plain`.
+STYLES: dict[str, dict] = {
+    "plain": {},
+    "rotated": {"p_rotation": 1.0}, "sheared": {"p_shear": 1.0}, "stretched": {"p_stretch": 1.0},
+    "jittered": {"p_jitter": 1.0}, "wave": {"p_wave": 1.0}, "bold": {"p_bold": 1.0},
+    "thin": {"p_thin": 1.0, "height": (60, 150)}, "hollow": {"p_outline": 1.0, "height": (60, 150)},
+    "bent": {"p_char_warp": 1.0}, "small_text": {"p_small_text": 1.0},
+    "low_contrast": {"p_low_contrast": 1.0}, "char_colours": {"p_char_colours": 1.0},
+    "gradient_text": {"p_gradient_text": 1.0}, "shadow": {"p_shadow": 1.0}, "3d": {"p_extrude": 1.0},
+    "one_case": {"p_one_case": 1.0}, "crowded": {"p_crowded": 1.0}, "heavy_line": {"p_heavy_line": 1.0},
+    "gradient_background": {"backgrounds": (("gradient", 1.0),)},
+    "texture_background": {"backgrounds": (("texture", 1.0),)},
+    "tiles_background": {"backgrounds": (("tiles", 1.0),)},
+    "grid": {"p_grid": 1.0}, "dots": {"p_dots": 1.0}, "arcs": {"p_arcs": 1.0}, "strike": {"p_strike": 1.0},
+    "affine": {"p_affine": 1.0}, "warp": {"p_warp": 1.0}, "lowres": {"p_lowres": 1.0, "height": (40, 150)},
+    "blur": {"p_blur": 1.0}, "noise": {"p_noise": 1.0}, "jpeg": {"p_jpeg": 1.0},
+    "binarised": {"p_binarise": 1.0},
+}

@@ -236,6 +236,22 @@ def _strike(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _Sche
         cv2.polylines(img, [np.round(pts).astype(np.int32)], False, colour, thick, cv2.LINE_AA)
 
 
+def _heavy_line(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _Scheme, px: float) -> None:
+    """A smooth curve across the text as thick as its strokes and in its colour, as many generators
+    draw to join the characters (the same random stream draws whether there is one and this)."""
+    r.chance(0.0)  # the draw that chose the line
+    x0, y0, x1, y1 = box
+    h, w = img.shape[:2]
+    s = np.linspace(0, 1, 40)
+    left, right = x0 - r.u(0, 0.1) * w, x1 + r.u(0, 0.1) * w
+    mid, amp = (y0 + y1) / 2 + (y1 - y0) * r.u(-0.25, 0.25), (y1 - y0) * r.u(0.1, 0.4)
+    ys = mid + amp * np.sin(TAU * r.u(0.3, 1.2) * s + r.u(0, TAU))
+    pts = np.stack([left + (right - left) * s, ys], axis=1)
+    c = sc.text[0]
+    thick = max(1, round(px * r.u(0.06, 0.11)))
+    cv2.polylines(img, [np.round(pts).astype(np.int32)], False, (int(c[0]), int(c[1]), int(c[2])), thick, cv2.LINE_AA)
+
+
 _NOISE: list[np.ndarray] = []
 
 
@@ -285,6 +301,14 @@ def _distort(r: _Rand, cfg: SynthConfig, img: np.ndarray, px: float, hue_only: b
         ok, data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, r.i(45, 90) if hue_only else r.i(10, 70)])
         img = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else img
     return img
+
+
+def _binarise(img: np.ndarray, dark_text: bool) -> np.ndarray:
+    """Black text on white (Otsu's threshold of the luma), as sites that serve 1-bit images draw."""
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    kind = cv2.THRESH_BINARY if dark_text else cv2.THRESH_BINARY_INV
+    _, bw = cv2.threshold(grey, 0, 255, kind | cv2.THRESH_OTSU)
+    return cv2.cvtColor(bw, cv2.COLOR_GRAY2RGB)
 
 
 def _blur(r: _Rand, img: np.ndarray, px: float) -> np.ndarray:

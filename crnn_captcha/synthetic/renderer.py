@@ -10,13 +10,14 @@ import numpy as np
 
 from ..errors import OptionError
 from .config import GLYPH_SIZE, SynthConfig
-from .drawing import _background, _clutter, _colour_scheme, _distort, _Rand
+from .drawing import _background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line, _Rand
 from .fonts import FontInfo, discover_fonts
 from .text import (
     MIN_PX,
     _Layer,
     _gradient_fill,
     _paste,
+    _extrude,
     _shadow,
     _styled_glyph,
     _text_layer,
@@ -121,6 +122,15 @@ class SynthRenderer:
             pool = subset if len(subset) >= 4 else pool
         return "".join(r.pick(pool) for _ in range(r.i(cfg.min_length, cfg.max_length + 1)))
 
+    def _one_case(self, index: int, text: str, font: FontInfo) -> str:
+        """``text`` all upper or all lower case now and then (where the font and alphabet allow)."""
+        r = self._rand(index, 7)
+        if not r.chance(self.config.p_one_case):
+            return text
+        cased = text.upper() if r.chance(0.5) else text.lower()
+        allowed = set(font.chars) & set(self.config.alphabet)
+        return cased if set(cased) <= allowed else text
+
     def _check_text(self, text: str) -> None:
         outside = sorted(set(text) - set(self.config.alphabet))
         if outside or not text:
@@ -132,8 +142,14 @@ class SynthRenderer:
         text instead of a random one (its characters must be in the alphabet)."""
         r, img, layer, _, (x, y), sc, px = self._compose(index, text)
         _paste(img, layer, x, y)
-        _clutter(r, self.config, img, (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0]), sc, px)
-        return _distort(r, self.config, img, px, sc.spread < 10), self._text
+        self.text_box = (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0])
+        _clutter(r, self.config, img, self.text_box, sc, px)
+        if self._rand(index, 8).chance(self.config.p_heavy_line):
+            _heavy_line(self._rand(index, 8), img, self.text_box, sc, px)
+        img = _distort(r, self.config, img, px, sc.spread < 10)
+        if sc.spread >= 10 and self._rand(index, 6).chance(self.config.p_binarise):
+            img = _binarise(img, dark_text=sum(sc.text[0]) < sum(sc.bg))
+        return img, self._text
 
     def animation(self, index: int, *, text: str | None = None) -> Animation | None:
         """The ``index``-th captcha drawn as an animation, or None where it is drawn still (all but
@@ -167,7 +183,7 @@ class SynthRenderer:
         if text is not None:
             self._check_text(text)
         font = self._pick_font(r, text or "")
-        text = text if text is not None else self._pick_text(r, font)
+        text = text if text is not None else self._one_case(index, self._pick_text(r, font), font)
         h = int(round(math.exp(r.u(math.log(cfg.height[0]), math.log(cfg.height[1] + 0.5)))))
         lowest = min(max(cfg.aspect[0], 0.33 * len(text)), cfg.aspect[1])
         w = max(8, round(h * r.u(lowest, cfg.aspect[1])))
@@ -176,6 +192,9 @@ class SynthRenderer:
         fill_h = r.u(0.5, 0.8)
         sc = _colour_scheme(r, cfg, len(text))
         st = _text_style(r, cfg, max(fill_h * h / 1.1, MIN_PX))
+        crowd = self._rand(index, 9)
+        if crowd.chance(cfg.p_crowded):
+            st.gap = crowd.u(-0.33, -0.2)
         layer, boxes = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
@@ -194,6 +213,10 @@ class SynthRenderer:
         y = round((h - lh) / 2 + r.u(-0.3, 0.3) * (h - lh))
         if r.chance(cfg.p_shadow):
             _shadow(r, img, layer, x, y, sc)
+        extra = self._rand(index, 6)  # the styles added later draw apart, so the others stay as they were
+        extra.chance(cfg.p_binarise)  # drawn by sample() from this stream's start
+        if extra.chance(cfg.p_extrude):
+            _extrude(extra, img, layer, x, y, sc)
         self._text = text
         return r, img, layer, boxes, (x, y), sc, st.px * min(scale, 1.0)
 

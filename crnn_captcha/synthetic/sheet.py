@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import OptionError
+from .config import STYLES, SynthConfig
 from .renderer import SynthRenderer
 
 
@@ -46,6 +48,29 @@ def sample_sheet(renderer: SynthRenderer, n: int, path: str | os.PathLike, *, gl
             draw.text((cx + cell_w // 2, cy + pad + box_h + 3), label, fill=(0, 0, 0), font=font, anchor="mt")
         else:  # Pillow's bitmap fallback font cannot be anchored
             draw.text((cx + pad, cy + pad + box_h + 3), label, fill=(0, 0, 0), font=font)
+    out = Path(path)
+    sheet.save(out)
+    return out
+
+
+def style_sheet(path: str | os.PathLike, *, per_style: int = 4, seed: int = 0,
+                styles: Sequence[str] | None = None) -> Path:
+    """Write a PNG with one row per style of :data:`~.config.STYLES` (that style alone, always on),
+    ``per_style`` captchas each, the style's name on the left; returns the path."""
+    names = list(styles or STYLES)
+    rows = [[SynthRenderer(SynthConfig.style(name), seed=seed).sample(i) for i in range(per_style)] for name in names]
+    name_w, box_w, box_h, pad = 150, 220, 80, 5
+    sheet = Image.new("RGB", (name_w + per_style * (box_w + pad), len(names) * (box_h + pad)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = _label_font(15)
+    for k, (name, row) in enumerate(zip(names, rows)):
+        y = k * (box_h + pad)
+        draw.text((pad, y + box_h // 2 - 8), name, fill=(0, 0, 0), font=font)
+        for j, (img, _) in enumerate(row):
+            h, w = img.shape[:2]
+            f = min(box_w / w, box_h / h)
+            tile = Image.fromarray(img).resize((max(1, round(w * f)), max(1, round(h * f))), Image.LANCZOS)
+            sheet.paste(tile, (name_w + j * (box_w + pad), y + (box_h - tile.height) // 2))
     out = Path(path)
     sheet.save(out)
     return out

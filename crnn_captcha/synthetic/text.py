@@ -178,6 +178,17 @@ def _paste(img: np.ndarray, layer: _Layer, x: int, y: int) -> None:
         region[:] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
+def _extrude(r: _Rand, img: np.ndarray, layer: _Layer, x: int, y: int, sc: _Scheme) -> None:
+    """3D text: copies of the text stacked one pixel apart along a diagonal, in a shade between text
+    and background that darkens toward the front (the text itself is pasted over them later)."""
+    depth = r.i(2, max(3, round(layer.alpha.shape[0] * 0.12)) + 1)
+    dx, dy = r.pick(((1, 1), (-1, 1), (1, -1), (-1, -1)))
+    text, bg = np.array(sc.text[0], np.float32), np.array(sc.bg, np.float32)
+    for k in range(depth, 0, -1):
+        shade = bg + (text - bg) * (0.35 + 0.35 * (depth - k) / depth)
+        _paste(img, _Layer(layer.alpha, tuple(shade)), x + k * dx, y + k * dy)
+
+
 def _shadow(r: _Rand, img: np.ndarray, layer: _Layer, x: int, y: int, sc: _Scheme) -> None:
     """A copy of the text in a colour halfway between background and text, a few pixels off."""
     c = tuple((a + b) / 2 for a, b in zip(sc.bg, sc.text[0]))

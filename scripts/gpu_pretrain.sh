@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Pretrain the general reader on a lent GPU for a fixed number of minutes, adding to the run that
+# earlier machines left in $RUN: the first call starts it (glyph stage, then sequence stage), every
+# later call resumes its sequence stage where the last one stopped (an epoch is the unit kept).
+# Copies the run folder and the GPU's utilisation, sampled every half second, to $OUT.
+#
+#   RUN=runs/general MINUTES=8 bash scripts/gpu_pretrain.sh          # on the GPU machine
+#   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
+#       --glyph-epochs 1 --epochs 2" bash scripts/gpu_pretrain.sh       # a dry run on a CPU
+#
+# The size is the largest that reads one image within 2 ms on a 2-core CPU (docs/results.md, "How
+# large a reader this CPU allows"); 200,000 fresh images an epoch, 200 epochs: about 2.5 hours of an
+# H200 at the 4,300 images/s its renderer feeds, so the schedule spans many lent sessions.
+set -euo pipefail
+RUN=${RUN:-runs/general}
+MINUTES=${MINUTES:-8}
+OUT=${OUT:-/tmp/gpu_pretrain_out}
+mkdir -p "$OUT"
+
+if [ -f "$RUN/sequence/last.pt" ]; then
+    args=(--out "$RUN" --resume --no-progress)
+else
+    args=(--out "$RUN" --stages glyph sequence --channels 24 48 96 96 144 --hidden 96 --epoch-samples 200000
+          --epochs 200 --batch-size 256 --lr 2e-3 --no-progress)
+fi
+# shellcheck disable=SC2206
+args+=(${EXTRA:-})
+
+sampler=""
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/gpu_util.csv" &
+    sampler=$!
+fi
+start=$(date +%s)
+status=0
+timeout --signal=INT "$((MINUTES * 60))" python -m crnn_captcha.pretrain "${args[@]}" > "$OUT/pretrain.log" 2>&1 || status=$?
+[ -n "$sampler" ] && kill "$sampler" 2> /dev/null || true
+echo "pretrain exit status $status after $(( $(date +%s) - start )) s (124: stopped at the time limit, as planned)" | tee -a "$OUT/pretrain.log"
+rm -rf "$OUT/run" && cp -r "$RUN" "$OUT/run"
+tail -n 3 "$OUT/pretrain.log"

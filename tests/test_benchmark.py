@@ -1,0 +1,23 @@
+"""scripts/benchmark.py --zero-shot: each set read once per reader, exact and case-folded, and the mean."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "crnn_captcha" / "samples" / "8xypd.png"
+
+
+def test_zero_shot_scores_each_set_exact_and_case_folded(tmp_path):
+    lower, upper = tmp_path / "lower" / "test.csv", tmp_path / "upper" / "test.csv"
+    for manifest, label in ((lower, "8xypd"), (upper, "8XYPD")):
+        manifest.parent.mkdir()
+        manifest.write_text(f"path,label\n{SAMPLE},{label}\n")
+    out = subprocess.run([sys.executable, "scripts/benchmark.py", "--zero-shot", str(lower), str(upper),
+                          "--readers", "crnn_captcha", "--threads", "1", "--checkpoint", "captcha_v2",
+                          "--json", str(tmp_path / "zs.json")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    sets = json.loads((tmp_path / "zs.json").read_text())["results"][0]["sets"]
+    assert [(s["set"], s["n"], s["exact"], s["folded"]) for s in sets] == [("lower", 1, 1.0, 1.0), ("upper", 1, 0.0, 1.0)]
+    assert "| upper | 1 | 0.0% / 100.0% (" in out.stdout
+    assert "| mean over sets (case-folded) | | 100.0% |" in out.stdout
