@@ -166,12 +166,12 @@ def set_name(data: str) -> str:
     return path.parent.name if path.suffix == ".csv" else path.name
 
 
-def zero_shot(args) -> int:
+def in_own_processes(workers: list[str], what: list[str], args) -> list[dict]:
+    """Each worker's JSON result, each run as this script in a fresh process with ``what`` to do."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    readers = [r for r in args.readers if r not in ("crnn_captcha_light", "crnn_captcha_torch", "ddddocr_ranges")]
     results = []
-    for name in readers:
-        cmd = [sys.executable, __file__, "--zero-shot", *args.zero_shot, "--threads", str(args.threads), "--worker", name]
+    for name in workers:
+        cmd = [sys.executable, __file__, *what, "--threads", str(args.threads), "--worker", name]
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
         print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -180,6 +180,12 @@ def zero_shot(args) -> int:
             results.append({"reader": name, "installed": False, "why": proc.stderr.strip().splitlines()[-1:]})
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def zero_shot(args) -> int:
+    readers = [r for r in args.readers if r not in ("crnn_captcha_light", "crnn_captcha_torch", "ddddocr_ranges")]
+    results = in_own_processes(readers, ["--zero-shot", *args.zero_shot], args)
     ours = f"crnn_captcha ({args.checkpoint or 'captcha_v2'})"
     shown = [r for r in results if r.get("installed")]
     print(f"\n{datetime.date.today()}  zero-shot, {os.cpu_count()} cores, {args.threads} threads; "
@@ -312,19 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
         return 0
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    results = []
-    for name in args.readers + ["train"]:
-        cmd = [sys.executable, __file__, "--data", args.data, "--threads", str(args.threads),
-               "--repeats", str(args.repeats), "--worker", name]
-        if args.checkpoint:
-            cmd += ["--checkpoint", args.checkpoint]
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            results.append({"reader": name, "installed": False, "why": proc.stderr.strip().splitlines()[-1:]})
-            continue
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = in_own_processes(args.readers + ["train"], ["--data", args.data, "--repeats", str(args.repeats)], args)
     train = next((r for r in results if r.get("reader") == "train" or "samples_per_s" in r), None)
     readers = [r for r in results if r is not train]
     print(f"\n{datetime.date.today()}  {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
