@@ -68,6 +68,8 @@ class SynthConfig:
     p_one_case: float = 0.3        # the text all upper or all lower case, as many sites draw it
     p_crowded: float = 0.15        # characters overlap their neighbours by a fifth to a third of an em
     p_heavy_line: float = 0.15     # a curve as thick as the strokes, in the text's colour, through it
+    p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
+    p_tall: float = 0.15           # the text fills 80-95% of the height
     p_grid: float = 0.12           # grid, stripes or random lines behind the text
     p_dots: float = 0.45           # noise dots (pixels and small discs)
     p_arcs: float = 0.3            # arcs and ellipse segments
@@ -133,6 +135,7 @@ STYLES: dict[str, dict] = {
     "low_contrast": {"p_low_contrast": 1.0}, "char_colours": {"p_char_colours": 1.0},
     "gradient_text": {"p_gradient_text": 1.0}, "shadow": {"p_shadow": 1.0}, "3d": {"p_extrude": 1.0},
     "one_case": {"p_one_case": 1.0}, "crowded": {"p_crowded": 1.0}, "heavy_line": {"p_heavy_line": 1.0},
+    "condensed": {"p_condensed": 1.0}, "tall": {"p_tall": 1.0},
     "gradient_background": {"backgrounds": (("gradient", 1.0),)},
     "texture_background": {"backgrounds": (("texture", 1.0),)},
     "tiles_background": {"backgrounds": (("tiles", 1.0),)},

@@ -190,11 +190,17 @@ class SynthRenderer:
         small = r.chance(cfg.p_small_text)
         fill_w = r.u(0.28, 0.42) if small else r.u(0.55, 0.94)
         fill_h = r.u(0.5, 0.8)
+        shape = self._rand(index, 10)  # condensed and tall text: a stream of their own, as above
+        if shape.chance(cfg.p_tall):
+            fill_h, fill_w = shape.u(0.8, 0.95), max(fill_w, 0.9)
+        condensed = shape.chance(cfg.p_condensed)
         sc = _colour_scheme(r, cfg, len(text))
         st = _text_style(r, cfg, max(fill_h * h / 1.1, MIN_PX))
         crowd = self._rand(index, 9)
         if crowd.chance(cfg.p_crowded):
             st.gap = crowd.u(-0.33, -0.2)
+        if condensed:  # narrow glyphs set close, as condensed faces are
+            st.stretch, st.gap = shape.u(0.45, 0.7), min(st.gap, 0.05)
         layer, boxes = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
