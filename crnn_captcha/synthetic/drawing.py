@@ -26,6 +26,15 @@ class _Rand:
         self.py = random.Random(int.from_bytes(words.tobytes(), "little"))
         self._np: np.random.Generator | None = None
 
+    def side(self) -> "_Rand":
+        """A second stream of scalar draws from the same seed, apart from this one's (no array
+        draws): cheaper than a new seed's, whose setting-up is most of a _Rand's cost."""
+        other = _Rand.__new__(_Rand)
+        other._seq, other._np = None, None
+        words = self._seq.generate_state(16)[12:]
+        other.py = random.Random(int.from_bytes(words.tobytes(), "little"))
+        return other
+
     @property
     def np(self) -> np.random.Generator:
         if self._np is None:
@@ -238,8 +247,7 @@ def _strike(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _Sche
 
 def _heavy_line(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _Scheme, px: float) -> None:
     """A smooth curve across the text as thick as its strokes and in its colour, as many generators
-    draw to join the characters (the same random stream draws whether there is one and this)."""
-    r.chance(0.0)  # the draw that chose the line
+    draw to join the characters."""
     x0, y0, x1, y1 = box
     h, w = img.shape[:2]
     s = np.linspace(0, 1, 40)

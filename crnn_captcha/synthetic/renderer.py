@@ -27,6 +27,10 @@ from .text import (
                          # (small where only the hue separates text from background)
 
 
+#: The styles added after the first renderer, each turned on by ``SynthConfig.p_<name>``.
+EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise")
+
+
 # ----- animations ---------------------------------------------------------------------------------
 @dataclass
 class Animation:
@@ -122,12 +126,16 @@ class SynthRenderer:
             pool = subset if len(subset) >= 4 else pool
         return "".join(r.pick(pool) for _ in range(r.i(cfg.min_length, cfg.max_length + 1)))
 
-    def _one_case(self, index: int, text: str, font: FontInfo) -> str:
-        """``text`` all upper or all lower case now and then (where the font and alphabet allow)."""
-        r = self._rand(index, 7)
-        if not r.chance(self.config.p_one_case):
-            return text
-        cased = text.upper() if r.chance(0.5) else text.lower()
+    def _extras(self, r: _Rand) -> tuple[_Rand, set[str]]:
+        """The styles added after the first renderer (:data:`EXTRAS`): which of them this image
+        draws, all chosen first from a side stream of the image's draws ``r`` (whose later draws
+        shape them), so an image that draws none of them is what it was before they were added."""
+        e = r.side()
+        return e, {name for name in EXTRAS if e.chance(getattr(self.config, f"p_{name}"))}
+
+    def _one_case(self, e: _Rand, text: str, font: FontInfo) -> str:
+        """``text`` all upper or all lower case (where the font and alphabet allow)."""
+        cased = text.upper() if e.chance(0.5) else text.lower()
         allowed = set(font.chars) & set(self.config.alphabet)
         return cased if set(cased) <= allowed else text
 
@@ -144,10 +152,11 @@ class SynthRenderer:
         _paste(img, layer, x, y)
         self.text_box = (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0])
         _clutter(r, self.config, img, self.text_box, sc, px)
-        if self._rand(index, 8).chance(self.config.p_heavy_line):
-            _heavy_line(self._rand(index, 8), img, self.text_box, sc, px)
+        e, extras = self._extra
+        if "heavy_line" in extras:
+            _heavy_line(e, img, self.text_box, sc, px)
         img = _distort(r, self.config, img, px, sc.spread < 10)
-        if sc.spread >= 10 and self._rand(index, 6).chance(self.config.p_binarise):
+        if sc.spread >= 10 and "binarise" in extras:
             img = _binarise(img, dark_text=sum(sc.text[0]) < sum(sc.bg))
         return img, self._text
 
@@ -183,24 +192,24 @@ class SynthRenderer:
         if text is not None:
             self._check_text(text)
         font = self._pick_font(r, text or "")
-        text = text if text is not None else self._one_case(index, self._pick_text(r, font), font)
+        e, extras = self._extra = self._extras(r)
+        if text is None:
+            text = self._pick_text(r, font)
+            text = self._one_case(e, text, font) if "one_case" in extras else text
         h = int(round(math.exp(r.u(math.log(cfg.height[0]), math.log(cfg.height[1] + 0.5)))))
         lowest = min(max(cfg.aspect[0], 0.33 * len(text)), cfg.aspect[1])
         w = max(8, round(h * r.u(lowest, cfg.aspect[1])))
         small = r.chance(cfg.p_small_text)
         fill_w = r.u(0.28, 0.42) if small else r.u(0.55, 0.94)
         fill_h = r.u(0.5, 0.8)
-        shape = self._rand(index, 10)  # condensed and tall text: a stream of their own, as above
-        if shape.chance(cfg.p_tall):
-            fill_h, fill_w = shape.u(0.8, 0.95), max(fill_w, 0.9)
-        condensed = shape.chance(cfg.p_condensed)
+        if "tall" in extras:
+            fill_h, fill_w = e.u(0.8, 0.95), max(fill_w, 0.9)
         sc = _colour_scheme(r, cfg, len(text))
         st = _text_style(r, cfg, max(fill_h * h / 1.1, MIN_PX))
-        crowd = self._rand(index, 9)
-        if crowd.chance(cfg.p_crowded):
-            st.gap = crowd.u(-0.33, -0.2)
-        if condensed:  # narrow glyphs set close, as condensed faces are
-            st.stretch, st.gap = shape.u(0.45, 0.7), min(st.gap, 0.05)
+        if "crowded" in extras:
+            st.gap = e.u(-0.33, -0.2)
+        if "condensed" in extras:  # narrow glyphs set close, as condensed faces are
+            st.stretch, st.gap = e.u(0.45, 0.7), min(st.gap, 0.05)
         layer, boxes = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
@@ -219,10 +228,8 @@ class SynthRenderer:
         y = round((h - lh) / 2 + r.u(-0.3, 0.3) * (h - lh))
         if r.chance(cfg.p_shadow):
             _shadow(r, img, layer, x, y, sc)
-        extra = self._rand(index, 6)  # the styles added later draw apart, so the others stay as they were
-        extra.chance(cfg.p_binarise)  # drawn by sample() from this stream's start
-        if extra.chance(cfg.p_extrude):
-            _extrude(extra, img, layer, x, y, sc)
+        if "extrude" in extras:
+            _extrude(e, img, layer, x, y, sc)
         self._text = text
         return r, img, layer, boxes, (x, y), sc, st.px * min(scale, 1.0)
 
