@@ -4,7 +4,8 @@
 # later call resumes its sequence stage where the last one stopped (an epoch is the unit kept).
 # Copies the run folder and the GPU's utilisation, sampled every half second, to $OUT.
 #
-#   RUN=runs/general MINUTES=8 bash scripts/gpu_pretrain.sh          # on the GPU machine
+#   bash scripts/gather_fonts.sh                                       # here, once: fonts/ to carry
+#   RUN=runs/general MINUTES=8 bash scripts/gpu_pretrain.sh          # on the GPU machine, carrying fonts/ and runs/general
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
 #       --glyph-epochs 1 --epochs 2" bash scripts/gpu_pretrain.sh       # a dry run on a CPU
 #
@@ -15,7 +16,12 @@ set -euo pipefail
 RUN=${RUN:-runs/general}
 MINUTES=${MINUTES:-8}
 OUT=${OUT:-/tmp/gpu_pretrain_out}
+FONTS=${FONTS:-fonts}   # carried font files (scripts/gather_fonts.sh): the renderer finds them in ~/.fonts
 mkdir -p "$OUT"
+if [ -d "$FONTS" ]; then
+    mkdir -p ~/.fonts && cp -p "$FONTS"/* ~/.fonts/
+    echo "$(ls "$FONTS" | wc -l) font files from $FONTS put in ~/.fonts" | tee "$OUT/fonts.txt"
+fi
 
 if [ -f "$RUN/sequence/last.pt" ]; then
     args=(--out "$RUN" --resume --no-progress)

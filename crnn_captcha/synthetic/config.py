@@ -67,7 +67,7 @@ class SynthConfig:
     p_extrude: float = 0.04        # 3D text: a stack of shifted copies in a darker shade beneath it
     p_one_case: float = 0.3        # the text all upper or all lower case, as many sites draw it
     p_crowded: float = 0.15        # characters overlap their neighbours by a fifth to a third of an em
-    p_heavy_line: float = 0.15     # a curve as thick as the strokes, in the text's colour, through it
+    p_heavy_line: float = 0.1      # a curve about as thick as the strokes, in the text's colour, through it
     p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
     p_tall: float = 0.15           # the text fills 80-95% of the height
     p_grid: float = 0.12           # grid, stripes or random lines behind the text

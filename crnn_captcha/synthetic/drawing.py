@@ -256,7 +256,7 @@ def _heavy_line(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _
     ys = mid + amp * np.sin(TAU * r.u(0.3, 1.2) * s + r.u(0, TAU))
     pts = np.stack([left + (right - left) * s, ys], axis=1)
     c = sc.text[0]
-    thick = max(1, round(px * r.u(0.06, 0.11)))
+    thick = max(1, round(px * r.u(0.05, 0.09)))
     cv2.polylines(img, [np.round(pts).astype(np.int32)], False, (int(c[0]), int(c[1]), int(c[2])), thick, cv2.LINE_AA)
 
 

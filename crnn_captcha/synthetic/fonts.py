@@ -59,13 +59,19 @@ KNOWN_LICENCES = (
     ("fira", "SIL OFL 1.1"),
     ("inconsolata", "SIL OFL 1.1"),
     ("tex gyre", "GUST Font Licence"),
+    *((name, "GNU AGPL 3 with the font exception (URW base 35, Debian fonts-urw-base35)")
+      for name in ("c059", "nimbus", "p052", "urw ", "z003")),
+    ("comic neue", "SIL OFL 1.1"),
+    ("caladea", "SIL OFL 1.1"),
+    ("wenquanyi", "Apache 2.0 or GNU GPL 3 with the font exception"),
     *((name, "BaKoMa fonts licence (free to use and redistribute unmodified)")
       for name in ("cmb10", "cmex10", "cmmi10", "cmr10", "cmss10", "cmsy10", "cmtt10")),  # matplotlib's
 )
 
 
 #: Names (file or family, lowercase) of picture fonts: their "letters" are symbols or icons.
-PICTURE_FONTS = ("wingding", "webding", "dingbat", "symbol", "awesome", "icons", "emoji", "marlett", "mdl2")
+PICTURE_FONTS = ("wingding", "webding", "dingbat", "symbol", "awesome", "icons", "emoji", "marlett", "mdl2",
+                 "d050000l")  # URW's clone of ITC Zapf Dingbats
 
 
 HERSHEY_FACES = ("SIMPLEX", "PLAIN", "DUPLEX", "COMPLEX", "TRIPLEX", "COMPLEX_SMALL",
