@@ -16,7 +16,7 @@ set by set (exact, and with both sides lower-cased for sites that ignore case), 
 
     python scripts/make_family.py --family ic36 --family ic62 --family warped --family colour --train 250
     python scripts/benchmark.py --zero-shot data/families/{ic36,ic62,warped,colour}/test.csv \
-        ../shared/data/real/{thsr_rail,swust_univ,lzu_digits}/all.csv --checkpoint general --json zs.json
+        ../shared/data/real/{thsr_rail,swust_univ,lzu_digits}/all.csv --checkpoint pretrained --json zs.json
 """
 from __future__ import annotations
 

@@ -123,8 +123,6 @@ class SynthConfig:
         return cls(**offs)
 
 
-
-
 #: Each style the renderer draws, as the settings that turn it on alone over :meth:`SynthConfig.plain`.
 STYLES: dict[str, dict] = {
     "plain": {},

@@ -147,7 +147,9 @@ class SynthRenderer:
 
     def sample(self, index: int, *, text: str | None = None) -> tuple[np.ndarray, str]:
         """The ``index``-th captcha: (uint8 (H, W, 3) RGB image, its label). ``text`` draws that
-        text instead of a random one (its characters must be in the alphabet)."""
+        text instead of a random one (its characters must be in the alphabet). Afterwards
+        ``self.text_box`` holds where the text went, (x0, y0, x1, y1) before the whole-image
+        distortions (for checks that the text shows)."""
         r, img, layer, _, (x, y), sc, px = self._compose(index, text)
         _paste(img, layer, x, y)
         self.text_box = (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0])
