@@ -1,7 +1,8 @@
-"""Train/val/test split of a folder of labelled captchas into CSV manifests.
+"""Train/val/test split of a folder of labelled captchas (or a manifest) into CSV manifests.
 
     python scripts/split_data.py --src ../shared/data/captcha_v2 --out data/splits
     crnn-captcha split --src DIR --out data/splits --label-from prefix     # labels like aB3x_17.png
+    crnn-captcha split --src DIR/labels.csv --out data/splits              # what `label DIR` wrote
 
 The split depends only on the file names and the seed (files are sorted before a seeded shuffle),
 so it is the same on every machine. Source images are only read, never moved or changed, and the
@@ -20,7 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import cli
-from .data.labels import Sample, alphabet_of, listing, scan_folder, write_manifest
+from .data.labels import Sample, alphabet_of, listing, load_samples, write_manifest
 from .data.split import split_samples
 from .errors import CaptchaWarning, ImageError, OptionError, OverwriteError
 from .files import check_out_folder
@@ -31,7 +32,8 @@ SPLITS = ("train", "val", "test")
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.split", __doc__)
-    ap.add_argument("--src", required=True, help="folder of labelled images (only read, never written)")
+    ap.add_argument("--src", required=True, help="folder of labelled images, or a manifest (path,label) of them "
+                                                 "(only read, never written)")
     ap.add_argument("--out", default="data/splits", help="folder for train.csv, val.csv, test.csv (not inside --src)")
     ap.add_argument("--ratios", type=cli.ratio, nargs=3, default=(0.75, 0.125, 0.125),
                     metavar=("TRAIN", "VAL", "TEST"), help="relative sizes of the three parts")
@@ -86,9 +88,11 @@ def check_samples(samples: list[Sample], args: argparse.Namespace) -> list[Sampl
 
 def run(args: argparse.Namespace) -> int:
     out, src = Path(args.out), Path(args.src)
-    check_out(out, src, args.force)
-    samples = scan_folder(src, length=args.length or None, skip_invalid=args.skip_invalid,
-                          label_from=args.label_from, label_regex=args.label_regex)
+    if not src.exists():
+        raise OptionError(f"--src {src}: no such folder or manifest")
+    check_out(out, src if src.is_dir() else src.parent, args.force)
+    samples = load_samples(src, length=args.length or None, skip_invalid=args.skip_invalid,
+                           label_from=args.label_from, label_regex=args.label_regex)
     samples = check_samples(samples, args)
     parts = split_samples(samples, args.ratios, args.seed)
     empty = [name for name, ratio in zip(SPLITS, args.ratios) if ratio > 0 and not parts[name]]

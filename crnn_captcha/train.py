@@ -57,6 +57,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--pseudo-threshold", type=cli.fraction_or_one,
                    help="with --unlabelled: the least confidence a reading needs to be used (default: measured on "
                         "the val set, where the first model read 99%% of its readings above it right)")
+    d.add_argument("--teacher", metavar="PATH",
+                   help="with --unlabelled: a model that already reads these captchas reads the unlabelled images "
+                        "(no first model is trained); the final model starts from it")
     d.add_argument("--color", choices=["auto", "rgb", "gray"], default="auto",
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
@@ -122,14 +125,14 @@ def run(args: argparse.Namespace) -> int:
                    "threads": args.threads, "progress": not args.no_progress}
     if args.unlabelled:
         return fit_with_unlabelled(config_from_args(args), args.out, args.unlabelled, args.pseudo_threshold,
-                                   resume=args.resume, **run_options)
-    if args.pseudo_threshold is not None:
-        raise OptionError("--pseudo-threshold goes with --unlabelled")
+                                   teacher=args.teacher, resume=args.resume, **run_options)
+    if args.pseudo_threshold is not None or args.teacher is not None:
+        raise OptionError(f"--{'pseudo-threshold' if args.teacher is None else 'teacher'} goes with --unlabelled")
     config = resume_changes(args, args.given) if args.resume else config_from_args(args)
     return fit(config, args.out, resume=args.resume, **run_options)
 
 
-RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress", "unlabelled", "pseudo_threshold"}
+RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress", "unlabelled", "pseudo_threshold", "teacher"}
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--start", help="checkpoint that proposes first and is fine-tuned (default: the pretrained start)")
     ap.add_argument("--threads", type=int, help="training threads (train's --threads)")
     ap.add_argument("--epochs", type=int, help="each retraining's epochs (train's --epochs; default: train's own rule)")
+    ap.add_argument("--self-train", action="store_true",
+                    help="retrainings after the first also learn from the pool's images not labelled yet (label's "
+                         "--self-train)")
     ap.add_argument("--json", action="store_true", help="one JSON object a line")
     args = ap.parse_args(argv)
     if args.budget < 1 or args.every < 1:
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     truth = link_pool(pool, args.out / "pool")
     book = LabelBook(args.out / "pool", args.out / "labels.csv", proposals(args.start), order=args.order)
     loop = Retrainer(book, args.out / "retrainings", args.start, every=0, propose_with=proposals,
-                     train_args=train_args(args), val=args.val)
+                     train_args=train_args(args), val=args.val, unlabelled=args.self_train)
     start, typed, accepted = time.monotonic(), 0, 0
 
     def report() -> None:

@@ -133,7 +133,7 @@ def test_a_training_round_renews_the_proposals(tmp_path):
 
 
 @pytest.mark.slow
-def test_label_sim_prints_a_line_per_round(tmp_path):
+def test_label_sim_prints_a_line_per_round_and_self_trains_after_the_first(tmp_path):
     folder = folder_of(tmp_path, 30)
     pool = tmp_path / "pool.csv"
     pool.write_text("path,label\n" + "".join(f"{folder / f'c{i}.png'},{TEXTS[i % 6]}\n" for i in range(24)))
@@ -141,7 +141,7 @@ def test_label_sim_prints_a_line_per_round(tmp_path):
     test.write_text("path,label\n" + "".join(f"{folder / f'c{i}.png'},{TEXTS[i % 6]}\n" for i in range(24, 30)))
     out = subprocess.run([sys.executable, "scripts/label_sim.py", "--pool", str(pool), "--val", str(test), "--test",
                           str(test), "--out", str(tmp_path / "sim"), "--budget", "22", "--every", "20", "--epochs",
-                          "1", "--threads", "1", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          "1", "--threads", "1", "--self-train", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["labelled"] for line in lines][0] == 20 and len(lines) == 2
@@ -149,3 +149,7 @@ def test_label_sim_prints_a_line_per_round(tmp_path):
         assert line["typed"] + line["accepted"] == line["labelled"] and 0.0 <= line["test_acc"] <= 1.0
     assert lines[-1]["typed"] == 22 or lines[-1]["labelled"] == 24
     assert not any((tmp_path / "caps").glob("*.csv"))  # nothing written beside the pool's images
+    runs = tmp_path / "sim" / "retrainings"
+    assert not (runs / "retrain_1" / "run" / "self_training.json").exists()  # the first learns from labels alone
+    record = json.loads((runs / "retrain_2" / "run" / "self_training.json").read_text())
+    assert record["teacher"] == str(runs / "retrain_1" / "run" / "best.pt") and record["images"] == 24 - lines[-1]["labelled"]

@@ -40,6 +40,9 @@ def test_pseudo_labels_keep_confident_readings_of_plausible_length_not_the_label
              "u4.png": ("xy", 0.99)}
     kept, seen = self_training.pseudo_labels(FakeReader(table), [Path(n) for n in table], labelled, 0.9)
     assert [(s.path.name, s.label) for s in kept] == [("u1.png", "wxyz")] and seen == 4
+    kept, seen = self_training.pseudo_labels(FakeReader(table), [Path(n) for n in table], labelled, 0.9,
+                                             val=[Sample(Path("u1.png"), "wxyz")])
+    assert kept == [] and seen == 3  # a validation image is never trained on
 
 
 @pytest.mark.slow
@@ -62,3 +65,28 @@ def test_train_unlabelled_writes_teacher_pseudo_labels_and_student(tmp_path):
     assert (out / "teacher" / "best.pt").exists() and (out / "best.pt").exists()
     assert train_main(["--train", str(labelled), "--val", str(val), "--out", str(tmp_path / "x"),
                        "--pseudo-threshold", "0.5"]) == 2  # the threshold goes with --unlabelled
+
+
+@pytest.mark.slow
+def test_a_given_teacher_reads_the_unlabelled_and_no_first_model_is_trained(tmp_path):
+    from crnn_captcha.read.shipped import pretrained_checkpoint
+    from crnn_captcha.train import main as train_main
+
+    labelled, pool = tmp_path / "train", tmp_path / "pool"
+    make_folder(labelled, 24, seed=1)
+    names = make_folder(pool, 20, seed=3)
+    val = tmp_path / "val.csv"  # six of the pool's images are the validation set
+    val.write_text("path,label\n" + "".join(f"{pool / name}.png,{name}\n" for name in names[:6]))
+    out = tmp_path / "run"
+    common = ["--train", str(labelled), "--val", str(val), "--epochs", "1", "--no-progress"]
+    assert train_main([*common, "--unlabelled", str(pool), "--teacher", str(pretrained_checkpoint()), "--out",
+                       str(out), "--pseudo-threshold", "0.0"]) == 0
+    record = json.loads((out / "self_training.json").read_text())
+    assert record["teacher"] == str(pretrained_checkpoint()) and record["images"] == 14
+    assert not (out / "teacher").exists() and (out / "best.pt").exists()
+    with open(out / "pseudo.csv", newline="") as f:
+        assert {Path(r["path"]).stem for r in csv.DictReader(f)}.isdisjoint(names[:6])
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert train_main([*common, "--unlabelled", str(pool), "--teacher", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert train_main([*common, "--teacher", str(bad), "--out", str(tmp_path / "c")]) == 2  # --teacher needs --unlabelled

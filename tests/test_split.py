@@ -131,3 +131,23 @@ def test_split_too_few_images_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "too few" in err and "val and test would be empty" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_split_a_manifest_such_as_the_labelling_page_writes(tmp_path, capsys):
+    src = tmp_path / "caps"
+    labels = make_folder(src, 24)
+    renamed = {}
+    for k, label in enumerate(labels):  # names that say nothing; the labels are in the manifest alone
+        (src / f"{label}.png").rename(src / f"img{k:02d}.png")
+        renamed[f"img{k:02d}.png"] = label.upper() if k % 2 else label
+    manifest = src / "labels.csv"
+    manifest.write_text("path,label\n" + "".join(f"{name},{label}\n" for name, label in renamed.items()))
+    before = folder_digest(src)
+    assert main(["--src", str(manifest), "--out", str(tmp_path / "splits")]) == 0
+    got = {s.path.resolve(): s.label for n in ("train", "val", "test") for s in read_manifest(tmp_path / "splits" / f"{n}.csv")}
+    assert got == {(src / name).resolve(): label for name, label in renamed.items()}
+    assert folder_digest(src) == before
+    assert main(["--src", str(manifest), "--out", str(src / "splits")]) == 2  # not inside the images' folder
+    assert main(["--src", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "inside the data folder" in err and "missing.csv: no such folder or manifest" in err

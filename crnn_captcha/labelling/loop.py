@@ -8,7 +8,9 @@ process, then propose anew with the model it made.
 
 A retraining runs ``python -m crnn_captcha.train`` on the labels so far (every tenth to a validation
 set), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
-pretrained start), into ``work/retrain_N``. Training runs in its own process, so the page stays
+pretrained start), into ``work/retrain_N``. With ``unlabelled``, each retraining after the first also
+learns from the images nobody has answered yet: the last retraining's model reads them, and its
+confident readings join the labels (``train --unlabelled FOLDER --teacher MODEL``). Training runs in its own process, so the page stays
 quick and a crash of a retraining harms no label. When it ends well, the book's unanswered images get
 the new model's proposals, least confident first.
 """
@@ -42,15 +44,17 @@ class Retrainer:
         propose_with: a checkpoint path -> a ``propose`` function for the book.
         train_args: more options for ``train`` (e.g. ``["--threads", "1"]``).
         val: a validation manifest for every retraining, instead of every tenth label.
+        unlabelled: let retrainings after the first learn from the unanswered images too (see the module notes).
     """
 
     def __init__(self, book: LabelBook, work: str | Path, start: str | None, every: int,
                  propose_with: Callable[[str], Callable[[list[Path]], list[Item]]], train_args: list[str] = (),
-                 val: str | None = None):
+                 val: str | None = None, unlabelled: bool = False):
         if every < 0:
             raise OptionError(f"--retrain-every must be 0 (off) or more, got {every}")
         self.book, self.work, self.every = book, Path(work), every
         self.model, self.propose_with, self.train_args, self.val = start, propose_with, list(train_args), val
+        self.unlabelled = unlabelled
         self.retraining, self.trained_on, self.process, self.note = 0, 0, None, ""
         self.retrainings: list[dict] = []  # per finished retraining: labels, seconds, val accuracy, its model
 
@@ -76,7 +80,9 @@ class Retrainer:
             write_manifest(out / "val.csv", val)
         command = [sys.executable, "-m", "crnn_captcha.train", "--train", str(out / "train.csv"), "--val",
                    self.val or str(out / "val.csv"), "--out", str(out / "run"), "--no-progress", *self.train_args]
-        if self.model:
+        if self.unlabelled and self.retrainings:  # a model of these captchas reads the rest
+            command += ["--unlabelled", str(self.book.folder), "--teacher", self.model]
+        elif self.model:
             command += ["--init", self.model]
         self.log = (out / "train.log").open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)

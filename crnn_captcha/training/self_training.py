@@ -8,6 +8,10 @@ The student (``out`` itself) trains on the labelled images and those readings to
 from the teacher. How confident is enough is measured on the validation set: the lowest confidence
 above which the teacher read at least :data:`TARGET_PRECISION` of the validation images right
 (``pseudo_threshold`` sets it instead). A ``resume`` goes on with the run that was under way.
+
+``teacher`` (``train --teacher``) names a model that has already learnt these captchas, such as the
+labelling page's last retraining: it reads the unlabelled images, and no first run is trained.
+Images of the validation set are never given pseudo-labels, so a folder that holds them can be given.
 """
 from __future__ import annotations
 
@@ -59,9 +63,9 @@ def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float,
 
 
 def pseudo_labels(reader: CaptchaReader, images: list[Path], labelled: list[Sample], threshold: float,
-                  ) -> tuple[list[Sample], int]:
-    """(the confident readings of ``images`` not already labelled, as samples; how many were read)."""
-    known = {s.path.resolve() for s in labelled}
+                  val: list[Sample] = ()) -> tuple[list[Sample], int]:
+    """(the confident readings of ``images`` neither labelled nor in ``val``, as samples; how many were read)."""
+    known = {s.path.resolve() for s in [*labelled, *val]}
     todo = [p for p in images if p.resolve() not in known]
     lengths = [len(s.label) for s in labelled]
     read = reader.predict_batch(todo, errors="mark")
@@ -71,33 +75,37 @@ def pseudo_labels(reader: CaptchaReader, images: list[Path], labelled: list[Samp
 
 
 def fit_with_unlabelled(config: TrainConfig, out: str | Path, unlabelled: str | Path,
-                        pseudo_threshold: float | None = None, *, resume: bool = False, **run: Any) -> int:
+                        pseudo_threshold: float | None = None, *, teacher: str | Path | None = None,
+                        resume: bool = False, **run: Any) -> int:
     """Self-training (see the module notes); ``run``: :func:`fit`'s device, workers, threads and progress."""
     out = Path(out)
-    teacher, record = out / "teacher", out / "self_training.json"
+    record = out / "self_training.json"
     images = unlabelled_images(unlabelled)
     if not images:
         raise OptionError(f"--unlabelled {unlabelled}: no images in it")
     if resume and (out / "last.pt").exists():  # the student was under way
         return fit(None, out, resume=True, **run)
-    code = fit(None if resume and (teacher / "last.pt").exists() else config, teacher,
-               resume=resume and (teacher / "last.pt").exists(), **run)
-    if code:
-        return code
-    reader = CaptchaReader(teacher / "best.pt", device=run.get("device", "auto"))
+    if teacher is None:
+        teacher = out / "teacher" / "best.pt"
+        under_way = resume and (teacher.parent / "last.pt").exists()
+        code = fit(None if under_way else config, teacher.parent, resume=under_way, **run)
+        if code:
+            return code
+    reader = CaptchaReader(teacher, device=run.get("device", "auto"))  # a bad --teacher is named here
     opts = {"length": None, "skip_invalid": config.skip_invalid, "label_from": config.label_from,
             "label_regex": config.label_regex}
     labelled, val = load_samples(config.train, **opts), load_samples(config.val, **opts)
     why = "given"
     if pseudo_threshold is None:
         pseudo_threshold, why = measured_threshold(reader, val)
-    kept, seen = pseudo_labels(reader, images, labelled, pseudo_threshold)
+    kept, seen = pseudo_labels(reader, images, labelled, pseudo_threshold, val)
     log(f"self-training: the teacher read {len(kept):,} of {seen:,} unlabelled images with confidence >= "
         f"{pseudo_threshold:.3f} ({why}); they join the {len(labelled):,} labelled images")
+    out.mkdir(parents=True, exist_ok=True)
     write_manifest(out / "pseudo.csv", kept)
     write_manifest(out / "student_train.csv", labelled + kept)
     record.write_text(json.dumps({"unlabelled": str(unlabelled), "images": seen, "pseudo_labels": len(kept),
                                   "threshold": pseudo_threshold, "threshold_why": why, "labelled": len(labelled),
-                                  "teacher": str(teacher / "best.pt")}, indent=2) + "\n")
-    student = replace(config, train=str(out / "student_train.csv"), init=str(teacher / "best.pt"))
+                                  "teacher": str(teacher)}, indent=2) + "\n")
+    student = replace(config, train=str(out / "student_train.csv"), init=str(teacher))
     return fit(student, out, **run)
