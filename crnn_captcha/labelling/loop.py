@@ -80,14 +80,16 @@ class Retrainer:
             write_manifest(out / "val.csv", val)
         command = [sys.executable, "-m", "crnn_captcha.train", "--train", str(out / "train.csv"), "--val",
                    self.val or str(out / "val.csv"), "--out", str(out / "run"), "--no-progress", *self.train_args]
-        if self.unlabelled and self.retrainings:  # a model of these captchas reads the rest
+        self_training = self.unlabelled and bool(self.retrainings)  # a model of these captchas reads the rest
+        if self_training:
             command += ["--unlabelled", str(self.book.folder), "--teacher", self.model]
         elif self.model:
             command += ["--init", self.model]
         self.log = (out / "train.log").open("w")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         self.started, self.trained_on, self.out = time.monotonic(), len(labels), out
-        self.note = f"retraining {self.retraining} on {len(train)} labels" + (f" ({len(val)} to check it)" if val else "")
+        self.note = (f"retraining {self.retraining} on {len(train)} labels" + (f" ({len(val)} to check it)" if val else "")
+                     + (" and the last model's confident readings of the rest" if self_training else ""))
         return True
 
     def wait(self) -> None:
