@@ -10,9 +10,9 @@ A retraining runs ``python -m crnn_captcha.train`` on the labels so far (every t
 set), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
 pretrained start), into ``work/retrain_N``. With ``unlabelled``, each retraining after the first also
 learns from the images nobody has answered yet: the last retraining's model reads them, and its
-confident readings join the labels (``train --unlabelled FOLDER --teacher MODEL``). Training runs in its own process, so the page stays
-quick and a crash of a retraining harms no label. When it ends well, the book's unanswered images get
-the new model's proposals, least confident first.
+confident readings join the labels (``train --unlabelled FOLDER --teacher MODEL``). Training runs in
+its own process, so the page stays quick and a crash of a retraining harms no label. When it ends
+well, the book's unanswered images get the new model's proposals, least confident first.
 """
 from __future__ import annotations
 
