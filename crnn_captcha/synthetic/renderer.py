@@ -188,7 +188,8 @@ class SynthRenderer:
     def _compose(self, index: int, text: str | None):
         """The parts of the ``index``-th captcha before its clutter: (its random draws, the
         background with any shadow, the text layer, each character's box on it, where the layer
-        goes, the colour scheme, the text's pixels per em); the text is kept in ``self._text``."""
+        goes, the colour scheme, the text's pixels per em); the text is kept in ``self._text``, and
+        the added styles' side stream with the ones this image draws in ``self._extra`` (for sample())."""
         cfg = self.config
         r = self._rand(index, 0)
         if text is not None:
