@@ -56,7 +56,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         "OUT/teacher, OUT/pseudo.csv, then OUT)")
     d.add_argument("--pseudo-threshold", type=cli.fraction_or_one,
                    help="with --unlabelled: the least confidence a reading needs to be used (default: measured on "
-                        "the val set, where the first model read 99%% of its readings above it right)")
+                        "the val set, where the first model read 98%% of its readings above it right)")
     d.add_argument("--teacher", metavar="PATH",
                    help="with --unlabelled: a model that already reads these captchas reads the unlabelled images "
                         "(no first model is trained); the final model starts from it")

@@ -30,6 +30,31 @@ def test_greedy_keeps_repeats_split_by_blank():
     assert d.text == "ggg"
     assert len(d.char_confidences) == 3
     assert all(0.0 <= c <= 1.0 for c in d.char_confidences)
+    # each blank frame also gives a little to the other classes: the whole is a little less sure
+    blank_ok = np.exp(lp[2, 0]) + np.exp(lp[2, g])
+    assert d.confidence == pytest.approx(np.prod(d.char_confidences) * blank_ok ** 2)
+
+
+def test_a_character_half_seen_between_two_lowers_the_readings_confidence():
+    cs = Charset("abc")
+    a, b, c = (cs._index[ch] for ch in "abc")
+    clear = path_logprobs(cs, [a, a, 0, 0, 0, b, b])
+    hidden = clear.copy()
+    hidden[3] = np.log([0.55, 0.02, 0.02, 0.41])  # blank wins the frame, but "c" is nearly there
+    sure, unsure = decode(clear, cs), decode(hidden, cs)
+    assert sure.text == unsure.text == "ab"
+    assert sure.char_confidences == pytest.approx(unsure.char_confidences)  # the characters read are as sure
+    assert sure.confidence > 0.99
+    assert unsure.confidence == pytest.approx(np.prod(unsure.char_confidences) * 0.59, rel=1e-3)  # blank, a or b
+
+
+def test_frames_between_a_character_and_its_neighbour_do_not_lower_it():
+    cs = Charset("ab")
+    a, b = cs._index["a"], cs._index["b"]
+    lp = path_logprobs(cs, [a, a, 0, b, b])
+    lp[2] = np.log([0.5, 0.3, 0.2])  # a blank frame still half "a", half "b": a boundary, not a character
+    d = decode(lp, cs)
+    assert d.text == "ab"
     assert d.confidence == pytest.approx(np.prod(d.char_confidences))
 
 

@@ -90,3 +90,25 @@ def test_a_given_teacher_reads_the_unlabelled_and_no_first_model_is_trained(tmp_
     bad.write_bytes(b"not a checkpoint")
     assert train_main([*common, "--unlabelled", str(pool), "--teacher", str(bad), "--out", str(tmp_path / "b")]) == 2
     assert train_main([*common, "--teacher", str(bad), "--out", str(tmp_path / "c")]) == 2  # --teacher needs --unlabelled
+
+
+def _ranking_script():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "confidence_ranking.py"
+    spec = importlib.util.spec_from_file_location("confidence_ranking", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_ranking_script_scores_how_well_confidence_separates_right_from_wrong():
+    ranking = _ranking_script()
+    assert ranking.auroc([0.9, 0.8, 0.3, 0.2], [True, True, False, False]) == 1.0
+    assert ranking.auroc([0.9, 0.8, 0.3, 0.2], [False, False, True, True]) == 0.0
+    assert ranking.auroc([0.5, 0.5], [True, False]) == 0.5  # a tie counts half
+    assert ranking.auroc([0.9], [True]) != ranking.auroc([0.9], [True])  # nan: nothing wrong to rank against
+    scores = [1 - k / 100 for k in range(60)]
+    right = [k != 40 for k in range(60)]  # one wrong among the first 60: 59/60 is 98.3%, 40/41 is 97.6%
+    assert ranking.bound(scores, right) == pytest.approx(scores[59])
+    assert ranking.bound(scores[:10], right[:10]) == self_training.FALLBACK_THRESHOLD  # under 20 readings

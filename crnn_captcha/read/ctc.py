@@ -36,8 +36,9 @@ class Decoded:
 
     Attributes:
         text: the decoded string.
-        confidence: probability-like score of the whole string in [0, 1] (product of the
-            per-character confidences; 0.0 for an empty string).
+        confidence: probability-like score of the whole string in [0, 1]: the product of the
+            per-character confidences and of how sure the frames between them are that they hold
+            no character (so a character missed lowers it); 0.0 for an empty string.
         char_confidences: one value in [0, 1] per character of ``text``.
     """
 
@@ -135,15 +136,34 @@ def char_runs(path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return path[starts][keep], starts[keep], ends[keep]
 
 
+def gap_confidences(lp: np.ndarray, classes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[float]:
+    """How sure each stretch of frames between (and around) the characters of a path is that no
+    character stands there: the least, over its frames, of the probability of blank or of the
+    character on either side. A character the model half sees but does not read (squeezed between
+    its neighbours, faint) shows up here and nowhere else: the characters read can all be sure."""
+    p = np.exp(lp)
+    out = []
+    for i in range(len(classes) + 1):
+        a = ends[i - 1] if i > 0 else 0
+        b = starts[i] if i < len(classes) else len(lp)
+        if b <= a:
+            continue
+        near = [0, *{int(c) for c in classes[max(i - 1, 0):i + 1]}]  # a set: a repeat counts once
+        out.append(min(1.0, float(p[a:b, near].sum(axis=1).min())))
+    return out
+
+
 def read_path(lp: np.ndarray, path: np.ndarray, charset: Charset) -> Decoded:
     """The text of a frame path with its confidences: a character's confidence is the highest
-    probability among the frames of its run."""
+    probability among the frames of its run; the reading's is their product times the
+    :func:`gap_confidences`, so a reading that missed a character is not sure of itself."""
     classes, starts, ends = char_runs(path)
     if len(classes) == 0:
         return Decoded("", 0.0, ())
     frame_lp = lp[np.arange(len(path)), path]
     confs = np.exp([frame_lp[a:b].max() for a, b in zip(starts, ends)])
-    return Decoded(charset.decode_indices(classes), float(np.prod(confs)), tuple(float(c) for c in confs))
+    whole = float(np.prod(confs) * np.prod(gap_confidences(lp, classes, starts, ends)))
+    return Decoded(charset.decode_indices(classes), whole, tuple(float(c) for c in confs))
 
 
 def greedy_texts(best: np.ndarray, charset: Charset) -> list[str]:

@@ -28,7 +28,7 @@ from .recipe import TrainConfig
 from .runtime import log
 
 #: The share of its confident validation readings the teacher must get right.
-TARGET_PRECISION = 0.99
+TARGET_PRECISION = 0.98
 #: The least number of validation images above a threshold for it to count as measured.
 MIN_ABOVE = 20
 #: Where too few validation images are read that well, this threshold is used.
