@@ -19,7 +19,7 @@ import numpy as np
 
 from crnn_captcha import CaptchaReader
 from crnn_captcha.data.labels import load_samples
-from crnn_captcha.training.self_training import FALLBACK_THRESHOLD, MIN_ABOVE, TARGET_PRECISION
+from crnn_captcha.training.self_training import FALLBACK_THRESHOLD, confidence_bound
 
 MEASURES = {"reading": lambda p: p.confidence, "characters": lambda p: float(math.prod(p.char_confidences))}
 
@@ -35,12 +35,8 @@ def auroc(scores: list[float], right: list[bool]) -> float:
 
 
 def bound(scores: list[float], right: list[bool]) -> float:
-    """The lowest score above which TARGET_PRECISION of the readings are right (as self-training measures it)."""
-    found, hits = None, 0
-    for k, (s, r) in enumerate(sorted(zip(scores, right), reverse=True), 1):
-        hits += r
-        if k >= MIN_ABOVE and hits / k >= TARGET_PRECISION:
-            found = s
+    """The bound self-training would take from these readings."""
+    found = confidence_bound(zip(scores, right))
     return FALLBACK_THRESHOLD if found is None else found
 
 

@@ -32,6 +32,9 @@ def test_the_threshold_is_where_the_teacher_was_right_often_enough():
     assert threshold == pytest.approx(0.99 - 28 * 0.013) and "right (100.0%)" in why
     threshold, why = self_training.measured_threshold(FakeReader({f"v{k}.png": ("no", 0.9) for k in range(40)}), val)
     assert threshold == self_training.FALLBACK_THRESHOLD and "fewer than 20" in why
+    all_right = {f"v{k}.png": ("abc", 0.9 - k * 0.02) for k in range(40)}  # down to 0.12, every one right
+    threshold, _ = self_training.measured_threshold(FakeReader(all_right), val)
+    assert threshold == self_training.MIN_THRESHOLD  # a reading its model gives under even odds is no label
 
 
 def test_pseudo_labels_keep_confident_readings_of_plausible_length_not_the_labelled():
@@ -108,7 +111,7 @@ def test_the_ranking_script_scores_how_well_confidence_separates_right_from_wron
     assert ranking.auroc([0.9, 0.8, 0.3, 0.2], [False, False, True, True]) == 0.0
     assert ranking.auroc([0.5, 0.5], [True, False]) == 0.5  # a tie counts half
     assert ranking.auroc([0.9], [True]) != ranking.auroc([0.9], [True])  # nan: nothing wrong to rank against
-    scores = [1 - k / 100 for k in range(60)]
+    scores = [1 - k / 200 for k in range(60)]
     right = [k != 40 for k in range(60)]  # one wrong among the first 60: 59/60 is 98.3%, 40/41 is 97.6%
     assert ranking.bound(scores, right) == pytest.approx(scores[59])
     assert ranking.bound(scores[:10], right[:10]) == self_training.FALLBACK_THRESHOLD  # under 20 readings

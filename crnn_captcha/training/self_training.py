@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..data.labels import IMAGE_SUFFIXES, Sample, is_hidden, load_samples, write_manifest
 from ..errors import OptionError
@@ -33,6 +33,8 @@ TARGET_PRECISION = 0.98
 MIN_ABOVE = 20
 #: Where too few validation images are read that well, this threshold is used.
 FALLBACK_THRESHOLD = 0.95
+#: The bound is never lower: a reading its model thinks more likely wrong than right is no label.
+MIN_THRESHOLD = 0.5
 
 
 def unlabelled_images(src: str | Path) -> list[Path]:
@@ -45,15 +47,23 @@ def unlabelled_images(src: str | Path) -> list[Path]:
     raise OptionError(f"--unlabelled {src}: no such folder or manifest")
 
 
-def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float, str]:
-    """The lowest confidence above which the teacher read :data:`TARGET_PRECISION` of ``val`` right."""
-    read = reader.predict_batch([s.path for s in val], errors="mark")
-    pairs = sorted(((p.confidence, p.text == s.label) for p, s in zip(read, val) if p.ok), reverse=True)
+def confidence_bound(scored: Iterable[tuple[float, bool]]) -> float | None:
+    """The lowest confidence above which :data:`TARGET_PRECISION` of the readings (``(confidence,
+    right)`` pairs; :data:`MIN_ABOVE` of them at least) are right, and not under :data:`MIN_THRESHOLD`;
+    None where no confidence has that many readings that right above it."""
     best, right = None, 0
-    for k, (confidence, ok) in enumerate(pairs, 1):
+    for k, (confidence, ok) in enumerate(sorted(scored, reverse=True), 1):
         right += ok
         if k >= MIN_ABOVE and right / k >= TARGET_PRECISION:
             best = confidence
+    return None if best is None else max(best, MIN_THRESHOLD)
+
+
+def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float, str]:
+    """The teacher's :func:`confidence_bound` on ``val``, with why it was taken."""
+    read = reader.predict_batch([s.path for s in val], errors="mark")
+    pairs = [(p.confidence, p.text == s.label) for p, s in zip(read, val) if p.ok]
+    best = confidence_bound(pairs)
     if best is None:
         return FALLBACK_THRESHOLD, (f"fewer than {MIN_ABOVE} validation images read {TARGET_PRECISION:.0%} right at any "
                                     f"confidence; {FALLBACK_THRESHOLD} taken")
