@@ -8,7 +8,8 @@ confidence was before it counted the frames between characters). For each: the A
 that a right reading is more confident than a wrong one; 0.5 is no better than a coin), and, as
 ``train --unlabelled`` would take it, the bound measured on ``--val`` and how many readings of
 ``--data`` it keeps and how many of those are right. ``--lengths-from`` keeps only readings no
-shorter and no longer than its labels, as self-training does with the labelled images. Reads only; writes nothing.
+shorter and no longer than its labels, as self-training does with the labelled images. Reads only;
+writes nothing.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from crnn_captcha import CaptchaReader
 from crnn_captcha.data.labels import load_samples
-from crnn_captcha.training.self_training import FALLBACK_THRESHOLD, confidence_bound
+from crnn_captcha.training.self_training import FALLBACK_THRESHOLD, confidence_bound, label_lengths
 
 MEASURES = {"reading": lambda p: p.confidence, "characters": lambda p: float(math.prod(p.char_confidences))}
 
@@ -56,10 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lengths-from", help="a manifest: keep only readings as long as its labels are")
     args = ap.parse_args(argv)
     reader = CaptchaReader(args.checkpoint)
-    lengths = None
-    if args.lengths_from:
-        found = [len(s.label) for s in load_samples(args.lengths_from, length=None)]
-        lengths = range(min(found), max(found) + 1)
+    lengths = label_lengths(load_samples(args.lengths_from, length=None)) if args.lengths_from else None
     preds, right = read(reader, args.data, lengths)
     val = read(reader, args.val, None) if args.val else None
     print(f"{args.data}: {len(preds)} readings, {sum(right)} right")

@@ -72,15 +72,21 @@ def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float,
                   f"right ({sum(above) / len(above):.1%})")
 
 
+def label_lengths(labelled: list[Sample]) -> range:
+    """The lengths a reading may have to become a label: from the shortest label to the longest."""
+    found = [len(s.label) for s in labelled]
+    return range(min(found), max(found) + 1)
+
+
 def pseudo_labels(reader: CaptchaReader, images: list[Path], labelled: list[Sample], threshold: float,
                   val: list[Sample] = ()) -> tuple[list[Sample], int]:
     """(the confident readings of ``images`` neither labelled nor in ``val``, as samples; how many were read)."""
     known = {s.path.resolve() for s in [*labelled, *val]}
     todo = [p for p in images if p.resolve() not in known]
-    lengths = [len(s.label) for s in labelled]
+    lengths = label_lengths(labelled)
     read = reader.predict_batch(todo, errors="mark")
     kept = [Sample(path, p.text) for path, p in zip(todo, read)
-            if p.ok and p.confidence >= threshold and min(lengths) <= len(p.text) <= max(lengths)]
+            if p.ok and p.confidence >= threshold and len(p.text) in lengths]
     return kept, len(todo)
 
 
