@@ -45,9 +45,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--retrain-every", type=cli.non_negative_int, default=RETRAIN_EVERY, metavar="N",
                     help=f"fine-tune on the labels so far in the background every N new labels, then propose with "
                          f"the new model (default {RETRAIN_EVERY}; 0: never)")
-    ap.add_argument("--self-train", action="store_true",
+    ap.add_argument("--self-train", action=argparse.BooleanOptionalAction, default=True,
                     help="retrainings after the first also learn from the images not labelled yet: the last model's "
-                         "confident readings of them join the labels (slower retrainings)")
+                         "confident readings of them join the labels (the default; slower retrainings, fewer labels "
+                         "to type)")
     ap.add_argument("--work", help="where the retrainings go (default: beside the manifest, MANIFEST.runs)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     ap.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")

@@ -60,6 +60,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--teacher", metavar="PATH",
                    help="with --unlabelled: a model that already reads these captchas reads the unlabelled images "
                         "(no first model is trained); the final model starts from it")
+    d.add_argument("--max-pseudo", type=cli.positive_int, metavar="N",
+                   help="with --unlabelled: use at most N of the confident readings, chosen at random (the training "
+                        "time grows with them; default: all)")
     d.add_argument("--color", choices=["auto", "rgb", "gray"], default="auto",
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
@@ -125,14 +128,16 @@ def run(args: argparse.Namespace) -> int:
                    "threads": args.threads, "progress": not args.no_progress}
     if args.unlabelled:
         return fit_with_unlabelled(config_from_args(args), args.out, args.unlabelled, args.pseudo_threshold,
-                                   teacher=args.teacher, resume=args.resume, **run_options)
-    if args.pseudo_threshold is not None or args.teacher is not None:
-        raise OptionError(f"--{'pseudo-threshold' if args.teacher is None else 'teacher'} goes with --unlabelled")
+                                   teacher=args.teacher, max_pseudo=args.max_pseudo, resume=args.resume, **run_options)
+    alone = [name for name in ("pseudo_threshold", "teacher", "max_pseudo") if getattr(args, name) is not None]
+    if alone:
+        raise OptionError(f"--{alone[0].replace('_', '-')} goes with --unlabelled")
     config = resume_changes(args, args.given) if args.resume else config_from_args(args)
     return fit(config, args.out, resume=args.resume, **run_options)
 
 
-RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress", "unlabelled", "pseudo_threshold", "teacher"}
+RUN_OPTIONS = {"out", "resume", "device", "workers", "threads", "no_progress", "unlabelled", "pseudo_threshold", "teacher",
+               "max_pseudo"}
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -8,7 +8,8 @@ The images of POOL.csv are labelled in the engine's order (the model's least con
 first; ``--order random`` for the baseline of random labels). Their labels are revealed only as the
 person would type them: a proposal equal to the true label is accepted (nothing typed), any other is
 replaced by the true label (one label typed). Every ``--every`` labels the engine fine-tunes on the
-labels so far, validating on VAL.csv, and proposes anew; after each retraining one line is printed (JSON
+labels so far (and, from the second retraining on, on the last model's confident readings of the pool's
+images not labelled yet, unless ``--no-self-train``), validating on VAL.csv, and proposes anew; after each retraining one line is printed (JSON
 with ``--json``): typed labels, accepted proposals, labels in all, seconds since the start, and the
 retraining's model's exact-match accuracy on TEST.csv. It stops after ``--budget`` typed labels (and a last
 retraining on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
@@ -43,9 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--start", help="checkpoint that proposes first and is fine-tuned (default: the pretrained start)")
     ap.add_argument("--threads", type=int, help="training threads (train's --threads)")
     ap.add_argument("--epochs", type=int, help="each retraining's epochs (train's --epochs; default: train's own rule)")
-    ap.add_argument("--self-train", action="store_true",
-                    help="retrainings after the first also learn from the pool's images not labelled yet (label's "
-                         "--self-train)")
+    ap.add_argument("--self-train", action=argparse.BooleanOptionalAction, default=True,
+                    help="retrainings after the first also learn from the pool's images not labelled yet, as the "
+                         "labelling page does by default")
     ap.add_argument("--json", action="store_true", help="one JSON object a line")
     args = ap.parse_args(argv)
     if args.budget < 1 or args.every < 1:

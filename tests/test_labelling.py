@@ -11,6 +11,7 @@ import pytest
 
 from crnn_captcha.errors import LabelError, OptionError
 from crnn_captcha.labelling.book import Item, LabelBook
+from crnn_captcha.labelling.loop import MAX_PSEUDO
 from conftest import ROOT
 from synth import render
 
@@ -133,7 +134,7 @@ def test_a_training_round_renews_the_proposals(tmp_path):
 
 
 @pytest.mark.slow
-def test_label_sim_prints_a_line_per_round_and_self_trains_after_the_first(tmp_path):
+def test_label_sim_prints_a_line_per_round_and_self_trains_after_the_first_by_default(tmp_path):
     folder = folder_of(tmp_path, 30)
     pool = tmp_path / "pool.csv"
     pool.write_text("path,label\n" + "".join(f"{folder / f'c{i}.png'},{TEXTS[i % 6]}\n" for i in range(24)))
@@ -141,7 +142,7 @@ def test_label_sim_prints_a_line_per_round_and_self_trains_after_the_first(tmp_p
     test.write_text("path,label\n" + "".join(f"{folder / f'c{i}.png'},{TEXTS[i % 6]}\n" for i in range(24, 30)))
     out = subprocess.run([sys.executable, "scripts/label_sim.py", "--pool", str(pool), "--val", str(test), "--test",
                           str(test), "--out", str(tmp_path / "sim"), "--budget", "22", "--every", "20", "--epochs",
-                          "1", "--threads", "1", "--self-train", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          "1", "--threads", "1", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["labelled"] for line in lines][0] == 20 and len(lines) == 2
@@ -153,3 +154,11 @@ def test_label_sim_prints_a_line_per_round_and_self_trains_after_the_first(tmp_p
     assert not (runs / "retrain_1" / "run" / "self_training.json").exists()  # the first learns from labels alone
     record = json.loads((runs / "retrain_2" / "run" / "self_training.json").read_text())
     assert record["teacher"] == str(runs / "retrain_1" / "run" / "best.pt") and record["images"] == 24 - lines[-1]["labelled"]
+    assert record["max_pseudo"] == MAX_PSEUDO  # self-training is the default, its readings capped
+
+
+def test_the_page_learns_from_the_unanswered_images_unless_told_not_to(tmp_path):
+    from crnn_captcha.label import build_parser
+
+    assert build_parser().parse_args([str(tmp_path)]).self_train
+    assert not build_parser().parse_args([str(tmp_path), "--no-self-train"]).self_train

@@ -48,6 +48,21 @@ def test_pseudo_labels_keep_confident_readings_of_plausible_length_not_the_label
     assert kept == [] and seen == 3  # a validation image is never trained on
 
 
+def test_at_most_keeps_a_seeded_choice_in_order():
+    kept = [Sample(Path(f"u{k}.png"), "abc") for k in range(10)]
+    assert self_training.at_most(kept, None) == kept and self_training.at_most(kept, 10) == kept
+    few = self_training.at_most(kept, 4, seed=1)
+    assert len(few) == 4 and few == sorted(few, key=lambda s: int(s.path.stem[1:]))  # in their order
+    assert few == self_training.at_most(kept, 4, seed=1) and set(few) < set(kept)
+
+
+def test_max_pseudo_goes_with_unlabelled(tmp_path, capsys):
+    from crnn_captcha.train import main as train_main
+
+    code = train_main(["--train", str(tmp_path), "--val", str(tmp_path), "--out", str(tmp_path / "x"), "--max-pseudo", "5"])
+    assert code == 2 and "--max-pseudo goes with --unlabelled" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_unlabelled_writes_teacher_pseudo_labels_and_student(tmp_path):
     from crnn_captcha.train import main as train_main
@@ -58,10 +73,11 @@ def test_train_unlabelled_writes_teacher_pseudo_labels_and_student(tmp_path):
     make_folder(unlabelled, 20, seed=3)  # their names are labels, but only the images are used
     out = tmp_path / "run"
     code = train_main(["--train", str(labelled), "--val", str(val), "--unlabelled", str(unlabelled), "--out", str(out),
-                       "--epochs", "2", "--no-progress", "--pseudo-threshold", "0.0"])
+                       "--epochs", "2", "--no-progress", "--pseudo-threshold", "0.0", "--max-pseudo", "7"])
     assert code == 0
     record = json.loads((out / "self_training.json").read_text())
     assert record["images"] == 20 and record["threshold"] == 0.0
+    assert record["pseudo_labels"] == min(7, record["confident"]) and record["max_pseudo"] == 7
     with open(out / "student_train.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 24 + record["pseudo_labels"]

@@ -10,7 +10,7 @@ A retraining runs ``python -m crnn_captcha.train`` on the labels so far (every t
 set), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
 pretrained start), into ``work/retrain_N``. With ``unlabelled``, each retraining after the first also
 learns from the images nobody has answered yet: the last retraining's model reads them, and its
-confident readings join the labels (``train --unlabelled FOLDER --teacher MODEL``). Training runs in
+confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train --unlabelled FOLDER --teacher MODEL``). Training runs in
 its own process, so the page stays quick and a crash of a retraining harms no label. When it ends
 well, the book's unanswered images get the new model's proposals, least confident first.
 """
@@ -31,6 +31,10 @@ from .book import Item, LabelBook
 MIN_LABELS = 20
 #: Every this-many labels go to the retraining's validation set.
 VAL_EVERY = 10
+#: The most readings of unanswered images one retraining learns from (``train --max-pseudo``): a
+#: retraining's time grows with the images it trains on, and this holds a folder of tens of thousands
+#: to the time of the folders measured (no retraining on them, 3,500-3,750 captchas, kept more than 3,600).
+MAX_PSEUDO = 4000
 
 
 class Retrainer:
@@ -44,12 +48,13 @@ class Retrainer:
         propose_with: a checkpoint path -> a ``propose`` function for the book.
         train_args: more options for ``train`` (e.g. ``["--threads", "1"]``).
         val: a validation manifest for every retraining, instead of every tenth label.
-        unlabelled: let retrainings after the first learn from the unanswered images too (see the module notes).
+        unlabelled: let retrainings after the first learn from the unanswered images too (see the module
+            notes; the default, as on the labelling page).
     """
 
     def __init__(self, book: LabelBook, work: str | Path, start: str | None, every: int,
                  propose_with: Callable[[str], Callable[[list[Path]], list[Item]]], train_args: list[str] = (),
-                 val: str | None = None, unlabelled: bool = False):
+                 val: str | None = None, unlabelled: bool = True):
         if every < 0:
             raise OptionError(f"--retrain-every must be 0 (off) or more, got {every}")
         self.book, self.work, self.every = book, Path(work), every
@@ -82,7 +87,7 @@ class Retrainer:
                    self.val or str(out / "val.csv"), "--out", str(out / "run"), "--no-progress", *self.train_args]
         self_training = self.unlabelled and bool(self.retrainings)  # a model of these captchas reads the rest
         if self_training:
-            command += ["--unlabelled", str(self.book.folder), "--teacher", self.model]
+            command += ["--unlabelled", str(self.book.folder), "--teacher", self.model, "--max-pseudo", str(MAX_PSEUDO)]
         elif self.model:
             command += ["--init", self.model]
         self.log = (out / "train.log").open("w")

@@ -16,6 +16,7 @@ Images of the validation set are never given pseudo-labels, so a folder that hol
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -90,10 +91,20 @@ def pseudo_labels(reader: CaptchaReader, images: list[Path], labelled: list[Samp
     return kept, len(todo)
 
 
+def at_most(kept: list[Sample], most: int | None, seed: int = 0) -> list[Sample]:
+    """``kept``, or a seeded random ``most`` of them where there are more (in their order): a cap on
+    the training time, which grows with the images a run trains on."""
+    if most is None or len(kept) <= most:
+        return kept
+    chosen = set(random.Random(seed).sample(range(len(kept)), most))
+    return [s for k, s in enumerate(kept) if k in chosen]
+
+
 def fit_with_unlabelled(config: TrainConfig, out: str | Path, unlabelled: str | Path,
                         pseudo_threshold: float | None = None, *, teacher: str | Path | None = None,
-                        resume: bool = False, **run: Any) -> int:
-    """Self-training (see the module notes); ``run``: :func:`fit`'s device, workers, threads and progress."""
+                        max_pseudo: int | None = None, resume: bool = False, **run: Any) -> int:
+    """Self-training (see the module notes); ``max_pseudo`` caps the readings used (a seeded random
+    choice among the confident ones); ``run``: :func:`fit`'s device, workers, threads and progress."""
     out = Path(out)
     record = out / "self_training.json"
     images = unlabelled_images(unlabelled)
@@ -114,13 +125,16 @@ def fit_with_unlabelled(config: TrainConfig, out: str | Path, unlabelled: str | 
     why = "given"
     if pseudo_threshold is None:
         pseudo_threshold, why = measured_threshold(reader, val)
-    kept, seen = pseudo_labels(reader, images, labelled, pseudo_threshold, val)
-    log(f"self-training: the teacher read {len(kept):,} of {seen:,} unlabelled images with confidence >= "
-        f"{pseudo_threshold:.3f} ({why}); they join the {len(labelled):,} labelled images")
+    confident, seen = pseudo_labels(reader, images, labelled, pseudo_threshold, val)
+    kept = at_most(confident, max_pseudo, config.seed)
+    joining = f"{len(kept):,} of them, chosen at random (--max-pseudo)," if len(kept) < len(confident) else "they"
+    log(f"self-training: the teacher read {len(confident):,} of {seen:,} unlabelled images with confidence >= "
+        f"{pseudo_threshold:.3f} ({why}); {joining} join the {len(labelled):,} labelled images")
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out / "pseudo.csv", kept)
     write_manifest(out / "student_train.csv", labelled + kept)
     record.write_text(json.dumps({"unlabelled": str(unlabelled), "images": seen, "pseudo_labels": len(kept),
+                                  "confident": len(confident), "max_pseudo": max_pseudo,
                                   "threshold": pseudo_threshold, "threshold_why": why, "labelled": len(labelled),
                                   "teacher": str(teacher)}, indent=2) + "\n")
     student = replace(config, train=str(out / "student_train.csv"), init=str(teacher))
