@@ -203,3 +203,18 @@ def test_new_styles_come_out_as_drawn():
     flat, _ = SynthRenderer(SynthConfig.plain(), seed=1).sample(0)
     deep, _ = SynthRenderer(SynthConfig.style("3d"), seed=1).sample(0)
     assert ink(deep) > ink(flat)  # the stack beneath the text adds ink around it
+
+
+def test_the_glyph_cache_keeps_to_its_budget_and_keeps_what_was_used_last(monkeypatch):
+    fonts = crnn_captcha.synthetic.fonts
+    monkeypatch.setattr(fonts, "_GLYPH_CACHE", {})
+    monkeypatch.setattr(fonts, "_GLYPH_CACHE_USED", [0])
+    monkeypatch.setattr(fonts, "_GLYPH_CACHE_BYTES", 8_000)
+    font = SynthRenderer(SynthConfig.plain(), seed=0).fonts[0]
+    first = fonts._glyph_mask(font, 40, "A")
+    for ch in "BCDEFGHIJKLMNOPQRSTUVWXYZ":
+        fonts._glyph_mask(font, 40, ch)
+        assert fonts._glyph_mask(font, 40, "A") is first  # used again each time: never the one dropped
+        assert fonts._GLYPH_CACHE_USED[0] == sum(m.nbytes for m, _ in fonts._GLYPH_CACHE.values()) <= 8_000
+    assert len(fonts._GLYPH_CACHE) < 26  # some were dropped to keep to the budget
+    assert all(m.base is None for m, _ in fonts._GLYPH_CACHE.values())  # no crop keeps a larger canvas alive

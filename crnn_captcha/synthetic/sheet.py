@@ -77,12 +77,13 @@ def style_sheet(path: str | os.PathLike, *, per_style: int = 4, seed: int = 0,
 
 
 def images_per_second(renderer: SynthRenderer, n: int, start: int = 1_000_000,
-                      glyphs: bool = False) -> tuple[float, float]:
+                      glyphs: bool = False, warm: int = 20) -> tuple[float, float]:
     """(images per second of wall time, per second of this process's CPU time) over ``n`` images
-    from index ``start``, rendered by this thread after a few that warm the caches. On a machine
-    busy with other work the CPU figure is the one that says what one free core would do."""
+    from index ``start``, rendered by this thread after ``warm`` that fill the caches (a rendering
+    worker of a long run has drawn tens of thousands). On a machine busy with other work the CPU
+    figure is the one that says what one free core would do."""
     draw = renderer.glyph if glyphs else renderer.sample
-    for i in range(start - 20, start):
+    for i in range(start - warm, start):
         draw(i)
     wall, cpu = time.perf_counter(), time.process_time()
     for i in range(start, start + n):
