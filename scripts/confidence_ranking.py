@@ -20,7 +20,7 @@ import numpy as np
 
 from crnn_captcha import CaptchaReader
 from crnn_captcha.data.labels import load_samples
-from crnn_captcha.training.self_training import FALLBACK_THRESHOLD, confidence_bound, label_lengths
+from crnn_captcha.training.self_training import confidence_bound, label_lengths
 
 MEASURES = {"reading": lambda p: p.confidence, "characters": lambda p: float(math.prod(p.char_confidences))}
 
@@ -35,10 +35,9 @@ def auroc(scores: list[float], right: list[bool]) -> float:
     return float(above / (len(pos) * len(neg)))
 
 
-def bound(scores: list[float], right: list[bool]) -> float:
-    """The bound self-training would take from these readings."""
-    found = confidence_bound(zip(scores, right))
-    return FALLBACK_THRESHOLD if found is None else found
+def bound(scores: list[float], right: list[bool]) -> float | None:
+    """The bound self-training would take from these readings (None: none, so no reading is used)."""
+    return confidence_bound(zip(scores, right))
 
 
 def read(reader: CaptchaReader, manifest: str, lengths: range | None) -> tuple[list, list[bool]]:
@@ -66,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         line = f"{name:10s}  AUROC {auroc(scores, right):.3f}"
         if val:
             t = bound([measure(p) for p in val[0]], val[1])
-            kept = [r for s, r in zip(scores, right) if s >= t]
-            line += f"  bound {t:.3f}: keeps {len(kept)}, {sum(kept)} right ({sum(kept) / max(len(kept), 1):.1%})"
+            kept = [r for s, r in zip(scores, right) if t is not None and s >= t]
+            line += ("  no bound: keeps none" if t is None else
+                     f"  bound {t:.3f}: keeps {len(kept)}, {sum(kept)} right ({sum(kept) / max(len(kept), 1):.1%})")
         print(line)
     return 0
 

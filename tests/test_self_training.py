@@ -31,7 +31,9 @@ def test_the_threshold_is_where_the_teacher_was_right_often_enough():
     threshold, why = self_training.measured_threshold(FakeReader(table), val)
     assert threshold == pytest.approx(0.99 - 28 * 0.013) and "right (100.0%)" in why
     threshold, why = self_training.measured_threshold(FakeReader({f"v{k}.png": ("no", 0.9) for k in range(40)}), val)
-    assert threshold == self_training.FALLBACK_THRESHOLD and "fewer than 20" in why
+    assert threshold is None and "read 0 of 40 right" in why  # sure and wrong: no reading is used
+    threshold, why = self_training.measured_threshold(FakeReader(table), val[:19])
+    assert threshold is None and "fewer than the 20" in why  # too few to measure a bound on
     all_right = {f"v{k}.png": ("abc", 0.9 - k * 0.02) for k in range(40)}  # down to 0.12, every one right
     threshold, _ = self_training.measured_threshold(FakeReader(all_right), val)
     assert threshold == self_training.MIN_THRESHOLD  # a reading its model gives under even odds is no label
@@ -130,4 +132,24 @@ def test_the_ranking_script_scores_how_well_confidence_separates_right_from_wron
     scores = [1 - k / 200 for k in range(60)]
     right = [k != 40 for k in range(60)]  # one wrong among the first 60: 59/60 is 98.3%, 40/41 is 97.6%
     assert ranking.bound(scores, right) == pytest.approx(scores[59])
-    assert ranking.bound(scores[:10], right[:10]) == self_training.FALLBACK_THRESHOLD  # under 20 readings
+    assert ranking.bound(scores[:10], right[:10]) is None  # under 20 readings
+
+
+@pytest.mark.slow
+def test_without_a_measured_bound_the_student_learns_from_the_labels_alone(tmp_path, capsys):
+    from crnn_captcha.read.shipped import pretrained_checkpoint
+    from crnn_captcha.train import main as train_main
+
+    labelled, val, pool = tmp_path / "train", tmp_path / "val", tmp_path / "pool"
+    make_folder(labelled, 24, seed=1)
+    make_folder(val, 6, seed=2)  # too few to measure a bound on
+    make_folder(pool, 12, seed=3)
+    out = tmp_path / "run"
+    assert train_main(["--train", str(labelled), "--val", str(val), "--unlabelled", str(pool), "--teacher",
+                       str(pretrained_checkpoint()), "--out", str(out), "--epochs", "1", "--no-progress"]) == 0
+    record = json.loads((out / "self_training.json").read_text())
+    assert record["threshold"] is None and record["pseudo_labels"] == 0 and record["images"] == 12
+    assert "no reading of the unlabelled images is used" in capsys.readouterr().err
+    with open(out / "student_train.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 24
+    assert (out / "best.pt").exists()

@@ -7,7 +7,8 @@ unlabelled images, and its readings that are confident enough become labels (``o
 The student (``out`` itself) trains on the labelled images and those readings together, starting
 from the teacher. How confident is enough is measured on the validation set: the lowest confidence
 above which the teacher read at least :data:`TARGET_PRECISION` of the validation images right
-(``pseudo_threshold`` sets it instead). A ``resume`` goes on with the run that was under way.
+(``pseudo_threshold`` sets it instead); where there is none, no reading is used and the student
+learns from the labels alone. A ``resume`` goes on with the run that was under way.
 
 ``teacher`` (``train --teacher``) names a model that has already learnt these captchas, such as the
 labelling page's last retraining: it reads the unlabelled images, and no first run is trained.
@@ -30,10 +31,10 @@ from .runtime import log
 
 #: The share of its confident validation readings the teacher must get right.
 TARGET_PRECISION = 0.98
-#: The least number of validation images above a threshold for it to count as measured.
+#: The least number of validation images above a threshold for it to count as measured. Where no
+#: threshold is measured, no reading is used: a teacher whose sure readings are not checked right
+#: can be sure and wrong, and its wrong readings, learnt, make the next model surer of them.
 MIN_ABOVE = 20
-#: Where too few validation images are read that well, this threshold is used.
-FALLBACK_THRESHOLD = 0.95
 #: The bound is never lower: a reading its model thinks more likely wrong than right is no label.
 MIN_THRESHOLD = 0.5
 
@@ -60,14 +61,17 @@ def confidence_bound(scored: Iterable[tuple[float, bool]]) -> float | None:
     return None if best is None else max(best, MIN_THRESHOLD)
 
 
-def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float, str]:
-    """The teacher's :func:`confidence_bound` on ``val``, with why it was taken."""
+def measured_threshold(reader: CaptchaReader, val: list[Sample]) -> tuple[float | None, str]:
+    """The teacher's :func:`confidence_bound` on ``val`` (None where there is none), with why."""
     read = reader.predict_batch([s.path for s in val], errors="mark")
     pairs = [(p.confidence, p.text == s.label) for p, s in zip(read, val) if p.ok]
     best = confidence_bound(pairs)
     if best is None:
-        return FALLBACK_THRESHOLD, (f"fewer than {MIN_ABOVE} validation images read {TARGET_PRECISION:.0%} right at any "
-                                    f"confidence; {FALLBACK_THRESHOLD} taken")
+        if len(pairs) < MIN_ABOVE:
+            return None, (f"the validation set has {len(pairs)} readable images, fewer than the {MIN_ABOVE} a bound "
+                          f"is measured on")
+        return None, (f"at no confidence did the teacher read {TARGET_PRECISION:.0%} of at least {MIN_ABOVE} validation "
+                      f"images right (it read {sum(ok for _, ok in pairs)} of {len(pairs)} right)")
     above = [ok for c, ok in pairs if c >= best]
     return best, (f"above it the teacher read {sum(above)} of the {len(above)} validation images it was that sure of "
                   f"right ({sum(above) / len(above):.1%})")
@@ -79,11 +83,16 @@ def label_lengths(labelled: list[Sample]) -> range:
     return range(min(found), max(found) + 1)
 
 
+def not_known(images: list[Path], known: list[Sample]) -> list[Path]:
+    """The images that are none of ``known``'s."""
+    paths = {s.path.resolve() for s in known}
+    return [p for p in images if p.resolve() not in paths]
+
+
 def pseudo_labels(reader: CaptchaReader, images: list[Path], labelled: list[Sample], threshold: float,
                   val: list[Sample] = ()) -> tuple[list[Sample], int]:
     """(the confident readings of ``images`` neither labelled nor in ``val``, as samples; how many were read)."""
-    known = {s.path.resolve() for s in [*labelled, *val]}
-    todo = [p for p in images if p.resolve() not in known]
+    todo = not_known(images, [*labelled, *val])
     lengths = label_lengths(labelled)
     read = reader.predict_batch(todo, errors="mark")
     kept = [Sample(path, p.text) for path, p in zip(todo, read)
@@ -125,11 +134,17 @@ def fit_with_unlabelled(config: TrainConfig, out: str | Path, unlabelled: str | 
     why = "given"
     if pseudo_threshold is None:
         pseudo_threshold, why = measured_threshold(reader, val)
-    confident, seen = pseudo_labels(reader, images, labelled, pseudo_threshold, val)
-    kept = at_most(confident, max_pseudo, config.seed)
-    joining = f"{len(kept):,} of them, chosen at random (--max-pseudo)," if len(kept) < len(confident) else "they"
-    log(f"self-training: the teacher read {len(confident):,} of {seen:,} unlabelled images with confidence >= "
-        f"{pseudo_threshold:.3f} ({why}); {joining} join the {len(labelled):,} labelled images")
+    if pseudo_threshold is None:
+        kept = confident = []
+        seen = len(not_known(images, [*labelled, *val]))
+        log(f"self-training: no reading of the unlabelled images is used, as no bound was measured ({why}); the final "
+            f"model learns from the {len(labelled):,} labelled images (--pseudo-threshold sets a bound)")
+    else:
+        confident, seen = pseudo_labels(reader, images, labelled, pseudo_threshold, val)
+        kept = at_most(confident, max_pseudo, config.seed)
+        joining = f"{len(kept):,} of them, chosen at random (--max-pseudo)," if len(kept) < len(confident) else "they"
+        log(f"self-training: the teacher read {len(confident):,} of {seen:,} unlabelled images with confidence >= "
+            f"{pseudo_threshold:.3f} ({why}); {joining} join the {len(labelled):,} labelled images")
     out.mkdir(parents=True, exist_ok=True)
     write_manifest(out / "pseudo.csv", kept)
     write_manifest(out / "student_train.csv", labelled + kept)
