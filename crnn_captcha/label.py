@@ -22,6 +22,7 @@ import sys
 import webbrowser
 
 from . import cli
+from .data.labels import load_samples
 from .errors import OptionError
 from .labelling.book import ORDERS, LabelBook, reader_proposals
 from .labelling.loop import Retrainer
@@ -49,6 +50,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                     help="retrainings after the first also learn from the images not labelled yet: the last model's "
                          "confident readings of them join the labels (the default; slower retrainings, fewer labels "
                          "to type)")
+    ap.add_argument("--val", metavar="MANIFEST",
+                    help="labelled captchas of this kind every retraining is checked on (default: every tenth label); "
+                         "learning from the images not labelled yet needs 20 checked ones")
     ap.add_argument("--work", help="where the retrainings go (default: beside the manifest, MANIFEST.runs)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     ap.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
@@ -75,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .labelling.web import create_label_app
 
+    if args.val:  # a bad one fails now, not in the first retraining
+        load_samples(args.val, length=None)
     sock = listen(args.host, args.port)  # before the model reads the folder: a port in use fails at once
     try:
         reader, propose = proposer(args.checkpoint)
@@ -95,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         loop = None
         if args.retrain_every and installed("torch"):
             loop = Retrainer(book, args.work or f"{book.manifest}.runs", args.checkpoint, args.retrain_every,
-                             lambda model: proposer(model)[1], unlabelled=args.self_train)
+                             lambda model: proposer(model)[1], val=args.val, unlabelled=args.self_train)
         elif args.retrain_every:
             print("warning: no PyTorch, so no retrainings while labelling (pip install \"crnn_captcha[train]\")",
                   file=sys.stderr)

@@ -162,3 +162,10 @@ def test_the_page_learns_from_the_unanswered_images_unless_told_not_to(tmp_path)
 
     assert build_parser().parse_args([str(tmp_path)]).self_train
     assert not build_parser().parse_args([str(tmp_path), "--no-self-train"]).self_train
+
+
+def test_a_bad_validation_manifest_is_named_before_the_page_starts(tmp_path, capsys):
+    from crnn_captcha.label import main
+
+    assert main([str(tmp_path), "--val", str(tmp_path / "none.csv"), "--no-browser"]) == 2
+    assert "none.csv: no such manifest" in capsys.readouterr().err
