@@ -169,3 +169,15 @@ def test_a_bad_validation_manifest_is_named_before_the_page_starts(tmp_path, cap
 
     assert main([str(tmp_path), "--val", str(tmp_path / "none.csv"), "--no-browser"]) == 2
     assert "none.csv: no such manifest" in capsys.readouterr().err
+
+
+def test_a_retrainings_note_says_what_it_took_from_the_unanswered_images(tmp_path):
+    from crnn_captcha.labelling.loop import _readings
+
+    assert _readings(tmp_path) == ""  # it did not learn from them
+    (tmp_path / "run").mkdir()
+    record = tmp_path / "run" / "self_training.json"
+    record.write_text(json.dumps({"threshold": None, "pseudo_labels": 0}))
+    assert "no readings of the rest" in _readings(tmp_path)
+    record.write_text(json.dumps({"threshold": 0.97, "pseudo_labels": 1234}))
+    assert _readings(tmp_path) == " and 1,234 confident readings of the rest"

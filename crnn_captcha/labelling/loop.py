@@ -137,8 +137,19 @@ class Retrainer:
         self.book.repropose(self.propose_with(self.model))
         self.retrainings.append({"retraining": self.retraining, "labels": self.trained_on, "seconds": round(seconds, 1),
                             "val_accuracy": accuracy, "model": self.model})
-        self.note = (f"retraining {self.retraining}: trained on {self.trained_on} labels in {seconds / 60:.1f} min, val "
-                     f"accuracy {accuracy:.0%}; proposals renewed")
+        self.note = (f"retraining {self.retraining}: trained on {self.trained_on} labels{_readings(self.out)} in "
+                     f"{seconds / 60:.1f} min, val accuracy {accuracy:.0%}; proposals renewed")
+
+
+def _readings(out: Path) -> str:
+    """What a retraining took from the unanswered images, for its note ('' where it did not try)."""
+    try:
+        record = json.loads((out / "run" / "self_training.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    if record.get("threshold") is None:
+        return " (no readings of the rest: their bound could not be measured yet)"
+    return f" and {record['pseudo_labels']:,} confident readings of the rest"
 
 
 def _epochs(path: Path) -> list[dict]:
