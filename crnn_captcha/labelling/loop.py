@@ -10,8 +10,8 @@ A retraining runs ``python -m crnn_captcha.train`` on the labels so far (every t
 set), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
 pretrained start), into ``work/retrain_N``. With ``unlabelled``, each retraining after the first also
 learns from the images nobody has answered yet: the last retraining's model reads them, and its
-confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train --unlabelled FOLDER --teacher MODEL``). Training runs in
-its own process, so the page stays quick and a crash of a retraining harms no label. When it ends
+confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train --unlabelled FOLDER --teacher
+MODEL``). Training runs in its own process, so the page stays quick and a crash of a retraining harms no label. When it ends
 well, the book's unanswered images get the new model's proposals, least confident first.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ MIN_LABELS = 20
 VAL_EVERY = 10
 #: The most readings of unanswered images one retraining learns from (``train --max-pseudo``): a
 #: retraining's time grows with the images it trains on, and this holds a folder of tens of thousands
-#: to the time of the folders measured (no retraining on them, 3,500-3,750 captchas, kept more than 3,600).
+#: to the time of the folders measured (none of their retrainings, on 3,500-3,750 captchas, kept more
+#: than 3,600, so the cap changed none of them).
 MAX_PSEUDO = 4000
 
 

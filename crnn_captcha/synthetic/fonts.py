@@ -88,8 +88,9 @@ _PROBE_PX = 32
 
 
 #: The glyph cache's budget in bytes of masks. Masks average under 1 KB, and a long pretraining run
-#: keeps meeting new (font, size, character) triples, so a large cache keeps paying: at 16,384
-#: masks a rendering process redrew about 4.7 glyphs per captcha, at 250 MB far fewer.
+#: keeps meeting new (font, size, character) triples, so a large cache keeps paying: with 16,384
+#: masks a rendering process redrew 4.7 of a captcha's 5.5 glyphs, with 256 MB 2.0 by its 50,000th
+#: captcha (docs/pretraining.md, "Speed").
 _GLYPH_CACHE_BYTES = 256 * 2**20
 
 
