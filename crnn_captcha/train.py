@@ -60,9 +60,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--teacher", metavar="PATH",
                    help="with --unlabelled: a model that already reads these captchas reads the unlabelled images "
                         "(no first model is trained); the final model starts from it")
-    d.add_argument("--max-pseudo", type=cli.positive_int, metavar="N",
-                   help="with --unlabelled: use at most N of the confident readings, chosen at random (the training "
-                        "time grows with them; default: all)")
+    d.add_argument("--max-pseudo", type=cli.positive_int, metavar="N", help="with --unlabelled: use at most N of "
+                   "the confident readings, chosen at random (the training time grows with them; default: all)")
     d.add_argument("--color", choices=["auto", "rgb", "gray"], default="auto",
                    help="read colour or gray (auto: colour when gray would lose the text's contrast)")
     d.add_argument("--resize", choices=["pad", "stretch"], default="pad",
