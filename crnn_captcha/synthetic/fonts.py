@@ -193,13 +193,13 @@ def _glyph_mask(font: FontInfo, px: int, ch: str, thick: int = 1) -> tuple[np.nd
         mask = mask.copy() if mask.base is not None else mask  # a crop would keep its whole canvas
         mask.setflags(write=False)
         if _GLYPH_CACHE_USED[0] + mask.nbytes > _GLYPH_CACHE_BYTES:
-            _evict_older_half()
+            _evict_least_recent_half()
         hit = _GLYPH_CACHE[key] = (mask, base)
         _GLYPH_CACHE_USED[0] += mask.nbytes
     return hit
 
 
-def _evict_older_half() -> None:
+def _evict_least_recent_half() -> None:
     """Drop the least recently used half of the glyph cache (the dict's order; a hit moves its mask
     to the end): the commonest glyphs stay, which clearing the cache would lose."""
     keys = list(_GLYPH_CACHE)
