@@ -35,11 +35,6 @@ def auroc(scores: list[float], right: list[bool]) -> float:
     return float(above / (len(pos) * len(neg)))
 
 
-def bound(scores: list[float], right: list[bool]) -> float | None:
-    """The bound self-training would take from these readings (None: none, so no reading is used)."""
-    return confidence_bound(zip(scores, right))
-
-
 def read(reader: CaptchaReader, manifest: str, lengths: range | None) -> tuple[list, list[bool]]:
     samples = load_samples(manifest, length=None)
     preds = reader.predict_batch([s.path for s in samples], errors="mark")
@@ -64,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         scores = [measure(p) for p in preds]
         line = f"{name:10s}  AUROC {auroc(scores, right):.3f}"
         if val:
-            t = bound([measure(p) for p in val[0]], val[1])
+            t = confidence_bound(zip([measure(p) for p in val[0]], val[1]))  # None: no bound, none kept
             kept = [r for s, r in zip(scores, right) if t is not None and s >= t]
             line += ("  no bound: keeps none" if t is None else
                      f"  bound {t:.3f}: keeps {len(kept)}, {sum(kept)} right ({sum(kept) / max(len(kept), 1):.1%})")

@@ -8,10 +8,11 @@ The images of POOL.csv are labelled in the engine's order (the model's least con
 first; ``--order random`` for the baseline of random labels). Their labels are revealed only as the
 person would type them: a proposal equal to the true label is accepted (nothing typed), any other is
 replaced by the true label (one label typed). Every ``--every`` labels the engine fine-tunes on the
-labels so far (and, from the second retraining on, on the last model's confident readings of the pool's
-images not labelled yet, unless ``--no-self-train``), validating on VAL.csv, and proposes anew; after each retraining one line is printed (JSON
-with ``--json``): typed labels, accepted proposals, labels in all, seconds since the start, and the
-retraining's model's exact-match accuracy on TEST.csv. It stops after ``--budget`` typed labels (and a last
+labels so far (and, from the second retraining on, on the last model's confident readings of the
+pool's images not labelled yet, unless ``--no-self-train``), validating on VAL.csv, and proposes
+anew; after each retraining one line is printed (JSON with ``--json``): typed labels, accepted
+proposals, labels in all, seconds since the start, and the retraining's model's exact-match accuracy
+on TEST.csv. It stops after ``--budget`` typed labels (and a last
 retraining on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
 pool's images (named by number, so no file name gives a label away), the manifest, the journal and
 the retrainings' runs.

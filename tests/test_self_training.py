@@ -131,8 +131,8 @@ def test_the_ranking_script_scores_how_well_confidence_separates_right_from_wron
     assert ranking.auroc([0.9], [True]) != ranking.auroc([0.9], [True])  # nan: nothing wrong to rank against
     scores = [1 - k / 200 for k in range(60)]
     right = [k != 40 for k in range(60)]  # one wrong among the first 60: 59/60 is 98.3%, 40/41 is 97.6%
-    assert ranking.bound(scores, right) == pytest.approx(scores[59])
-    assert ranking.bound(scores[:10], right[:10]) is None  # under 20 readings
+    assert self_training.confidence_bound(zip(scores, right)) == pytest.approx(scores[59])  # what the script prints
+    assert self_training.confidence_bound(zip(scores[:10], right[:10])) is None  # under 20 readings
 
 
 @pytest.mark.slow
