@@ -27,7 +27,7 @@ from pathlib import Path
 
 from crnn_captcha.data.labels import load_samples
 from crnn_captcha.errors import CaptchaError, one_line
-from crnn_captcha.labelling.book import LabelBook, reader_proposals
+from crnn_captcha.labelling.book import CHECK_EVERY, LabelBook, reader_proposals
 from crnn_captcha.labelling.loop import Retrainer
 from crnn_captcha.read.reader import CaptchaReader
 
@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[1:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", required=True, help="manifest of the images to label (their labels stay hidden)")
-    ap.add_argument("--val", required=True, help="manifest the retrainings validate on")
+    ap.add_argument("--val", help="manifest the retrainings validate on (without it, as on the labelling page: "
+                                  "every 5th image is a random check, and the checks validate them)")
     ap.add_argument("--test", required=True, help="manifest each retraining's model is measured on")
     ap.add_argument("--out", required=True, type=Path, help="a new folder for everything the run writes")
     ap.add_argument("--budget", type=int, default=250, help="typed labels before stopping (default 250)")
@@ -87,7 +88,8 @@ def link_pool(pool, folder: Path) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     pool, test = load_samples(args.pool, length=None), load_samples(args.test, length=None)
     truth = link_pool(pool, args.out / "pool")
-    book = LabelBook(args.out / "pool", args.out / "labels.csv", proposals(args.start), order=args.order)
+    book = LabelBook(args.out / "pool", args.out / "labels.csv", proposals(args.start), order=args.order,
+                     checks=0 if args.val else CHECK_EVERY)
     loop = Retrainer(book, args.out / "retrainings", args.start, every=0, propose_with=proposals,
                      train_args=train_args(args), val=args.val, unlabelled=args.self_train)
     start, typed, accepted = time.monotonic(), 0, 0

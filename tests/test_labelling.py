@@ -99,6 +99,52 @@ def test_bad_inputs_are_one_line_and_lose_nothing(tmp_path):
     assert rows(folder / "labels.csv") == {"c0.png": "abc"}
 
 
+def ranked_propose(paths):
+    """Proposals whose confidence grows with the image's number: c0 least sure."""
+    return [Item(p.name, "abc", int(p.stem[1:]) / 100, (0.5,) * 3) for p in paths]
+
+
+def test_random_checks_take_every_fifth_place_and_validate_the_retrainings(tmp_path):
+    from crnn_captcha.data.labels import Sample
+    from crnn_captcha.labelling.loop import MIN_CHECKS, Retrainer
+
+    folder = folder_of(tmp_path, 30)
+    book = LabelBook(folder, propose=ranked_propose, checks=5)
+    order = [i.name for i in book.queue(30)]
+    assert sorted(order) == sorted(f"c{k}.png" for k in range(30))
+    assert {order[k] for k in range(4, 30, 5)} == book.checks and len(book.checks) == 6
+    ranked = [n for n in order if n not in book.checks]
+    assert ranked == sorted(ranked, key=lambda n: int(n[1:-4]))  # the others least confident first
+    assert order != sorted(order, key=lambda n: int(n[1:-4]))  # the checks are drawn, not next by rank
+    for k, name in enumerate(order[:10]):
+        book.answer(name, "abc" if k % 2 else "xyz")
+    assert sorted(book.checked) == sorted(order[k] for k in (4, 9))
+    assert (book.figures()["checks_of"], book.figures()["checks_right"]) == (2, 1)  # c9 taken, c4 typed over
+    book._lock.close()
+    again = LabelBook(folder, propose=ranked_propose, checks=5)  # the checks answered are in the journal
+    assert sorted(again.checked) == sorted(book.checked)
+    loop = Retrainer(again, tmp_path / "runs", None, every=0, propose_with=ranked_propose)
+    rows = [Sample(folder / name, label) for name, label in sorted(again.labels.items())]
+    train, val = loop._split(rows)  # two checks: fewer than MIN_CHECKS, so every tenth label checks
+    assert MIN_CHECKS > 2 and len(val) == 1 and len(train) == 9
+    for name in [i.name for i in again.queue(20)]:  # the 20 left, in a new draw: four more checks
+        again.answer(name, "abc")
+    train, val = loop._split([Sample(folder / n, lab) for n, lab in sorted(again.labels.items())])
+    assert {s.path.name for s in val} == set(again.checked) and len(val) == 6 and len(train) == 24
+    again._lock.close()
+    with pytest.raises(OptionError, match="checks must be"):
+        LabelBook(folder, propose=ranked_propose, checks=-1)
+
+
+def test_new_proposals_keep_the_order_asked_for(tmp_path):
+    folder = folder_of(tmp_path, 12)
+    book = LabelBook(folder, propose=ranked_propose, order="random", seed=3)
+    before = [i.name for i in book.queue(12)]
+    assert before != sorted(before, key=lambda n: int(n[1:-4]))
+    book.repropose(ranked_propose)  # as after a retraining
+    assert [i.name for i in book.queue(12)] == before and not book.checks
+
+
 def test_unreadable_images_are_listed_never_shown(tmp_path):
     from crnn_captcha import CaptchaReader
     from crnn_captcha.labelling.book import reader_proposals

@@ -12,7 +12,10 @@ the same folder and manifest goes on where the last one stopped. The images are 
 moved, renamed or written. One process at a time holds the manifest (a lock beside it).
 
 The order is the model's least confident proposals first by default: where the model is unsure is
-where a person's answer teaches it most, and where a proposal most needs checking.
+where a person's answer teaches it most, and where a proposal most needs checking. With ``checks``,
+every so many images of that order is instead one drawn at random from those not yet answered: a
+check. The least confident images say little about how well the model reads the rest; checks do,
+and they are what the labelling loop validates its retrainings on.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ ORDERS = ("confidence", "name", "random")
 #: The running estimate of the model's accuracy: the share of the last this-many proposals that were
 #: accepted unchanged.
 RECENT = 50
+#: Where checks are on, every this-many-th image of the confidence order is drawn at random instead.
+CHECK_EVERY = 5
 #: Labels per minute are counted over the answers of the last this-many seconds.
 PACE_SECONDS = 300.0
 KINDS = ("accepted", "typed", "skipped", "unreadable")
@@ -57,21 +62,28 @@ class LabelBook:
         manifest: where the labels go (default ``folder/labels.csv``).
         propose: image paths -> one :class:`Item` each (the model's proposals), or None for none.
         order: "confidence" (least confident first), "name" or "random".
-        seed: for "random".
+        seed: for "random", and for the checks' draw.
+        checks: every this-many-th image of the "confidence" order is a random one, a check (0: none;
+            :data:`CHECK_EVERY` on the labelling page where no validation manifest is given).
 
     Raises:
-        OptionError: no images in the folder, a manifest of another folder, a bad order.
+        OptionError: no images in the folder, a manifest of another folder, a bad order or checks.
         LabelError: a manifest or journal that cannot be read.
         CaptchaError: another process labels with this manifest.
     """
 
     def __init__(self, folder: str | Path, manifest: str | Path | None = None,
-                 propose: Callable[[list[Path]], list[Item]] | None = None, order: str = "confidence", seed: int = 0):
+                 propose: Callable[[list[Path]], list[Item]] | None = None, order: str = "confidence", seed: int = 0,
+                 checks: int = 0):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise OptionError(f"{self.folder}: no such folder of captchas")
         if order not in ORDERS:
             raise OptionError(f"--order must be one of {', '.join(ORDERS)}, got {order!r}")
+        if not isinstance(checks, int) or checks < 0:
+            raise OptionError(f"checks must be 0 (none) or a positive whole number, got {checks!r}")
+        self.order_kind, self.seed, self.check_every = order, seed, checks
+        self.checks: set[str] = set()  # the images of the present order drawn at random
         self.manifest = Path(manifest) if manifest is not None else self.folder / "labels.csv"
         self.journal = self.manifest.with_name(self.manifest.name + ".log")
         self.names = sorted(p.name for p in self.folder.iterdir()
@@ -88,7 +100,7 @@ class LabelBook:
         self.skipped = [a["name"] for a in self.answers if a["kind"] == "skipped"]  # shown again after the rest
         self.items = {name: Item(name) for name in self.names}
         self.failed: dict[str, str] = {}  # images that cannot be read, and why: listed, never shown
-        self.repropose(propose, order, seed)
+        self.repropose(propose)
 
     # ----- state -----------------------------------------------------------------------------------
     @property
@@ -99,6 +111,11 @@ class LabelBook:
     @property
     def labels(self) -> dict[str, str]:
         return {name: a["label"] for name, a in self.done.items() if a["kind"] in ("accepted", "typed")}
+
+    @property
+    def checked(self) -> list[str]:
+        """The labelled images that were random checks when they were answered."""
+        return [name for name, a in self.done.items() if a.get("check") and a["kind"] in ("accepted", "typed")]
 
     def queue(self, n: int = 6) -> list[Item]:
         """The next ``n`` images to label, in order; skipped ones come again after all the others."""
@@ -112,6 +129,7 @@ class LabelBook:
         labels, now = self.labels, time.time()
         given = [a for a in self.answers if a["kind"] in ("accepted", "typed")]
         proposed = [a for a in given if a.get("proposal")][-RECENT:]
+        checks = [a for a in given if a.get("check") and a.get("proposal")][-RECENT:]
         recent = [a for a in given if now - a["time"] <= PACE_SECONDS]
         span = max(60.0, now - recent[0]["time"]) if recent else 60.0
         unreadable = sum(a["kind"] == "unreadable" for a in self.done.values())
@@ -121,6 +139,7 @@ class LabelBook:
             "per_minute": round(len(recent) * 60.0 / span, 1),
             "accepted_share": round(sum(a["kind"] == "accepted" for a in proposed) / len(proposed), 3) if proposed else None,
             "accepted_of": len(proposed),
+            "checks_right": sum(a["kind"] == "accepted" for a in checks), "checks_of": len(checks),
             "cannot_read": sorted(self.failed),
         }
 
@@ -159,16 +178,15 @@ class LabelBook:
         self._write_manifest()
         return last
 
-    def repropose(self, propose: Callable[[list[Path]], list[Item]] | None, order: str = "confidence",
-                  seed: int = 0) -> None:
+    def repropose(self, propose: Callable[[list[Path]], list[Item]] | None) -> None:
         """Proposals (from ``propose``: a model, a newly trained one) for the images not yet answered,
-        and the order they come in."""
+        and the order they come in by them."""
         if propose is not None:
             todo = [n for n in self.names if n not in self.done and n not in self.failed]
             for item in propose([self.folder / n for n in todo]):
                 self.items[item.name] = item
             self.failed = {n: i.error for n, i in self.items.items() if i.error}
-        self.order = self._ordered(order, seed)
+        self.order = self._ordered()
 
     # ----- inside ----------------------------------------------------------------------------------
     def _known(self, name: str) -> Item:
@@ -179,6 +197,8 @@ class LabelBook:
     def _record(self, name: str, kind: str, label: str) -> dict[str, Any]:
         item = self._known(name)
         entry = {"name": name, "kind": kind, "label": label, "proposal": item.proposal, "time": time.time()}
+        if name in self.checks:
+            entry["check"] = True
         self._append(entry)
         self.answers.append(entry)
         if kind == "skipped":
@@ -224,14 +244,33 @@ class LabelBook:
                 self.answers.append({"name": s.path.name, "kind": "typed", "label": s.label, "proposal": "",
                                      "time": 0.0})
 
-    def _ordered(self, order: str, seed: int) -> list[str]:
-        if order == "name":
+    def _ordered(self) -> list[str]:
+        self.checks = set()
+        if self.order_kind == "name":
             return list(self.names)
-        if order == "random":
+        if self.order_kind == "random":
             names = list(self.names)
-            random.Random(seed).shuffle(names)
+            random.Random(self.seed).shuffle(names)
             return names
-        return sorted(self.names, key=lambda n: (self.items[n].confidence if self.items[n].proposal else 0.0, n))
+        ranked = sorted(self.names, key=lambda n: (self.items[n].confidence if self.items[n].proposal else 0.0, n))
+        return self._with_checks(ranked) if self.check_every else ranked
+
+    def _with_checks(self, ranked: list[str]) -> list[str]:
+        """``ranked`` with every ``check_every``-th image not yet answered drawn at random from those left."""
+        done = self.done
+        todo = [n for n in ranked if n not in done and n not in self.failed]
+        drawn = list(todo)
+        random.Random(f"{self.seed}:{len(self.answers)}").shuffle(drawn)  # a new draw after each retraining
+        ranked_left, drawn_left, order = iter(todo), iter(drawn), []
+        placed: set[str] = set()
+        while len(order) < len(todo):
+            check = len(order) % self.check_every == self.check_every - 1
+            name = next(n for n in (drawn_left if check else ranked_left) if n not in placed)
+            order.append(name)
+            placed.add(name)
+            if check:
+                self.checks.add(name)
+        return order + [n for n in ranked if n not in placed]
 
 
 def reader_proposals(reader, batch_size: int = 64) -> Callable[[list[Path]], list[Item]]:

@@ -6,8 +6,9 @@ process, then propose anew with the model it made.
     loop.status()        # one line for the page: what the training is doing, or what it gave
     loop.wait()          # (scripts) until a running retraining ends; its proposals are then in the book
 
-A retraining runs ``python -m crnn_captcha.train`` on the labels so far (every tenth to a validation
-set), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
+A retraining runs ``python -m crnn_captcha.train`` on the labels so far, less those that check it (the
+book's random checks where it has :data:`MIN_CHECKS` of them, else every tenth label; or a validation
+manifest of one's own), starting from the last retraining's model (the first from ``start``: a checkpoint, or the shipped
 pretrained start), into ``work/retrain_N``. With ``unlabelled``, each retraining after the first also
 learns from the images nobody has answered yet: the last retraining's model reads them, and its
 confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train --unlabelled FOLDER --teacher
@@ -30,8 +31,11 @@ from .book import Item, LabelBook
 
 #: The least number of labels a retraining trains on (below it, a validation set means nothing).
 MIN_LABELS = 20
-#: Every this-many labels go to the retraining's validation set.
+#: Every this-many labels go to the retraining's validation set, where the book has too few checks.
 VAL_EVERY = 10
+#: The fewest random checks (see :class:`~.book.LabelBook`) that make a validation set: below it, every
+#: tenth label does.
+MIN_CHECKS = 5
 #: The most readings of unanswered images one retraining learns from (``train --max-pseudo``): a
 #: retraining's time grows with the images it trains on, and this holds a folder of tens of thousands
 #: to the time of the folders measured (none of their retrainings, on 3,500-3,750 captchas, kept more
@@ -49,7 +53,7 @@ class Retrainer:
         every: new labels between retrainings (0: never by itself; :meth:`start_round` still starts one).
         propose_with: a checkpoint path -> a ``propose`` function for the book.
         train_args: more options for ``train`` (e.g. ``["--threads", "1"]``).
-        val: a validation manifest for every retraining, instead of every tenth label.
+        val: a validation manifest for every retraining, instead of the book's checks or every tenth label.
         unlabelled: let retrainings after the first learn from the unanswered images too (see the module
             notes; the default, as on the labelling page).
     """
@@ -81,7 +85,7 @@ class Retrainer:
         out = self.work / f"retrain_{self.retraining}"
         out.mkdir(parents=True, exist_ok=True)
         rows = [Sample(self.book.folder / name, label) for name, label in labels]
-        train, val = (rows, []) if self.val else ([r for k, r in enumerate(rows) if k % VAL_EVERY], rows[::VAL_EVERY])
+        train, val = self._split(rows)
         write_manifest(out / "train.csv", train)
         if not self.val:
             write_manifest(out / "val.csv", val)
@@ -98,6 +102,15 @@ class Retrainer:
         self.note = (f"retraining {self.retraining} on {len(train)} labels" + (f" ({len(val)} to check it)" if val else "")
                      + (" and the last model's confident readings of the rest" if self_training else ""))
         return True
+
+    def _split(self, rows: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+        """(train, val) of the labels: val from the book's checks where there are enough, else every tenth."""
+        if self.val:
+            return rows, []
+        checked = set(self.book.checked)
+        if len(checked) >= MIN_CHECKS:
+            return [r for r in rows if r.path.name not in checked], [r for r in rows if r.path.name in checked]
+        return [r for k, r in enumerate(rows) if k % VAL_EVERY], rows[::VAL_EVERY]
 
     def wait(self) -> None:
         """Until the running retraining (if any) ends and its proposals are in the book."""

@@ -19,6 +19,10 @@ function show(state) {
   if (f.accepted_share !== null) {
     figures += ` \u00b7 proposals taken unchanged: ${Math.round(100 * f.accepted_share)}% of the last ${f.accepted_of}`;
   }
+  if (f.checks_of) {
+    // random checks: unlike the least confident images, a fair sample of what is left to read
+    figures += ` \u00b7 random checks read right: ${f.checks_right} of ${f.checks_of}`;
+  }
   $("figures").textContent = figures;
   $("status").textContent = state.status || "";
   current = state.queue.length ? state.queue[0] : null;
