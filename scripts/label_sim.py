@@ -10,10 +10,12 @@ person would type them: a proposal equal to the true label is accepted (nothing 
 replaced by the true label (one label typed). Every ``--every`` labels the engine fine-tunes on the
 labels so far (and, from the second retraining on, on the last model's confident readings of the
 pool's images not labelled yet, unless ``--no-self-train``), validating on VAL.csv, and proposes
-anew; after each retraining one line is printed (JSON with ``--json``): typed labels, accepted
-proposals, labels in all, seconds since the start, and the retraining's model's exact-match accuracy
-on TEST.csv. It stops after ``--budget`` typed labels (and a last
-retraining on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
+anew. Without ``--val`` it labels as the page does with no validation manifest: every fifth image is
+a random check (``--checks N`` for every N-th, 0 for none), and the retrainings validate on the answers
+to the checks (on every tenth label while there are fewer than five, or with ``--checks 0``). After
+each retraining one line is printed (JSON with ``--json``): typed labels, accepted proposals, labels
+in all, seconds since the start, and the retraining's model's exact-match accuracy on TEST.csv. It
+stops after ``--budget`` typed labels (and a last retraining on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
 pool's images (named by number, so no file name gives a label away), the manifest, the journal and
 the retrainings' runs.
 """
@@ -37,7 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", required=True, help="manifest of the images to label (their labels stay hidden)")
     ap.add_argument("--val", help="manifest the retrainings validate on (without it, as on the labelling page: "
-                                  "every 5th image is a random check, and the checks validate them)")
+                                  "random checks, or every tenth label, validate them)")
+    ap.add_argument("--checks", type=int, help=f"every N-th image is a random check (default {CHECK_EVERY} without "
+                                               "--val, 0 with it; 0: none)")
     ap.add_argument("--test", required=True, help="manifest each retraining's model is measured on")
     ap.add_argument("--out", required=True, type=Path, help="a new folder for everything the run writes")
     ap.add_argument("--budget", type=int, default=250, help="typed labels before stopping (default 250)")
@@ -53,6 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.budget < 1 or args.every < 1:
         ap.error("--budget and --every must be at least 1")
+    if args.checks is not None and args.checks < 0:
+        ap.error(f"--checks must be 0 (none) or more, got {args.checks}")
     if args.out.exists() and any(args.out.iterdir()):
         ap.error(f"--out {args.out} is not empty")
     return args
@@ -89,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     pool, test = load_samples(args.pool, length=None), load_samples(args.test, length=None)
     truth = link_pool(pool, args.out / "pool")
     book = LabelBook(args.out / "pool", args.out / "labels.csv", proposals(args.start), order=args.order,
-                     checks=0 if args.val else CHECK_EVERY)
+                     checks=args.checks if args.checks is not None else 0 if args.val else CHECK_EVERY)
     loop = Retrainer(book, args.out / "retrainings", args.start, every=0, propose_with=proposals,
                      train_args=train_args(args), val=args.val, unlabelled=args.self_train)
     start, typed, accepted = time.monotonic(), 0, 0
