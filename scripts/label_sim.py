@@ -15,9 +15,9 @@ a random check (``--checks N`` for every N-th, 0 for none), and the retrainings 
 to the checks (on every tenth label while there are fewer than five, or with ``--checks 0``). After
 each retraining one line is printed (JSON with ``--json``): typed labels, accepted proposals, labels
 in all, seconds since the start, and the retraining's model's exact-match accuracy on TEST.csv. It
-stops after ``--budget`` typed labels (and a last retraining on them), or when the pool is labelled. Writes only under ``--out``: a folder of links to the
-pool's images (named by number, so no file name gives a label away), the manifest, the journal and
-the retrainings' runs.
+stops after ``--budget`` typed labels (and a last retraining on them), or when the pool is labelled.
+Writes only under ``--out``: a folder of links to the pool's images (named by number, so no file name
+gives a label away), the manifest, the journal and the retrainings' runs.
 """
 from __future__ import annotations
 
