@@ -6,8 +6,8 @@
 The page shows one captcha large and the next few small, with the model's proposal typed in and
 selected, each character shaded by how unsure the model is: Enter saves it (or what you typed over
 it), Esc skips for now, Ctrl+M marks the image unreadable, Ctrl+Z takes back the last answer. The
-least confident proposals come first (``--order`` for others), every fifth image being one drawn at
-random instead (``--checks``): those answers show fairly how well the model reads the rest. Each answer is on disk before the
+least confident proposals come first (``--order`` for others; ``--checks 5`` makes every fifth image
+one drawn at random, whose answers show fairly how well the model reads the rest). Each answer is on disk before the
 next image shows: the manifest (``path,label``; default ``DIR/labels.csv``) holds the labelled
 images and is ready for ``train --train``; a journal beside it (``labels.csv.log``) holds every
 answer, so a crash or a closed tab loses nothing and the same command goes on where it stopped.
@@ -52,12 +52,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                          "confident readings of them join the labels (the default; slower retrainings, fewer labels "
                          "to type)")
     ap.add_argument("--val", metavar="MANIFEST",
-                    help="labelled captchas of this kind every retraining is checked on (default: the random checks, "
-                         "see --checks); learning from the images not labelled yet needs 20 checked ones")
-    ap.add_argument("--checks", type=cli.non_negative_int, metavar="N",
+                    help="labelled captchas of this kind every retraining is checked on (default: the random checks "
+                         "where --checks asks for them, else every tenth label); learning from the images not labelled "
+                         "yet needs 20 checked ones")
+    ap.add_argument("--checks", type=cli.non_negative_int, default=0, metavar="N",
                     help=f"every N-th image of the least-confident-first order is one drawn at random: its answer "
-                         f"measures the model fairly and checks the retrainings (default {CHECK_EVERY}, 0 with --val; "
-                         f"0: none)")
+                         f"measures the model fairly and checks the retrainings (e.g. {CHECK_EVERY}; default 0: none, "
+                         f"which needed fewer typed labels where measured)")
     ap.add_argument("--work", help="where the retrainings go (default: beside the manifest, MANIFEST.runs)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     ap.add_argument("--port", type=port_number, default=8765, help="port (default 8765)")
@@ -91,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
         reader, propose = proposer(args.checkpoint)
         print(f"reading {args.folder} with {reader.checkpoint_path.name} to propose labels ...", file=sys.stderr,
               flush=True)
-        checks = args.checks if args.checks is not None else 0 if args.val else CHECK_EVERY
-        book = LabelBook(args.folder, args.manifest, propose, order=args.order, seed=args.seed, checks=checks)
+        book = LabelBook(args.folder, args.manifest, propose, order=args.order, seed=args.seed, checks=args.checks)
         figures = book.figures()
         if book.failed:
             print(f"warning: {len(book.failed)} image(s) cannot be read and are left out: "

@@ -10,9 +10,9 @@ person would type them: a proposal equal to the true label is accepted (nothing 
 replaced by the true label (one label typed). Every ``--every`` labels the engine fine-tunes on the
 labels so far (and, from the second retraining on, on the last model's confident readings of the
 pool's images not labelled yet, unless ``--no-self-train``), validating on VAL.csv, and proposes
-anew. Without ``--val`` it labels as the page does with no validation manifest: every fifth image is
-a random check (``--checks N`` for every N-th, 0 for none), and the retrainings validate on the answers
-to the checks (on every tenth label while there are fewer than five, or with ``--checks 0``). After
+anew. Without ``--val`` it labels as the page does with no validation manifest: the retrainings
+validate on every tenth label, or, with ``--checks N``, on the answers to the random checks (every
+N-th image drawn at random; every tenth label while there are fewer than five checks). After
 each retraining one line is printed (JSON with ``--json``): typed labels, accepted proposals, labels
 in all, seconds since the start, and the retraining's model's exact-match accuracy on TEST.csv. It
 stops after ``--budget`` typed labels (and a last retraining on them), or when the pool is labelled.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from crnn_captcha.data.labels import load_samples
 from crnn_captcha.errors import CaptchaError, one_line
-from crnn_captcha.labelling.book import CHECK_EVERY, LabelBook, reader_proposals
+from crnn_captcha.labelling.book import LabelBook, reader_proposals
 from crnn_captcha.labelling.loop import Retrainer
 from crnn_captcha.read.reader import CaptchaReader
 
@@ -39,9 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", required=True, help="manifest of the images to label (their labels stay hidden)")
     ap.add_argument("--val", help="manifest the retrainings validate on (without it, as on the labelling page: "
-                                  "random checks, or every tenth label, validate them)")
-    ap.add_argument("--checks", type=int, help=f"every N-th image is a random check (default {CHECK_EVERY} without "
-                                               "--val, 0 with it; 0: none)")
+                                  "every tenth label, or the random checks, validate them)")
+    ap.add_argument("--checks", type=int, default=0, help="every N-th image is a random check, as the labelling "
+                                                          "page's --checks (default 0: none)")
     ap.add_argument("--test", required=True, help="manifest each retraining's model is measured on")
     ap.add_argument("--out", required=True, type=Path, help="a new folder for everything the run writes")
     ap.add_argument("--budget", type=int, default=250, help="typed labels before stopping (default 250)")
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.budget < 1 or args.every < 1:
         ap.error("--budget and --every must be at least 1")
-    if args.checks is not None and args.checks < 0:
+    if args.checks < 0:
         ap.error(f"--checks must be 0 (none) or more, got {args.checks}")
     if args.out.exists() and any(args.out.iterdir()):
         ap.error(f"--out {args.out} is not empty")
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     pool, test = load_samples(args.pool, length=None), load_samples(args.test, length=None)
     truth = link_pool(pool, args.out / "pool")
     book = LabelBook(args.out / "pool", args.out / "labels.csv", proposals(args.start), order=args.order,
-                     checks=args.checks if args.checks is not None else 0 if args.val else CHECK_EVERY)
+                     checks=args.checks)
     loop = Retrainer(book, args.out / "retrainings", args.start, every=0, propose_with=proposals,
                      train_args=train_args(args), val=args.val, unlabelled=args.self_train)
     start, typed, accepted = time.monotonic(), 0, 0

@@ -208,6 +208,8 @@ def test_the_page_learns_from_the_unanswered_images_unless_told_not_to(tmp_path)
 
     assert build_parser().parse_args([str(tmp_path)]).self_train
     assert not build_parser().parse_args([str(tmp_path), "--no-self-train"]).self_train
+    assert build_parser().parse_args([str(tmp_path)]).checks == 0  # measured to cost typed labels: an option
+    assert build_parser().parse_args([str(tmp_path), "--checks", "5"]).checks == 5
 
 
 def test_a_bad_validation_manifest_is_named_before_the_page_starts(tmp_path, capsys):

@@ -35,7 +35,8 @@ ORDERS = ("confidence", "name", "random")
 #: The running estimate of the model's accuracy: the share of the last this-many proposals that were
 #: accepted unchanged.
 RECENT = 50
-#: Where checks are on, every this-many-th image of the confidence order is drawn at random instead.
+#: A rate of checks to suggest (``crnn-captcha label --checks 5``): every fifth image of the confidence
+#: order drawn at random. Not the default: on a railway's captchas it needed more typed labels.
 CHECK_EVERY = 5
 #: Labels per minute are counted over the answers of the last this-many seconds.
 PACE_SECONDS = 300.0
@@ -64,7 +65,7 @@ class LabelBook:
         order: "confidence" (least confident first), "name" or "random".
         seed: for "random", and for the checks' draw.
         checks: every this-many-th image of the "confidence" order is a random one, a check (0: none;
-            :data:`CHECK_EVERY` on the labelling page where no validation manifest is given).
+            e.g. :data:`CHECK_EVERY`).
 
     Raises:
         OptionError: no images in the folder, a manifest of another folder, a bad order or checks.
