@@ -4,14 +4,14 @@
     crnn-captcha label captchas/ --manifest labels.csv --checkpoint runs/mine/best.pt --no-browser
 
 The page shows one captcha large and the next few small, with the model's proposal typed in and
-selected, each character shaded by how unsure the model is: Enter saves it (or what you typed over
-it), Esc skips for now, Ctrl+M marks the image unreadable, Ctrl+Z takes back the last answer. The
-least confident proposals come first (``--order`` for others; ``--checks 5`` makes every fifth image
-one drawn at random, whose answers show fairly how well the model reads the rest). Each answer is
-on disk before the next image shows: the manifest (``path,label``; default ``DIR/labels.csv``) holds the labelled
-images and is ready for ``train --train``; a journal beside it (``labels.csv.log``) holds every
-answer, so a crash or a closed tab loses nothing and the same command goes on where it stopped.
-The images themselves are only read.
+selected, each character shaded by how unsure the model is: Enter saves it (or what you typed over it),
+Esc skips for now, Ctrl+M marks the image unreadable, Ctrl+Z takes back the last answer. The least
+confident proposals come first (``--order`` for others; ``--checks 5`` makes every fifth image one drawn
+at random, whose answers show fairly how well the model reads the rest). Each answer is on disk before
+the next image shows: the manifest (``path,label``; default ``DIR/labels.csv``) holds the labelled
+images and is ready for ``train --train``; a journal beside it (``labels.csv.log``) holds every answer,
+so a crash or a closed tab loses nothing and the same command goes on where it stopped. The images
+themselves are only read.
 
 Proposals come from ``--checkpoint``, or the shipped pretrained start where PyTorch is installed
 (the shipped captcha v2 reader otherwise). Needs the serve extra (FastAPI, uvicorn).

@@ -9,12 +9,12 @@ process, then propose anew with the model it made.
 A retraining runs ``python -m crnn_captcha.train`` on the labels so far, less those that check it (the
 book's random checks where it has :data:`MIN_CHECKS` of them, else every tenth label; or a validation
 manifest of one's own), starting from the last retraining's model (the first from ``start``: a
-checkpoint, or the shipped pretrained start), into ``work/retrain_N``. With ``unlabelled``, each retraining after the first also
-learns from the images nobody has answered yet: the last retraining's model reads them, and its
-confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train --unlabelled FOLDER --teacher
-MODEL``). Training runs in its own process, so the page stays quick and a crash of a retraining
-harms no label. When it ends well, the book's unanswered images get the new model's proposals,
-least confident first.
+checkpoint, or the shipped pretrained start), into ``work/retrain_N``. With ``unlabelled``, each
+retraining after the first also learns from the images nobody has answered yet: the last retraining's
+model reads them, and its confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train
+--unlabelled FOLDER --teacher MODEL``). Training runs in its own process, so the page stays quick and a
+crash of a retraining harms no label. When it ends well, the book's unanswered images get the new
+model's proposals, least confident first.
 """
 from __future__ import annotations
 
