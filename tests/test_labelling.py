@@ -119,7 +119,7 @@ def test_random_checks_take_every_fifth_place_and_validate_the_retrainings(tmp_p
     for k, name in enumerate(order[:10]):
         book.answer(name, "abc" if k % 2 else "xyz")
     assert sorted(book.checked) == sorted(order[k] for k in (4, 9))
-    assert (book.figures()["checks_of"], book.figures()["checks_right"]) == (2, 1)  # c9 taken, c4 typed over
+    assert (book.figures()["checks_of"], book.figures()["checks_right"]) == (2, 1)  # the tenth taken, the fifth typed over
     book._lock.close()
     again = LabelBook(folder, propose=ranked_propose, checks=5)  # the checks answered are in the journal
     assert sorted(again.checked) == sorted(book.checked)
