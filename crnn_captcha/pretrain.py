@@ -55,6 +55,10 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     d.add_argument("--subfolder", help="only files below this folder of --glyphs")
     d.add_argument("--epoch-samples", type=cli.positive_int, default=DEFAULT.epoch_samples,
                    help="synthetic images drawn per epoch (a new set each epoch)")
+    d.add_argument("--views", type=cli.positive_int, default=DEFAULT.views,
+                   help=f"train on each rendered batch of the sequence stage in this many versions: as drawn, and "
+                        f"changed on the device (warp, colour, blur, noise), for a GPU that the renderer cannot keep "
+                        f"busy (default {DEFAULT.views}: as drawn only; at most 8)")
     d.add_argument("--val-samples", type=cli.positive_int, default=DEFAULT.val_samples, help="synthetic images of the fixed val set")
     m.add_argument("--hidden", type=cli.positive_int, default=DEFAULT.hidden, help="LSTM units per direction")
     m.add_argument("--lstm-layers", type=cli.positive_int, default=DEFAULT.lstm_layers, help="stacked BiLSTM layers")

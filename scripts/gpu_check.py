@@ -9,7 +9,9 @@ to travel), then times two commands as a user runs them:
 
 - ``python -m crnn_captcha.train --train ... --val ...`` (the default recipe, ``--epochs`` of them);
 - ``python -m crnn_captcha.pretrain --stages sequence`` (two epochs of ``--pretrain-samples``), at
-  each batch size of ``--pretrain-batches``.
+  each batch size of ``--pretrain-batches`` and each number of ``--pretrain-views`` (each rendered
+  batch trained on in that many versions, all but the first changed on the device: its samples/s
+  count every version, its renders/s only the captchas drawn).
 
 Then it splits each command's step in two (``--breakdown``): the loader alone (for ``train``
 decoding, augmentation, splicing, collation; for ``pretrain`` the renderer drawing fresh captchas;
@@ -191,7 +193,31 @@ def pretrain_breakdown(device: str, batches: int, sizes: list[int]) -> dict:
                          lr=2e-3, epochs=2)  # pretrain's own; a step costs the same at any rate
     model = sequence_model(charset, renderer, CRNNConfig.channels, CRNNConfig.hidden, CRNNConfig.lstm_layers)
     steps = step_rates(model, config, loader.dataset, dist_.device, batches, sorted({64, *sizes}))
-    return {"workers": workers, "render_images_per_s": round(rendered), "step_images_per_s_by_batch": steps}
+    return {"workers": workers, "render_images_per_s": round(rendered), "step_images_per_s_by_batch": steps,
+            "views_images_per_s": views_rate(loader.dataset, dist_.device, batches)}
+
+
+def views_rate(dataset, device, batches: int, size: int = 256, views: int = 3) -> int:
+    """Images/s of the device's changed copies alone (``--views``): ``views - 1`` copies of a batch
+    of ``size`` made again and again."""
+    import torch
+    from crnn_captcha.data.datasets import collate_ctc
+    from crnn_captcha.training.pretraining import SEQUENCE_INPUT
+    from crnn_captcha.training.views import new_views
+
+    images = collate_ctc([dataset[i] for i in range(size)])[0].to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            new_views(images, views, SEQUENCE_INPUT, gen)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run(3)
+    t0 = time.perf_counter()
+    run(batches)
+    return round(batches * size * (views - 1) / (time.perf_counter() - t0))
 
 
 def record(results: list[dict], out: Path, name: str, split: dict, step: str, headline: str) -> None:
@@ -229,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time the device step alone at these batch sizes (e.g. 128,256)")
     ap.add_argument("--pretrain-batches", type=batch_sizes, default=[64], metavar="B,B",
                     help="time pretrain at each of these batch sizes (default: its own, 64)")
+    ap.add_argument("--pretrain-views", type=batch_sizes, default=[1], metavar="K,K",
+                    help="and with each of these --views (default: 1, the renders as drawn)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     t0 = time.time()
@@ -241,12 +269,16 @@ def main(argv: list[str] | None = None) -> int:
                         str(out / "train"), "--epochs", str(args.epochs), *common], out / "train" / "metrics.jsonl", out),
     ]
     for size in args.pretrain_batches:
-        name = "pretrain" if size == 64 else f"pretrain --batch-size {size}"
-        folder = out / f"pretrain_b{size}"
-        results.append(timed(name, [*py, "crnn_captcha.pretrain", "--stages", "sequence", "--epochs", "2", "--out",
-                                    str(folder), "--epoch-samples", str(args.pretrain_samples), "--val-samples",
-                                    str(args.pretrain_val), "--batch-size", str(size), *common],
-                             folder / "sequence" / "metrics.jsonl", out))
+        for views in args.pretrain_views:
+            name = " ".join(["pretrain"] + [f"--batch-size {size}"] * (size != 64) + [f"--views {views}"] * (views != 1))
+            folder = out / f"pretrain_b{size}_v{views}"
+            result = timed(name, [*py, "crnn_captcha.pretrain", "--stages", "sequence", "--epochs", "2", "--out",
+                                  str(folder), "--epoch-samples", str(args.pretrain_samples), "--val-samples",
+                                  str(args.pretrain_val), "--batch-size", str(size), "--views", str(views), *common],
+                           folder / "sequence" / "metrics.jsonl", out)
+            if result["samples_per_s"] is not None:
+                result["renders_per_s"] = round(result["samples_per_s"] / views)
+            results.append(result)
     print("| command | rc | epochs | samples/s | GPU util mean / median (%) | GPU memory max (MiB) | seconds |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
@@ -262,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         split = pretrain_breakdown(args.device, args.breakdown, args.pretrain_batches + args.step_batches)
         record(results, out, "pretrain breakdown", split, "pretrain's device step alone",
                f"pretrain's sequence stage, split: the renderer alone in {split['workers']} workers "
-               f"{split['render_images_per_s']:,} images/s")
+               f"{split['render_images_per_s']:,} images/s; the device's changed copies (--views 3, batch 256) "
+               f"alone {split['views_images_per_s']:,} images/s")
     return max(r["rc"] for r in results)
 
 

@@ -6,6 +6,7 @@
 #
 #   bash scripts/gather_fonts.sh                                       # here, once: fonts/ to carry
 #   RUN=runs/general MINUTES=8 bash scripts/gpu_pretrain.sh          # on the GPU machine, carrying fonts/ and runs/general
+#   RUN=runs/general MINUTES=8 VIEWS=3 bash scripts/gpu_pretrain.sh  # each render trained on in 3 versions (--views)
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
 #       --glyph-epochs 1 --epochs 2" bash scripts/gpu_pretrain.sh       # a dry run on a CPU
 #
@@ -29,6 +30,7 @@ else
     args=(--out "$RUN" --stages glyph sequence --channels 24 48 96 96 144 --hidden 96 --epoch-samples 200000
           --epochs 200 --batch-size 256 --lr 2e-3 --no-progress)
 fi
+[ -n "${VIEWS:-}" ] && args+=(--views "$VIEWS")   # a resumed run keeps its own unless given
 # shellcheck disable=SC2206
 args+=(${EXTRA:-})
 

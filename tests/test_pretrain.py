@@ -189,14 +189,17 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     out = tmp_path / "check"
     done = subprocess.run([sys.executable, str(script), "--out", str(out), "--n-train", "32", "--n-val", "8",
                            "--epochs", "2", "--pretrain-samples", "64", "--pretrain-val", "8", "--device", "cpu",
-                           "--breakdown", "2", "--step-batches", "4", "--pretrain-batches", "64,8"],
+                           "--breakdown", "2", "--step-batches", "4", "--pretrain-batches", "64,8",
+                           "--pretrain-views", "1,2"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "gpu_check.json").read_text())
-    assert [r["command"] for r in results] == ["train", "pretrain", "pretrain --batch-size 8", "breakdown",
-                                               "pretrain breakdown"]
+    assert [r["command"] for r in results] == ["train", "pretrain", "pretrain --views 2", "pretrain --batch-size 8",
+                                               "pretrain --batch-size 8 --views 2", "breakdown", "pretrain breakdown"]
+    assert "each trained on in 2 views" in done.stderr
+    assert all(r["renders_per_s"] == round(r["samples_per_s"] / 2) for r in results if "--views 2" in r["command"])
     rendered = results.pop()
-    assert rendered["workers"] == 1 and rendered["render_images_per_s"] > 0
+    assert rendered["workers"] == 1 and rendered["render_images_per_s"] > 0 and rendered["views_images_per_s"] > 0
     assert set(rendered["step_images_per_s_by_batch"]) == {"4", "8", "64"}
     assert all(rate > 0 for rate in rendered["step_images_per_s_by_batch"].values())
     assert "pretrain's device step alone at batch 8:" in done.stdout
@@ -214,3 +217,76 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
             assert r["gpu_util_mean"] is None
     assert "| train | 0 | 2 |" in done.stdout and "| pretrain | 0 | 2 |" in done.stdout
     assert "| pretrain --batch-size 8 | 0 | 2 |" in done.stdout
+
+
+def test_views_keep_the_batch_as_drawn_first_and_repeat_for_a_seed():
+    """--views K: the batch as drawn, then K - 1 changed copies in the model's value range; the same
+    seed draws the same copies (a resumed run sees its views again), another seed others."""
+    from crnn_captcha.training.pretraining import SEQUENCE_INPUT as pre
+    from crnn_captcha.training.views import batch_seed, new_views
+
+    images = torch.rand(4, 3, pre.height, pre.width) * 2 - 1
+
+    def views(seed):
+        return new_views(images, 3, pre, torch.Generator().manual_seed(seed))
+
+    a = views(batch_seed(["ab", "cd"], 0))
+    assert a.shape == (12, 3, pre.height, pre.width) and torch.equal(a[:4], images)
+    assert a.min() >= -1 and a.max() <= 1
+    assert all((a[4 * k:4 * k + 4] - images).abs().mean() > 0.05 for k in (1, 2))
+    assert torch.equal(a, views(batch_seed(["ab", "cd"], 0)))
+    assert not torch.equal(a, views(batch_seed(["ab", "cd"], 1)))
+    assert batch_seed(["ab", "cd"], 0) != batch_seed(["ab", "ce"], 0)
+    assert torch.equal(new_views(images, 1, pre, torch.Generator()), images)
+
+
+def test_views_task_trains_on_every_version_with_its_label():
+    """The loss of a batch in K views is that of K times the images, each with its own label: the
+    same as the plain loss where the copies are left out (K = 1)."""
+    from crnn_captcha.training.loop import CTCTask, ViewsCTCTask, ctc_task
+    from crnn_captcha.training.pretraining import SEQUENCE_INPUT as pre
+
+    charset = Charset("abc")
+    model = CRNN(CRNNConfig(num_classes=charset.num_classes, height=pre.height, width=pre.width,
+                            channels=(8, 16, 16, 16, 24), hidden=16, in_channels=3))
+    labels = ["ab", "cab"]
+    targets = [torch.tensor(charset.encode(t)) for t in labels]
+    batch = (torch.rand(2, 3, pre.height, pre.width) * 2 - 1, torch.cat(targets), torch.tensor([2, 3]), labels)
+    loss, n = ctc_task(charset, pre, 3, 0).loss(model, batch, torch.device("cpu"))
+    assert n == 6 and torch.isfinite(loss)
+    assert isinstance(ctc_task(charset, pre), CTCTask) and not isinstance(ctc_task(charset, pre), ViewsCTCTask)
+    model.eval()  # no dropout: the one-view loss is the plain loss
+    plain, _ = CTCTask(charset, pre).loss(model, batch, torch.device("cpu"))
+    assert torch.allclose(plain, ViewsCTCTask(charset, pre, 1, 0).loss(model, batch, torch.device("cpu"))[0])
+
+
+@pytest.mark.parametrize("value", ["0", "9", "two"])
+def test_pretrain_refuses_a_bad_views_value(tmp_path, capsys, value):
+    try:  # the parser exits for a value that is no whole number of at least 1; the run refuses more than 8
+        status = pretrain_main(["--out", str(tmp_path / "p"), "--views", value])
+    except SystemExit as e:
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert "--views" in err and len(err.splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+def test_pretrain_resume_keeps_the_runs_val_set_and_may_change_views_and_epochs(tmp_path, capsys):
+    """A run keeps its settings in OUT/pretrain.json: a bare --resume goes on with its own val set
+    (best.pt compares epochs on one set), --views and --epochs may change, another setting is
+    refused in one line, and a run started from --init needs no --init again."""
+    out = tmp_path / "run"
+    assert pretrain_main(["--out", str(out), "--init", "pretrained", "--epochs", "1", "--batch-size", "8",
+                          "--epoch-samples", "16", "--val-samples", "8", "--views", "2", "--workers", "0",
+                          "--no-progress"]) == 0
+    assert json.loads((out / "pretrain.json").read_text())["views"] == 2
+    assert "each trained on in 2 views" in capsys.readouterr().err
+    assert pretrain_main(["--out", str(out), "--resume", "--epochs", "2", "--views", "3", "--workers", "0",
+                          "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "2 epochs of 16 images, each trained on in 3 views, val 8" in err
+    history = [json.loads(line) for line in (out / "sequence" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["val_n"] for h in history] == [8, 8]
+    assert pretrain_main(["--out", str(out), "--resume", "--epochs", "3", "--val-samples", "32"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--val-samples 32 (the run has 8)" in err and len(err.splitlines()) == 1

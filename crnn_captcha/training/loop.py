@@ -43,6 +43,7 @@ from .loaders import (
 )
 from .recipe import TrainConfig, resolve, resumed_config
 from .run_folder import Checkpointer, MemoryRun, finished
+from .views import batch_seed, check_views, new_views
 from .runtime import (
     Dist,
     default_threads,
@@ -147,6 +148,29 @@ class CTCTask:
 
     def validate(self, model: nn.Module, loader: DataLoader | None, device: torch.device, dist_: Dist) -> dict[str, Any]:
         return validate(model, loader, self.charset, device, dist_)
+
+
+class ViewsCTCTask(CTCTask):
+    """:class:`CTCTask` where each batch is trained on in ``views`` versions, all but the first
+    changed on the device (:func:`~.views.new_views`), seeded by the batch's labels and ``seed``."""
+
+    def __init__(self, charset: Charset, pre: PreprocessConfig, views: int, seed: int):
+        super().__init__(charset, pre)
+        self.views, self.seed = views, seed
+
+    def loss(self, net: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, int]:
+        images, targets, lengths, labels = batch
+        gen = torch.Generator(device=device).manual_seed(batch_seed(labels, self.seed))
+        with torch.no_grad():
+            x = new_views(images.to(device, non_blocking=True), self.views, self.pre, gen)
+        k = self.views
+        return batch_loss(net, x, targets.repeat(k), lengths.repeat(k), device), x.shape[0]
+
+
+def ctc_task(charset: Charset, pre: PreprocessConfig, views: int = 1, seed: int = 0) -> CTCTask:
+    """The task of whole captchas, in ``views`` versions of each batch where that is more than one."""
+    check_views(views)
+    return ViewsCTCTask(charset, pre, views, seed) if views > 1 else CTCTask(charset, pre)
 
 
 def train_one_epoch(net: nn.Module, model: nn.Module, task: Task, loader: DataLoader, optim: Optimisation,
@@ -280,7 +304,7 @@ def _fit(config: TrainConfig | dict[str, Any] | None, out: str | Path, resume: b
                 f"parameters {count_parameters(model):,}  frames {model.config.frames}")
         workers = default_workers(cuda, cpu=0, cap=12) if workers < 0 else workers
         loaders = build_loaders(config, train_samples, val_samples, charset, pre, dist_, workers, progress and dist_.main)
-        return run_epochs(model, CTCTask(charset, pre), loaders, config, dist_, saver, resumed, progress)
+        return run_epochs(model, ctc_task(charset, pre, config.views, config.seed + dist_.rank), loaders, config, dist_, saver, resumed, progress)
     finally:
         saver.release()
 

@@ -14,8 +14,9 @@ The command, its options and the warning about the Kaggle 118K set: ``python -m 
 """
 from __future__ import annotations
 
+import json
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Collection
 
@@ -27,12 +28,12 @@ from ..data.augment import Augmenter
 from ..data.datasets import collate_ctc
 from ..data.glyphs import GlyphDataset
 from ..errors import INTERRUPTED, OptionError
-from ..files import check_out_folder
+from ..files import atomic_write, check_out_folder
 from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from ..read.images import PreprocessConfig
 from ..read.model import CRNN, FEATURE_ROWS, CRNNConfig, GlyphClassifier
-from .loop import CTCTask, autocast, run_epochs
+from .loop import autocast, ctc_task, run_epochs
 from .recipe import TrainConfig, architecture, resumed_config
 from .run_folder import Checkpointer, MemoryRun
 from .runtime import Dist, default_threads, default_workers, log, seed_everything
@@ -44,6 +45,7 @@ from .synthetic_data import (
     worker_options,
 )
 from .transfer import start_from
+from .views import check_views
 
 STAGES = ("glyph", "sequence")
 #: The pretrained model's input: colour, ``SEQUENCE_ASPECT`` times as wide as high (a fine-tuned
@@ -55,6 +57,10 @@ GLYPH_HEIGHT, GLYPH_WIDTH = 32, 20
 #: The val set's renderer is seeded this far from the training renderer, so they never share an image.
 VAL_SEED_OFFSET = 1_000_003
 #: The settings a resumed sequence stage is checked against (the others do not shape it).
+#: Where a run keeps the settings it started with (in its out folder), for ``--resume``.
+SETTINGS_FILE = "pretrain.json"
+#: The settings a resume may change; any other it is given must be the run's own.
+RESUME_CHANGES = ("epochs", "views")
 SEQUENCE_SETTINGS = ("height", "channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples", "seed",
                      "epochs")
 
@@ -78,6 +84,8 @@ class PretrainConfig:
         epochs, glyph_epochs: epochs of the sequence and glyph stages.
         epoch_samples: synthetic images per epoch (a fresh set each epoch); val_samples: the size
             of the fixed synthetic val set.
+        views: each rendered batch of the sequence stage is trained on in this many versions, all
+            but the first changed on the device (:mod:`crnn_captcha.training.views`); 1: as drawn only.
         batch_size, lr, seed: as in training.
     """
 
@@ -97,11 +105,13 @@ class PretrainConfig:
     glyph_epochs: int = 3
     epoch_samples: int = 20_000
     val_samples: int = 2000
+    views: int = 1
     batch_size: int = 64
     lr: float = 2e-3
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_views(self.views)
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "stages", tuple(self.stages))
 
@@ -236,7 +246,7 @@ def sequence_recipe(config: PretrainConfig, backbone: Path | None, given: Collec
                        color="rgb", init=size["init"], channels=size["channels"], hidden=size["hidden"],
                        lstm_layers=size["lstm_layers"], epochs=config.epochs, epoch_samples=config.epoch_samples,
                        batch_size=config.batch_size, lr=config.lr, patience=0, seed=config.seed, aug_strength=0.0,
-                       plain_finish=0.0)
+                       plain_finish=0.0, views=config.views)
 
 
 def sequence_stage(config: PretrainConfig, out: Path, backbone: Path | None, dist_: Dist, *, resume: bool,
@@ -257,9 +267,11 @@ def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, sav
                      resumed: dict | None, dist_: Dist, *, given: Collection[str], workers: int,
                      progress: bool) -> Path | None:
     """:func:`sequence_stage` once its run folder is taken."""
-    if resumed is not None:  # the run's own settings (size of batch and epoch, seed); only epochs may change
+    if resumed is not None:  # the run's own settings (size of batch and epoch, seed); only epochs and views may change
         stored = TrainConfig.from_dict(resumed.get("train_args", {}))
         recipe = resumed_config(stored, {k: v for k, v in recipe.to_dict().items() if k in SEQUENCE_SETTINGS and k in given})
+        if "views" in given:  # how the renders are used, not what the run is: a machine may choose its own
+            recipe = replace(recipe, views=config.views)
     check_epoch(recipe.epoch_samples, recipe.batch_size, dist_.world)
     seed_everything(recipe.seed + dist_.rank)
     renderer = make_renderer(recipe.seed)
@@ -278,10 +290,12 @@ def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, sav
     val_set = SynthCaptchas(make_renderer(recipe.seed + VAL_SEED_OFFSET), charset, pre, cache=config.val_samples)
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)
+    views = f", each trained on in {recipe.views} views" if recipe.views > 1 else ""
     if dist_.main:
-        log(f"sequence stage: {len(charset)} characters, {recipe.epochs} epochs of {recipe.epoch_samples} images, "
-            f"val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
-    if run_epochs(model, CTCTask(charset, pre), (train, val), recipe, dist_, saver, resumed, progress) != 0:
+        log(f"sequence stage: {len(charset)} characters, {recipe.epochs} epochs of {recipe.epoch_samples} images"
+            f"{views}, val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
+    task = ctc_task(charset, pre, recipe.views, recipe.seed + dist_.rank)
+    if run_epochs(model, task, (train, val), recipe, dist_, saver, resumed, progress) != 0:
         return None
     final = out / "pretrained.pt"
     if dist_.main:
@@ -300,6 +314,28 @@ def check_epoch(epoch_samples: int, batch_size: int, processes: int) -> None:
 
 
 # ----- a run -------------------------------------------------------------------------------------------
+def resumed_settings(config: PretrainConfig, out: Path, given: Collection[str]) -> PretrainConfig:
+    """The settings a resumed run goes on with: those it started with (``OUT/pretrain.json``), with
+    the command's epochs and views where it gives them. A run from before that file was kept goes on
+    with the command's settings, its sequence stage checked against its last checkpoint as ever.
+
+    Raises:
+        OptionError: the command gives another setting that differs from the run's own.
+    """
+    path = out / SETTINGS_FILE
+    if not path.exists():
+        return config
+    saved = json.loads(path.read_text())
+    stored = PretrainConfig(**{f.name: saved[f.name] for f in fields(PretrainConfig) if f.name in saved})
+    clashes = [f"--{name.replace('_', '-')} {getattr(config, name)!r} (the run has {getattr(stored, name)!r})"
+               for name in sorted(given) if name not in RESUME_CHANGES and hasattr(stored, name)
+               and getattr(config, name) != getattr(stored, name)]
+    if clashes:
+        raise OptionError(f"--resume keeps the run's settings ({path}), but these differ: {'; '.join(clashes)}; "
+                          "drop them, or start a new run in another --out")
+    return replace(stored, **{name: getattr(config, name) for name in RESUME_CHANGES if name in given})
+
+
 def check_paths(config: PretrainConfig, out: Path, resume: bool) -> None:
     """Every path the run needs, checked before the long loads."""
     for option, value in (("--glyphs", config.glyphs), ("--val-glyphs", config.val_glyphs)):
@@ -329,9 +365,12 @@ def pretrain(config: PretrainConfig = PretrainConfig(), out: str | Path = "runs/
             run refuses a chosen setting that differs from its own, and a run from ``init`` takes
             the start model's size unless it is chosen.
     """
-    stages, out = config.chosen_stages(), Path(out)
+    out = Path(out)
     check_paths(config, out, resume)
     given = config.given() if given is None else set(given)
+    if resume:
+        config = resumed_settings(config, out, given)
+    stages = config.chosen_stages()
     dist_ = Dist(device)
     return dist_.run(lambda: _pretrain(config, stages, out, dist_, resume, workers, threads, progress, given))
 
@@ -346,6 +385,9 @@ def _pretrain(config: PretrainConfig, stages: list[str], out: Path, dist_: Dist,
     backbone = out / "backbone.pt" if "glyph" in stages else None
     if "sequence" in stages and not resume:  # before the glyph stage's work, not after it
         check_epoch(config.epoch_samples, config.batch_size, dist_.world)
+    if not resume and dist_.main:
+        settings = json.dumps(config.to_dict(), indent=1)
+        atomic_write(out / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(settings + "\n"))
     if backbone is not None and not resume:
         done = True
         if dist_.main:  # one process trains the glyph stage; the others wait for its backbone

@@ -81,7 +81,9 @@ class TrainConfig:
             the start model, or the defaults from scratch.
         epochs: passes over the training set (None: from its size, each pass at least
             ``MIN_EPOCH_SAMPLES`` images); batch_size (None: 16 on the CPU; on a GPU 64 from
-            ``GPU_BATCH_FROM`` training images, where small batches leave it idle, else 16); lr
+            ``GPU_BATCH_FROM`` training images, where small batches leave it idle, else 16); views:
+            versions of each batch trained on, all but the first changed on the device (pretraining's,
+            see :mod:`crnn_captcha.training.views`; 1: the batch as it is); lr
             (None: :func:`auto_lr` at batch 16, times the square root of the batch's growth),
             weight_decay: AdamW, lr held for half the steps, then cosine-decayed; patience: stop
             after this many epochs without a better val score (0, the default: never, as the
@@ -114,6 +116,7 @@ class TrainConfig:
     epochs: int | None = None
     epoch_samples: int | None = None
     batch_size: int | None = None
+    views: int = 1
     lr: float | None = None
     weight_decay: float = 1e-2
     patience: int = 0
