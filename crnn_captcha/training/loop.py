@@ -43,7 +43,6 @@ from .loaders import (
 )
 from .recipe import TrainConfig, resolve, resumed_config
 from .run_folder import Checkpointer, MemoryRun, finished
-from .views import batch_seed, check_views, new_views
 from .runtime import (
     Dist,
     default_threads,
@@ -52,6 +51,7 @@ from .runtime import (
     seed_everything,
     set_rng_state,
 )
+from .views import batch_seed, check_views, new_views
 
 __all__ = ["fit", "run_epochs", "Task", "CTCTask", "Optimisation"]
 
