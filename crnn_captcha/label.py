@@ -31,7 +31,9 @@ from .read.device import installed
 from .serve import listen, port_number
 from .service.settings import missing_packages
 
-#: New labels between retrainings, by default.
+#: New labels between retrainings, by default. On the railway's captchas every 25 and every 50 typed
+#: the same 126 labels to reach 1,000 random labels, every 100 more (docs/results.md, "How often the
+#: labelling loop retrains"); 50 needs half the retrainings of 25.
 RETRAIN_EVERY = 50
 
 

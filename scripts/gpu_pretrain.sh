@@ -2,7 +2,9 @@
 # Pretrain the general reader on a lent GPU for a fixed number of minutes, adding to the run that
 # earlier machines left in $RUN: the first call starts it (glyph stage, then sequence stage), every
 # later call resumes its sequence stage where the last one stopped (an epoch is the unit kept).
-# Copies the run folder and the GPU's utilisation, sampled every half second, to $OUT.
+# Hands back, in $OUT: the run folder as run.tgz (one file: the lent machine returns few files,
+# none deeper than two folders), its log and the GPU's utilisation, sampled every half second.
+# Unpack it where the next call carries it from: mkdir -p runs/general && tar xzf run.tgz -C runs/general
 #
 #   bash scripts/gather_fonts.sh                                       # here, once: fonts/ to carry
 #   RUN=runs/general MINUTES=8 bash scripts/gpu_pretrain.sh          # on the GPU machine, carrying fonts/ and runs/general
@@ -21,7 +23,7 @@ FONTS=${FONTS:-fonts}   # carried font files (scripts/gather_fonts.sh): the rend
 mkdir -p "$OUT"
 if [ -d "$FONTS" ]; then
     mkdir -p ~/.fonts && cp -p "$FONTS"/* ~/.fonts/
-    echo "$(ls "$FONTS" | wc -l) font files from $FONTS put in ~/.fonts" | tee "$OUT/fonts.txt"
+    echo "$(ls "$FONTS" | wc -l) font files from $FONTS put in ~/.fonts" | tee "$OUT/pretrain.log"
 fi
 
 if [ -f "$RUN/sequence/last.pt" ]; then
@@ -41,8 +43,8 @@ if command -v nvidia-smi > /dev/null; then
 fi
 start=$(date +%s)
 status=0
-timeout --signal=INT "$((MINUTES * 60))" python -m crnn_captcha.pretrain "${args[@]}" > "$OUT/pretrain.log" 2>&1 || status=$?
+timeout --signal=INT "$((MINUTES * 60))" python -m crnn_captcha.pretrain "${args[@]}" >> "$OUT/pretrain.log" 2>&1 || status=$?
 [ -n "$sampler" ] && kill "$sampler" 2> /dev/null || true
 echo "pretrain exit status $status after $(( $(date +%s) - start )) s (124: stopped at the time limit, as planned)" | tee -a "$OUT/pretrain.log"
-rm -rf "$OUT/run" && cp -r "$RUN" "$OUT/run"
+tar czf "$OUT/run.tgz" -C "$RUN" .
 tail -n 3 "$OUT/pretrain.log"

@@ -219,6 +219,22 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     assert "| pretrain --batch-size 8 | 0 | 2 |" in done.stdout
 
 
+def test_rendering_workers_leave_ctrl_c_to_the_main_process():
+    # Ctrl-C reaches every process of the group; a worker must outlive it until the main process
+    # has kept its epoch and ends the workers itself.
+    import signal
+
+    from crnn_captcha.training import synthetic_data
+
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        synthetic_data._one_thread_worker(0)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_views_keep_the_batch_as_drawn_first_and_repeat_for_a_seed():
     """--views K: the batch as drawn, then K - 1 changed copies in the model's value range; the same
     seed draws the same copies (a resumed run sees its views again), another seed others."""

@@ -18,7 +18,7 @@ from ..read.checkpoint import build_crnn
 from ..read.images import PreprocessConfig
 from ..read.model import CRNN, FEATURE_ROWS, CRNNConfig
 from .recipe import TrainConfig, check_labels, field_charset
-from .runtime import Dist, log
+from .runtime import Dist, leave_interrupts_to_main, log
 from .transfer import start_from
 
 
@@ -71,6 +71,7 @@ def _worker_init(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     ds = info.dataset.dataset if isinstance(info.dataset, Subset) else info.dataset
     ds.reseed(info.seed % 2**31)  # each worker its own splicing and augmentation stream
+    leave_interrupts_to_main()
 
 
 def build_loaders(config: TrainConfig, train: list[Sample], val: list[Sample], charset: Charset,

@@ -7,6 +7,7 @@ import copy
 import gc
 import os
 import random
+import signal
 import sys
 from typing import Any, Callable
 
@@ -34,6 +35,13 @@ def default_workers(cuda: bool, *, cpu: int, cap: int | None = None) -> int:
         return cpu
     per_process = ((os.cpu_count() or 4) - 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(1, per_process if cap is None else min(cap, per_process))
+
+
+def leave_interrupts_to_main() -> None:
+    """In a loader worker: ignore Ctrl-C, which reaches the whole process group. The main process
+    stops the run at the epoch kept and then ends its workers; a worker that died of the signal
+    first left the main process's pin-memory thread a dead connection to print a traceback about."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def log(msg: str) -> None:

@@ -10,6 +10,7 @@ from ..data.datasets import collate_ctc
 from ..read.charset import Charset
 from ..read.frames import fuse_frames
 from ..read.images import PreprocessConfig, resize_image, to_tensor
+from .runtime import leave_interrupts_to_main
 
 
 # ----- synthetic data ------------------------------------------------------------------------------
@@ -84,6 +85,7 @@ def _one_thread_worker(worker_id: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    leave_interrupts_to_main()
 
 
 def worker_options(workers: int) -> dict:
