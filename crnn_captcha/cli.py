@@ -144,7 +144,7 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
     """--checkpoint, --device, --backend, --batch-size and the decoding options."""
     m = ap.add_argument_group("model")
     m.add_argument("--checkpoint", "--model", dest="checkpoint", metavar="NAME_OR_PATH",
-                   help="a shipped model (captcha_v2, the default; pretrained) or a checkpoint file")
+                   help="a shipped model (captcha_v2, the default; general; pretrained) or a checkpoint file")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="auto: ONNX Runtime on the CPU when an up-to-date export is beside the checkpoint")

@@ -6,21 +6,31 @@
 # none deeper than two folders), its log and the GPU's utilisation, sampled every half second.
 # Unpack it where the next call carries it from: mkdir -p runs/general && tar xzf run.tgz -C runs/general
 #
-#   bash scripts/gather_fonts.sh                                       # here, once: fonts/ to carry
-#   RUN=runs/general MINUTES=8 bash scripts/gpu_pretrain.sh          # on the GPU machine, carrying fonts/ and runs/general
-#   RUN=runs/general MINUTES=8 VIEWS=3 bash scripts/gpu_pretrain.sh  # each render trained on in 3 versions (--views)
+#   bash scripts/gather_fonts.sh && bash scripts/gpu_wheels.sh        # here, once: fonts/ and .whl/ to carry
+#   MINUTES=9 bash scripts/gpu_pretrain.sh                            # on the GPU machine, carrying fonts and .whl
+#   RUN=runs/other MINUTES=9 VIEWS=1 bash scripts/gpu_pretrain.sh    # another run, each render trained on once
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
 #       --glyph-epochs 1 --epochs 2" bash scripts/gpu_pretrain.sh       # a dry run on a CPU
 #
 # The size is the largest that reads one image within 2 ms on a 2-core CPU (docs/results.md, "How
-# large a reader this CPU allows"); 200,000 fresh images an epoch, 200 epochs: about 2.5 hours of an
-# H200 at the 4,300 images/s its renderer feeds, so the schedule spans many lent sessions.
+# large a reader this CPU allows"); 200,000 fresh images an epoch, each trained on in 3 versions
+# (--views 3 read more of the real captchas than the renders alone, for the same minutes of an H200),
+# 200 epochs: about 3.9 hours of an H200, whose renderer feeds 3,700 images/s, so the schedule spans
+# many lent sessions.
 set -euo pipefail
 RUN=${RUN:-runs/general}
 MINUTES=${MINUTES:-8}
 OUT=${OUT:-/tmp/gpu_pretrain_out}
 FONTS=${FONTS:-fonts}   # carried font files (scripts/gather_fonts.sh): the renderer finds them in ~/.fonts
+WHEELS=${WHEELS:-.whl}  # carried wheels (scripts/gpu_wheels.sh) of the dependencies the lent machine lacks
 mkdir -p "$OUT"
+# the lent machine's PyTorch lives in this environment; elsewhere the python on the PATH is used
+[ -x /opt/torch/.venv/bin/python ] && export PATH=/opt/torch/.venv/bin:$PATH
+export PYTHONUNBUFFERED=1
+if ! python -c "import albumentations, editdistance" 2> /dev/null && compgen -G "$WHEELS/*.whl" > /dev/null; then
+    python -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl
+    export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi
 if [ -d "$FONTS" ]; then
     mkdir -p ~/.fonts && cp -p "$FONTS"/* ~/.fonts/
     echo "$(ls "$FONTS" | wc -l) font files from $FONTS put in ~/.fonts" | tee "$OUT/pretrain.log"
@@ -30,9 +40,9 @@ if [ -f "$RUN/sequence/last.pt" ]; then
     args=(--out "$RUN" --resume --no-progress)
 else
     args=(--out "$RUN" --stages glyph sequence --channels 24 48 96 96 144 --hidden 96 --epoch-samples 200000
-          --epochs 200 --batch-size 256 --lr 2e-3 --no-progress)
+          --epochs 200 --batch-size 256 --lr 2e-3 --glyph-epochs 1 --views "${VIEWS:-3}" --no-progress)
 fi
-[ -n "${VIEWS:-}" ] && args+=(--views "$VIEWS")   # a resumed run keeps its own unless given
+[ -f "$RUN/sequence/last.pt" ] && [ -n "${VIEWS:-}" ] && args+=(--views "$VIEWS")   # a resumed run keeps its own unless given
 # shellcheck disable=SC2206
 args+=(${EXTRA:-})
 

@@ -219,6 +219,36 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
     assert "| pretrain --batch-size 8 | 0 | 2 |" in done.stdout
 
 
+@pytest.mark.slow
+def test_gpu_pretrain_script_starts_a_run_then_resumes_it(tmp_path):
+    """scripts/gpu_pretrain.sh on the CPU, at a toy size: the first call starts the run with the
+    settings the general reader is pretrained with, the second resumes it, and each hands back the
+    run folder as one archive."""
+    import os
+    import tarfile
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_pretrain.sh"
+    run, none = tmp_path / "run", tmp_path / "absent"
+    toy = ("--device cpu --workers 0 --threads 1 --epoch-samples 16 --val-samples 8 --batch-size 8 "
+           "--channels 8 16 16 16 16 --hidden 16 --epochs ")
+    env = {**os.environ, "RUN": str(run), "MINUTES": "3", "FONTS": str(none), "WHEELS": str(none),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for call, epochs in ((1, 1), (2, 2)):
+        out = tmp_path / f"out{call}"
+        done = subprocess.run(["bash", str(script)], env={**env, "OUT": str(out), "EXTRA": toy + str(epochs)},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+        log = (out / "pretrain.log").read_text()
+        assert "pretrain exit status 0" in log and "Traceback" not in log
+        with tarfile.open(out / "run.tgz") as tgz:
+            names = {n.lstrip("./") for n in tgz.getnames()}
+        assert {"pretrain.json", "backbone.pt", "sequence/last.pt", "sequence/metrics.jsonl"} <= names
+    assert "resuming" in log and "after epoch 1" in log
+    settings = json.loads((run / "pretrain.json").read_text())
+    assert settings["views"] == 3 and settings["glyph_epochs"] == 1 and settings["epochs"] == 2
+    assert len((run / "sequence" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
 def test_rendering_workers_leave_ctrl_c_to_the_main_process():
     # Ctrl-C reaches every process of the group; a worker must outlive it until the main process
     # has kept its epoch and ends the workers itself.

@@ -336,10 +336,13 @@ def test_export_never_overwrites_its_checkpoint(tmp_path, capsys):
 def test_shipped_models_load_by_name():
     from crnn_captcha.read.shipped import MODELS, model_path
 
-    assert set(MODELS) >= {"captcha_v2", "pretrained"}
+    assert set(MODELS) >= {"captcha_v2", "general", "pretrained"}
     assert CaptchaReader("captcha_v2", device="cpu").checkpoint_path == default_checkpoint()
     pretrained = CaptchaReader("pretrained", device="cpu")
     assert pretrained.checkpoint_path == model_path("pretrained") and len(pretrained.charset) > 60
+    general = CaptchaReader("general", device="cpu")  # through its ONNX export where ONNX Runtime is there
+    assert general.checkpoint_path == model_path("general") and general.charset.chars == pretrained.charset.chars
+    assert general.backend == "onnx" and CaptchaReader("general", backend="torch").backend == "torch"
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         CaptchaReader("no_such_model", device="cpu")
 

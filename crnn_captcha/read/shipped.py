@@ -25,8 +25,12 @@ def shipped(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / "checkpoints" / name
 
 
+#: The general reader: pretrained on synthetic captchas of many styles at a larger size, read by name
+#: for captchas no model was trained on (docs/pretraining.md says how far it has got).
+GENERAL_NAME = "general.pt"
+
 #: The shipped models by name: what ``CaptchaReader(NAME)`` and ``--model NAME`` read with.
-MODELS = {"captcha_v2": DEFAULT_CHECKPOINT_NAME, "pretrained": PRETRAINED_NAME}
+MODELS = {"captcha_v2": DEFAULT_CHECKPOINT_NAME, "general": GENERAL_NAME, "pretrained": PRETRAINED_NAME}
 
 
 def model_path(model: str | Path) -> Path:

@@ -385,7 +385,7 @@ def _pretrain(config: PretrainConfig, stages: list[str], out: Path, dist_: Dist,
     backbone = out / "backbone.pt" if "glyph" in stages else None
     if "sequence" in stages and not resume:  # before the glyph stage's work, not after it
         check_epoch(config.epoch_samples, config.batch_size, dist_.world)
-    if not resume and dist_.main:
+    if dist_.main:  # a resume rewrites it: the epochs or views it was given hold for the next resume too
         settings = json.dumps(config.to_dict(), indent=1)
         atomic_write(out / SETTINGS_FILE, lambda tmp: Path(tmp).write_text(settings + "\n"))
     if backbone is not None and not resume:

@@ -128,8 +128,10 @@ class Checkpointer:
                 ("val accuracy", {"full string": [r["val_accuracy"] for r in h],
                                   "character": [r["val_char_accuracy"] for r in h]}),
             ])
+        # a resumed run stopped before its first epoch wrote no best.pt (one moved away stays away)
+        written = [p for p in (self.best_path, self.last, self.metrics, self.out / "curves.png") if p.exists()]
         log(f"best.pt holds epoch {self.best['epoch']} (val accuracy {self.best['accuracy']:.4f}); {seconds:.0f}s; "
-            f"wrote {self.best_path}, {self.last}, {self.metrics}" + (f", {self.out / 'curves.png'}" if h else ""))
+            f"wrote " + ", ".join(map(str, written)))
 
     def interrupted(self, epoch: int, seconds: float) -> None:
         """Ctrl-C during ``epoch``: say what was kept (and keep curves.png of the whole epochs)."""
