@@ -16,7 +16,7 @@ set by set (exact, and with both sides lower-cased for sites that ignore case), 
 
     python scripts/make_family.py --family ic36 --family ic62 --family warped --family colour --train 250
     python scripts/benchmark.py --zero-shot data/families/{ic36,ic62,warped,colour}/test.csv \
-        ../shared/data/real/{thsr_rail,swust_univ,lzu_digits}/all.csv --checkpoint pretrained --json zs.json
+        ../shared/data/real/{thsr_rail,swust_univ,lzu_digits}/all.csv --json zs.json      # our general reader
 """
 from __future__ import annotations
 
@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--readers", nargs="+", default=READERS, choices=READERS)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--repeats", type=int, default=3, help="passes over the images for the timings")
-    ap.add_argument("--checkpoint", help="our checkpoint (default: the shipped model)")
+    ap.add_argument("--checkpoint", help="our checkpoint or shipped model (default: captcha_v2; with --zero-shot, "
+                                         "general, the reader for captchas no model was trained on)")
     ap.add_argument("--json", help="write all numbers here")
     ap.add_argument("--train-threads", type=int, nargs="+", metavar="N",
                     help="instead: training samples/s with each of these torch thread counts, alone and beside busy processes")
@@ -295,10 +296,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --train-threads: numbers of busy processes to measure beside (default 0 and 1)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker and args.zero_shot:
+    if args.worker and args.zero_shot:  # the parent names the checkpoint
         print(json.dumps(zero_shot_worker(args.worker, args.zero_shot, args.threads, args.checkpoint)))
         return 0
     if args.zero_shot:
+        args.checkpoint = args.checkpoint or "general"
         return zero_shot(args)
     if not args.data:
         ap.error("give --data (or --zero-shot SET ...)")

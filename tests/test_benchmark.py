@@ -21,3 +21,15 @@ def test_zero_shot_scores_each_set_exact_and_case_folded(tmp_path):
     assert [(s["set"], s["n"], s["exact"], s["folded"]) for s in sets] == [("lower", 1, 1.0, 1.0), ("upper", 1, 0.0, 1.0)]
     assert "| upper | 1 | 0.0% / 100.0% (" in out.stdout
     assert "| mean over sets (case-folded) | | 100.0% |" in out.stdout
+
+
+def test_zero_shot_reads_with_the_general_reader_unless_told(tmp_path):
+    manifest = tmp_path / "one" / "test.csv"
+    manifest.parent.mkdir()
+    manifest.write_text(f"path,label\n{SAMPLE},8xypd\n")
+    out = subprocess.run([sys.executable, "scripts/benchmark.py", "--zero-shot", str(manifest), "--readers",
+                          "crnn_captcha", "--threads", "1", "--json", str(tmp_path / "zs.json")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| set | n | crnn_captcha (general) |" in out.stdout
+    assert json.loads((tmp_path / "zs.json").read_text())["checkpoint"] == "general"
