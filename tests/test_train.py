@@ -399,6 +399,9 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
         assert resolve(config, many, val, cuda=False)[0].batch_size == 16
         given, _ = resolve(replace(config, lr=5e-4), train, val, cuda=False)
         assert given.lr == 5e-4
+    config = TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), init="general")
+    general, _ = resolve(config, *load_data(config), cuda=False)  # a shipped model by name, its size kept
+    assert (general.lr, tuple(general.channels), general.hidden) == (4e-3, (24, 48, 96, 96, 144), 96)
 
 
 def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does_the_same(tmp_path):

@@ -50,7 +50,7 @@ def is_animated(path) -> bool:
 
 def choose_frames(samples: Sequence[Sample], init: str, sample: int = 200, seed: int = 0) -> tuple[str, str]:
     """(the fusion, one line saying why) for training images ``samples`` and a start ``init``
-    ("pretrained", "scratch" or a checkpoint path)."""
+    (a shipped model's name, "scratch" or a checkpoint path)."""
     pool = list(samples)
     picked = random.Random(seed).sample(pool, min(sample, len(pool)))
     animated = [s for s in picked if is_animated(s.path)]

@@ -33,6 +33,7 @@ from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from ..read.images import PreprocessConfig
 from ..read.model import CRNN, FEATURE_ROWS, CRNNConfig, GlyphClassifier
+from ..read.shipped import MODELS
 from .loop import autocast, ctc_task, run_epochs
 from .recipe import TrainConfig, architecture, resumed_config
 from .run_folder import Checkpointer, MemoryRun
@@ -79,7 +80,7 @@ class PretrainConfig:
             width (the sequence stage reads ``SEQUENCE_ASPECT`` times the height).
         aug_strength: augmentation of a glyph set of your own (0: off).
         channels, hidden, lstm_layers: the model's size.
-        init: start the sequence stage from this model ("pretrained", "scratch" or a path)
+        init: start the sequence stage from this model (a shipped one's name, "scratch" or a path)
             instead of a glyph stage.
         epochs, glyph_epochs: epochs of the sequence and glyph stages.
         epoch_samples: synthetic images per epoch (a fresh set each epoch); val_samples: the size
@@ -341,7 +342,7 @@ def check_paths(config: PretrainConfig, out: Path, resume: bool) -> None:
     for option, value in (("--glyphs", config.glyphs), ("--val-glyphs", config.val_glyphs)):
         if value and not Path(value).exists():
             raise OptionError(f"{option} {value}: no such folder or archive")
-    if config.init and config.init not in ("pretrained", "scratch") and not Path(config.init).exists():
+    if config.init and config.init not in (*MODELS, "scratch") and not Path(config.init).exists():
         raise OptionError(f"--init {config.init}: no such checkpoint")
     check_out_folder(out)
     if config.height % 16:

@@ -1,5 +1,5 @@
-"""Start a model from another one: the shipped pretrained model, a run's checkpoint, or a
-glyph-pretrained backbone.
+"""Start a model from another one: a shipped model (the pretrained start by default), a run's
+checkpoint, or a glyph-pretrained backbone.
 
     from crnn_captcha.training.transfer import start_from
     notes = start_from(model, charset, "pretrained")    # or a path; returns one line per choice made
@@ -24,19 +24,20 @@ from ..errors import CheckpointError, TrainingError
 from ..read.charset import Charset
 from ..read.checkpoint import load_checkpoint
 from ..read.model import CRNN
-from ..read.shipped import pretrained_checkpoint
+from ..read.shipped import MODELS, model_path
 
 FIRST_CONV = "backbone.features.0.0.weight"
 
 
 def source_path(init: str) -> Path | None:
-    """The checkpoint ``init`` names: "pretrained" (the shipped one), "scratch" (none) or a path."""
+    """The checkpoint ``init`` names: a shipped model ("pretrained", "general", ...), "scratch"
+    (none) or a path."""
     if init == "scratch":
         return None
-    if init == "pretrained":
-        path = pretrained_checkpoint()
+    if init in MODELS:
+        path = model_path(init)
         if not path.exists():
-            raise CheckpointError(f"{path}: the shipped pretrained model is missing from this install; "
+            raise CheckpointError(f"{path}: the shipped {init} model is missing from this install; "
                                   "train with --init scratch, or reinstall")
         return path
     return Path(init)
