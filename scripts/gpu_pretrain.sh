@@ -12,11 +12,11 @@
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
 #       --glyph-epochs 1 --epochs 2" bash scripts/gpu_pretrain.sh       # a dry run on a CPU
 #
-# The size is the largest that reads one image within 2 ms on a 2-core CPU (docs/results.md, "How
-# large a reader this CPU allows"); 200,000 fresh images an epoch, each trained on in 3 versions
+# The size was chosen to read one image within 2 ms on a 2-core CPU (docs/results.md, "How large a
+# reader this CPU allows"; trained and in colour it takes 2.1-3.0 ms); 200,000 fresh images an epoch, each trained on in 3 versions
 # (--views 3 read more of the real captchas than the renders alone, for the same minutes of an H200),
 # 200 epochs: about 3.9 hours of an H200, whose renderer feeds 3,700 images/s, so the schedule spans
-# many lent sessions.
+# many lent GPUs.
 set -euo pipefail
 RUN=${RUN:-runs/general}
 MINUTES=${MINUTES:-8}

@@ -128,7 +128,7 @@ class Checkpointer:
                 ("val accuracy", {"full string": [r["val_accuracy"] for r in h],
                                   "character": [r["val_char_accuracy"] for r in h]}),
             ])
-        # a resumed run stopped before its first epoch wrote no best.pt (one moved away stays away)
+        # only the files that are there: a run resumed and stopped before its first epoch has no best.pt
         written = [p for p in (self.best_path, self.last, self.metrics, self.out / "curves.png") if p.exists()]
         log(f"best.pt holds epoch {self.best['epoch']} (val accuracy {self.best['accuracy']:.4f}); {seconds:.0f}s; "
             f"wrote " + ", ".join(map(str, written)))
