@@ -10,13 +10,13 @@
 #   MINUTES=9 bash scripts/gpu_pretrain.sh                            # on the GPU machine, carrying fonts and .whl
 #   RUN=runs/other MINUTES=9 VIEWS=1 bash scripts/gpu_pretrain.sh    # another run, each render trained on once
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
-#       --glyph-epochs 1 --epochs 2" bash scripts/gpu_pretrain.sh       # a dry run on a CPU
+#       --epochs 2" bash scripts/gpu_pretrain.sh                        # a dry run on a CPU
 #
 # The size was chosen to read one image within 2 ms on a 2-core CPU (docs/results.md, "How large a
-# reader this CPU allows"; trained and in colour it takes 2.1-3.0 ms); 200,000 fresh images an epoch, each trained on in 3 versions
-# (--views 3 read more of the real captchas than the renders alone, for the same minutes of an H200),
-# 200 epochs: about 3.9 hours of an H200, whose renderer feeds 3,700 images/s, so the schedule spans
-# many lent GPUs.
+# reader this CPU allows"; trained and in colour it takes 2.1-3.0 ms); 200,000 fresh images an
+# epoch, each trained on in 3 versions (--views 3 read more of the real captchas than the renders
+# alone, for the same minutes of an H200), 200 epochs: about 3.9 hours of an H200, whose renderer
+# feeds 3,700 images/s, so the schedule spans many lent GPUs.
 set -euo pipefail
 RUN=${RUN:-runs/general}
 MINUTES=${MINUTES:-8}
@@ -37,12 +37,11 @@ if [ -d "$FONTS" ]; then
 fi
 
 if [ -f "$RUN/sequence/last.pt" ]; then
-    args=(--out "$RUN" --resume --no-progress)
+    args=(--out "$RUN" --resume --no-progress ${VIEWS:+--views "$VIEWS"})   # a resumed run keeps its own unless given
 else
     args=(--out "$RUN" --stages glyph sequence --channels 24 48 96 96 144 --hidden 96 --epoch-samples 200000
           --epochs 200 --batch-size 256 --lr 2e-3 --glyph-epochs 1 --views "${VIEWS:-3}" --no-progress)
 fi
-[ -f "$RUN/sequence/last.pt" ] && [ -n "${VIEWS:-}" ] && args+=(--views "$VIEWS")   # a resumed run keeps its own unless given
 # shellcheck disable=SC2206
 args+=(${EXTRA:-})
 
