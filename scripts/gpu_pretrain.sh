@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pretrain the general reader on a lent GPU for a fixed number of minutes, adding to the run that
-# earlier machines left in $RUN: the first call starts it (glyph stage, then sequence stage), every
-# later call resumes its sequence stage where the last one stopped (an epoch is the unit kept).
+# earlier machines left in $RUN: the first call starts it from the shipped general reader ($INIT),
+# every later call resumes it where the last one stopped (an epoch is the unit kept).
 # Hands back, in $OUT: the run folder as run.tgz (one file: the lent machine returns few files,
 # none deeper than two folders), its log and the GPU's utilisation, sampled every half second.
 # Unpack it where the next call carries it from: mkdir -p runs/general && tar xzf run.tgz -C runs/general
@@ -12,13 +12,14 @@
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
 #       --epochs 2" bash scripts/gpu_pretrain.sh                        # a dry run on a CPU
 #
-# The size was chosen to read one image within 2 ms on a 2-core CPU (docs/results.md, "How large a
-# reader this CPU allows"; trained and in colour it takes 2.1-3.0 ms); 200,000 fresh images an
-# epoch, each trained on in 3 versions (--views 3 read more of the real captchas than the renders
-# alone, for the same minutes of an H200), 200 epochs: about 3.9 hours of an H200, whose renderer
-# feeds 3,700 images/s, so the schedule spans many lent GPUs.
+# The run takes the size of its start: conv channels 16-32-64-64-144 and 96 LSTM units, which read one
+# image in about 1.5 ms on a 2-core CPU (docs/results.md, "A narrower general reader"); 200,000 fresh
+# images an epoch, each trained on in 3 versions (--views 3 read more of the real captchas than the
+# renders alone, for the same minutes of an H200), 200 epochs: about 3.9 hours of an H200, whose
+# renderer feeds 3,700 images/s, so the schedule spans many lent GPUs.
 set -euo pipefail
 RUN=${RUN:-runs/general}
+INIT=${INIT:-checkpoints/general.pt}   # what a new run starts from
 MINUTES=${MINUTES:-8}
 OUT=${OUT:-/tmp/gpu_pretrain_out}
 FONTS=${FONTS:-fonts}   # carried font files (scripts/gather_fonts.sh): the renderer finds them in ~/.fonts
@@ -39,8 +40,8 @@ fi
 if [ -f "$RUN/sequence/last.pt" ]; then
     args=(--out "$RUN" --resume --no-progress ${VIEWS:+--views "$VIEWS"})   # a resumed run keeps its own unless given
 else
-    args=(--out "$RUN" --stages glyph sequence --channels 24 48 96 96 144 --hidden 96 --epoch-samples 200000
-          --epochs 200 --batch-size 256 --lr 2e-3 --glyph-epochs 1 --views "${VIEWS:-3}" --no-progress)
+    args=(--out "$RUN" --stages sequence --init "$INIT" --epoch-samples 200000 --epochs 200 --batch-size 256
+          --lr 2e-3 --views "${VIEWS:-3}" --no-progress)
 fi
 # shellcheck disable=SC2206
 args+=(${EXTRA:-})

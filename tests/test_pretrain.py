@@ -221,31 +221,39 @@ def test_gpu_check_script_times_both_commands(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_gpu_pretrain_script_starts_a_run_then_resumes_it(tmp_path):
-    """scripts/gpu_pretrain.sh on the CPU, at a toy size: the first call starts the run with the
-    settings the general reader is pretrained with, the second resumes it, and each hands back the
-    run folder as one archive."""
+    """scripts/gpu_pretrain.sh on the CPU, from a toy start: the first call starts the run from it
+    with the settings the general reader is pretrained with, the second resumes it, and each hands
+    back the run folder as one archive."""
     import os
     import tarfile
 
     script = Path(__file__).resolve().parent.parent / "scripts" / "gpu_pretrain.sh"
-    run, none = tmp_path / "run", tmp_path / "absent"
-    toy = ("--device cpu --workers 0 --threads 1 --epoch-samples 16 --val-samples 8 --batch-size 8 "
-           "--channels 8 16 16 16 16 --hidden 16 --epochs ")
-    env = {**os.environ, "RUN": str(run), "MINUTES": "3", "FONTS": str(none), "WHEELS": str(none),
+    run, none, start = tmp_path / "run", tmp_path / "absent", tmp_path / "start.pt"
+    charset = Charset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ+-=?!@#$%&*")
+    toy = CRNN(CRNNConfig(num_classes=charset.num_classes, channels=(8, 16, 16, 16, 24), hidden=16, in_channels=3,
+                          rows=2, max_label_length=8))
+    atomic_save(make_checkpoint(toy, charset, PreprocessConfig(channels=3, resize="pad")), start)
+    extra = "--device cpu --workers 0 --threads 1 --epoch-samples 16 --val-samples 8 --batch-size 8 --epochs "
+    env = {**os.environ, "RUN": str(run), "MINUTES": "3", "FONTS": str(none), "WHEELS": str(none), "INIT": str(start),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     for call, epochs in ((1, 1), (2, 2)):
         out = tmp_path / f"out{call}"
-        done = subprocess.run(["bash", str(script)], env={**env, "OUT": str(out), "EXTRA": toy + str(epochs)},
+        done = subprocess.run(["bash", str(script)], env={**env, "OUT": str(out), "EXTRA": extra + str(epochs)},
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
         log = (out / "pretrain.log").read_text()
         assert "pretrain exit status 0" in log and "Traceback" not in log
         with tarfile.open(out / "run.tgz") as tgz:
             names = {n.lstrip("./") for n in tgz.getnames()}
-        assert {"pretrain.json", "backbone.pt", "sequence/last.pt", "sequence/metrics.jsonl"} <= names
+        assert {"pretrain.json", "sequence/last.pt", "sequence/metrics.jsonl"} <= names
+    first = (tmp_path / "out1" / "pretrain.log").read_text()
+    assert f"start: backbone and LSTM from {start}" in first
     assert "resuming" in log and "after epoch 1" in log
     settings = json.loads((run / "pretrain.json").read_text())
-    assert settings["views"] == 3 and settings["glyph_epochs"] == 1 and settings["epochs"] == 2
+    assert settings["views"] == 3 and settings["init"] == str(start) and settings["epochs"] == 2
+    assert settings["stages"] == ["sequence"] and settings["batch_size"] == 8
+    last = load_checkpoint(run / "sequence" / "last.pt", kind=None)
+    assert last["model_config"]["channels"] == [8, 16, 16, 16, 24]  # the start's size
     assert len((run / "sequence" / "metrics.jsonl").read_text().splitlines()) == 2
 
 

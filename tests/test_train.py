@@ -401,7 +401,7 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
         assert given.lr == 5e-4
     config = TrainConfig(train=str(splits / "train.csv"), val=str(splits / "val.csv"), init="general")
     general, _ = resolve(config, *load_data(config), cuda=False)  # a shipped model by name, its size kept
-    assert (general.lr, tuple(general.channels), general.hidden) == (4e-3, (24, 48, 96, 96, 144), 96)
+    assert (general.lr, tuple(general.channels), general.hidden) == (4e-3, (16, 32, 64, 64, 144), 96)
 
 
 def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does_the_same(tmp_path):
