@@ -85,7 +85,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help=f"stacked BiLSTM layers (default: the start model's, or {CRNNConfig.lstm_layers})")
     m.add_argument("--dropout", type=cli.fraction, default=CRNNConfig.dropout, help="dropout before the head")
     m.add_argument("--init", default="auto", metavar="pretrained|general|scratch|PATH",
-                   help="start from a shipped model (pretrained; general: larger, slower to train and read), from "
+                   help="start from a shipped model (pretrained; general: larger, about twice as slow to train), from "
                         "scratch, or a checkpoint (a whole model, or a glyph backbone); auto: pretrained when installed")
     m.add_argument("--pretrained-backbone", dest="init", metavar="PATH", help="the same as --init PATH")
     o.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-2, help="AdamW weight decay")
