@@ -16,6 +16,7 @@ import torch
 
 from crnn_captcha.read.checkpoint import atomic_save, load_model, make_checkpoint
 from crnn_captcha.read.images import to_tensor
+from crnn_captcha.read.model import count_parameters
 from crnn_captcha.read.shipped import model_path
 from crnn_captcha.training.narrow import narrow
 from crnn_captcha.training.pretraining import make_renderer
@@ -52,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args_out = {**loaded.checkpoint.get("train_args", {}), "narrowed_from": str(model_path(args.checkpoint)),
                 "narrowed_to": list(args.channels)}
     atomic_save(make_checkpoint(small, loaded.charset, loaded.preprocess, {}, args_out), args.out)
-    before = sum(p.numel() for p in loaded.model.parameters())
-    after = sum(p.numel() for p in small.parameters())
+    before, after = count_parameters(loaded.model), count_parameters(small)
     print(f"wrote {args.out}: channels {list(loaded.model.config.channels)} -> {args.channels}, "
           f"{before / 1e6:.2f} M -> {after / 1e6:.2f} M weights")
     return 0

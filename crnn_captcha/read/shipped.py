@@ -25,8 +25,8 @@ def shipped(name: str) -> Path:
     return Path(__file__).resolve().parents[2] / "checkpoints" / name
 
 
-#: The general reader: pretrained on synthetic captchas of many styles (larger than the pretrained start), read by name
-#: for captchas no model was trained on (docs/pretraining.md says how far it has got).
+#: The general reader: pretrained on synthetic captchas of many styles, larger than the pretrained
+#: start; read by name for captchas no model was trained on (docs/pretraining.md says how far it has got).
 GENERAL_NAME = "general.pt"
 
 #: The shipped models by name: what ``CaptchaReader(NAME)`` and ``--model NAME`` read with.

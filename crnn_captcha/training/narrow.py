@@ -45,8 +45,8 @@ def block_activations(model: CRNN, images: torch.Tensor) -> list[torch.Tensor]:
 
 def _reader_weights(model: CRNN, block: int) -> torch.Tensor:
     """How much the layer after ``block`` reads each of the block's output channels: the norm of
-    its weights on that channel (the next conv's, scaled as its batch norm scales them, or for the last block the LSTM's input weights on
-    every feature row of that channel)."""
+    its weights on that channel (the next conv's, scaled as its batch norm scales them; for the last
+    block, the LSTM's input weights on every feature row of that channel)."""
     blocks = conv_blocks(model)
     if block + 1 < len(blocks):
         conv, norm = blocks[block + 1][0], blocks[block + 1][1]
