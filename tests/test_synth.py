@@ -218,3 +218,28 @@ def test_the_glyph_cache_keeps_to_its_budget_and_keeps_what_was_used_last(monkey
         assert fonts._GLYPH_CACHE_USED[0] == sum(m.nbytes for m, _ in fonts._GLYPH_CACHE.values()) <= 8_000
     assert len(fonts._GLYPH_CACHE) < 26  # some were dropped to keep to the budget
     assert all(m.base is None for m, _ in fonts._GLYPH_CACHE.values())  # no crop keeps a larger canvas alive
+
+
+def test_vivid_colours_stand_apart_from_the_background_by_hue_even_when_light():
+    from crnn_captcha.synthetic.drawing import _distance, _luma, _Rand, _vivid_colours
+
+    white = (255.0, 255.0, 255.0)
+    colours = [c for i in range(30) for c in _vivid_colours(_Rand((1, i, 0)), white, 6)]
+    assert all(_distance(c, white) >= 130 for c in colours)
+    assert any(_luma(c) > 170 for c in colours), "no light colours: vivid text never nears a white page"
+    assert all(max(c) - min(c) > 60 for c in colours)  # saturated, never gray
+
+
+def test_perspective_moves_a_glyphs_corners_and_keeps_its_ink():
+    from crnn_captcha.synthetic.drawing import _Rand
+    from crnn_captcha.synthetic.text import _perspective
+
+    mask = np.zeros((40, 30), np.uint8)
+    mask[5:35, 5:25] = 255  # a filled box: its warped outline is no longer a rectangle
+    out, centre = _perspective(_Rand((3, 0, 0)), mask, 0.0, 0.3)
+    assert out.any(axis=1).all() and out.any(axis=0).all()  # cropped to its ink
+    assert 0.5 < (out > 127).sum() / (mask > 127).sum() < 2.0
+    filled = (out > 127).mean()
+    assert filled < 0.97, "the box came out rectangular: no corner moved"
+    again, _ = _perspective(_Rand((3, 0, 0)), mask, 0.0, 0.3)
+    assert np.array_equal(out, again)

@@ -132,6 +132,19 @@ def _colour_scheme(r: _Rand, cfg: SynthConfig, n: int) -> _Scheme:
     return _Scheme(bg, bg2, texts if per_char else texts * n, 25.0)
 
 
+def _vivid_colours(r: _Rand, bg: Colour, n: int) -> list[Colour]:
+    """One saturated colour per character at any lightness, as generators that pick random RGB
+    draw them: some nearly as light as the background (yellow on white), told apart by hue alone."""
+    colours = []
+    for _ in range(n):
+        for _ in range(8):  # a colour too close to the background is drawn again
+            colour = _colour(r.u(35, 235), r.u(0, TAU), r.u(90, 150))
+            if _distance(colour, bg) >= 130:
+                break
+        colours.append(colour)
+    return colours
+
+
 def _ink_colour(r: _Rand, sc: _Scheme) -> tuple[int, int, int]:
     """A colour for lines and dots: the text's own (the hard case), or any contrasting one."""
     pick = r.py.random()

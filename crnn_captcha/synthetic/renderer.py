@@ -10,13 +10,15 @@ import numpy as np
 
 from ..errors import OptionError
 from .config import GLYPH_SIZE, SynthConfig
-from .drawing import _background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line, _Rand
+from .drawing import (_background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line, _Rand,
+                      _vivid_colours)
 from .fonts import FontInfo, discover_fonts
 from .text import (
     MIN_PX,
     _Layer,
     _gradient_fill,
     _paste,
+    _perspective,
     _extrude,
     _shadow,
     _styled_glyph,
@@ -28,7 +30,8 @@ from .text import (
 
 
 #: The styles added after the first renderer, each turned on by ``SynthConfig.p_<name>``.
-EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise")
+EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise", "vivid",
+          "perspective")
 
 
 # ----- animations ---------------------------------------------------------------------------------
@@ -208,12 +211,17 @@ class SynthRenderer:
         if "tall" in extras:
             fill_h, fill_w = e.u(0.8, 0.95), max(fill_w, 0.9)
         sc = _colour_scheme(r, cfg, len(text))
+        if "vivid" in extras and sc.spread >= 10:
+            sc.text = _vivid_colours(e, sc.bg, len(text))
         st = _text_style(r, cfg, max(fill_h * h / 1.1, MIN_PX))
         if "crowded" in extras:
             st.gap = e.u(-0.33, -0.2)
         if "condensed" in extras:  # narrow glyphs set close, as condensed faces are
             st.stretch, st.gap = e.u(0.45, 0.7), min(st.gap, 0.05)
-        layer, boxes = _text_layer(r, [_styled_glyph(r, font, ch, st) for ch in text], sc.text, st)
+        glyphs = [_styled_glyph(r, font, ch, st) for ch in text]
+        if "perspective" in extras:
+            glyphs = [_perspective(e, mask, centre, e.u(0.12, 0.3)) for mask, centre in glyphs]
+        layer, boxes = _text_layer(r, glyphs, sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
         lh, lw = layer.alpha.shape

@@ -102,6 +102,23 @@ def _styled_glyph(r: _Rand, font: FontInfo, ch: str, st: _Style) -> tuple[np.nda
     return mask, centre
 
 
+def _perspective(r: _Rand, mask: np.ndarray, centre: float, amount: float) -> tuple[np.ndarray, float]:
+    """A glyph mask seen at a slant of its own: each corner moved by up to ``amount`` of the glyph's
+    size, as generators warp each character with a random quadrilateral; cropped to its ink again."""
+    h, w = mask.shape
+    pad = int(math.ceil(amount * max(h, w))) + 1
+    mask = cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    src = np.float32([[pad, pad], [pad + w, pad], [pad + w, pad + h], [pad, pad + h]])
+    moves = np.float32([[r.u(-amount, amount) * w, r.u(-amount, amount) * h] for _ in range(4)])
+    out = cv2.warpPerspective(mask, cv2.getPerspectiveTransform(src, src + moves), mask.shape[::-1],
+                              flags=cv2.INTER_LINEAR)
+    rows, cols = np.flatnonzero(out.any(axis=1)), np.flatnonzero(out.any(axis=0))
+    if not len(rows):  # folded to nothing: keep the glyph as it was
+        return mask[pad:pad + h, pad:pad + w], centre
+    centre += (rows[0] + rows[-1] + 1) / 2 - (pad + h / 2)
+    return out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], centre
+
+
 @dataclass
 class _Layer:
     """Text on its own: coverage ``alpha`` (h, w) in [0, 1], and its colour, either one ``colour``
