@@ -243,3 +243,30 @@ def test_perspective_moves_a_glyphs_corners_and_keeps_its_ink():
     assert filled < 0.97, "the box came out rectangular: no corner moved"
     again, _ = _perspective(_Rand((3, 0, 0)), mask, 0.0, 0.3)
     assert np.array_equal(out, again)
+
+
+def _ink_height_share(img: np.ndarray) -> float:
+    """The share of an image's rows that hold text: plain styles draw it dark on one light colour."""
+    bg = np.median(img.reshape(-1, 3), axis=0)
+    rows = np.where((np.abs(img.astype(int) - bg).sum(axis=2) > 120).any(axis=1))[0]
+    return (rows.max() - rows.min() + 1) / img.shape[0] if len(rows) else 0.0
+
+
+def test_tall_text_fills_the_height_where_plain_text_leaves_room():
+    tall = SynthRenderer(SynthConfig.style("tall"), seed=4)
+    plain = SynthRenderer(SynthConfig.plain(), seed=4)
+    tall_shares = [_ink_height_share(tall.sample(i)[0]) for i in range(30)]
+    plain_shares = [_ink_height_share(plain.sample(i)[0]) for i in range(30)]
+    assert np.median(tall_shares) >= 0.7, tall_shares
+    assert np.median(plain_shares) < 0.65, plain_shares
+    from crnn_captcha.synthetic.renderer import _fill_height
+    from crnn_captcha.synthetic.text import _Layer
+
+    long_text = _Layer(np.ones((40, 400), np.float32), (0, 0, 0))  # far wider than a 50 x 100 canvas allows
+    layer, boxes, w, sy = _fill_height(long_text, [(0, 0, 400, 40)], 50, 100, (0.9, 0.9), 5.0)
+    lh, lw = layer.alpha.shape
+    assert 100 < w <= 250 and lw <= 0.9 * w + 1 and lh <= 0.9 * 50 + 1  # the canvas widened, the text fits it
+    assert boxes == [(0, 0, lw, lh)] and abs(sy - lh / 40) < 0.03
+    short_text = _Layer(np.ones((40, 60), np.float32), (0, 0, 0))
+    layer, _, w, _ = _fill_height(short_text, [(0, 0, 60, 40)], 50, 200, (0.9, 0.9), 5.0)
+    assert w == 200 and layer.alpha.shape[0] == 45  # room across: fitted to the height alone

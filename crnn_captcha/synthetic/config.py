@@ -71,7 +71,7 @@ class SynthConfig:
     p_vivid: float = 0.12          # each character a saturated colour of its own, some nearly as light as the background
     p_perspective: float = 0.12    # each character seen at its own slant: its corners pulled apart unevenly
     p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
-    p_tall: float = 0.15           # the text fills 80-95% of the height
+    p_tall: float = 0.3            # the text fitted to the image: 75-100% of its height, 80-98% of its width
     p_grid: float = 0.12           # grid, stripes or random lines behind the text
     p_dots: float = 0.45           # noise dots (pixels and small discs)
     p_arcs: float = 0.3            # arcs and ellipse segments

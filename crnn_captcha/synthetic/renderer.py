@@ -34,6 +34,23 @@ EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "
           "perspective")
 
 
+def _fill_height(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float):
+    """The text layer sized to fill ``fill`` (height, width shares) of an ``h`` x ``w`` canvas, as
+    sites that fit their text to the image draw it: to the height first, then narrowed to the width
+    (down to 55% of its shape's width, as a condensed face), and where that is not enough the canvas
+    widens (up to ``widest`` times its height) before the whole text shrinks. Returns the layer,
+    its characters' boxes, the canvas width and the vertical scale."""
+    (lh, lw), (fill_h, fill_w) = layer.alpha.shape, fill
+    sy = fill_h * h / lh
+    sx = max(min(sy, fill_w * w / lw), 0.55 * sy)
+    if lw * sx > fill_w * w:
+        w = max(w, min(math.ceil(lw * sx / fill_w), round(h * widest)))
+        shrink = min(1.0, fill_w * w / (lw * sx))
+        sx, sy = sx * shrink, sy * shrink
+    boxes = [(round(x0 * sx), round(y0 * sy), round(x1 * sx), round(y1 * sy)) for x0, y0, x1, y1 in boxes]
+    return layer.scaled(sx, sy), boxes, w, sy
+
+
 # ----- animations ---------------------------------------------------------------------------------
 @dataclass
 class Animation:
@@ -209,7 +226,7 @@ class SynthRenderer:
         fill_w = r.u(0.28, 0.42) if small else r.u(0.55, 0.94)
         fill_h = r.u(0.5, 0.8)
         if "tall" in extras:
-            fill_h, fill_w = e.u(0.8, 0.95), max(fill_w, 0.9)
+            fill_h, fill_w = e.u(0.75, 1.0), e.u(0.8, 0.98)
         sc = _colour_scheme(r, cfg, len(text))
         if "vivid" in extras and sc.spread >= 10:
             sc.text = _vivid_colours(e, sc.bg, len(text))
@@ -226,14 +243,16 @@ class SynthRenderer:
             _gradient_fill(r, layer)
         lh, lw = layer.alpha.shape
         scale = min(1.0, fill_h * h / lh, fill_w * w / lw)
-        if scale * st.px < MIN_PX:  # too small to read: widen the canvas (up to the largest aspect)
+        if "tall" in extras:
+            layer, boxes, w, scale = _fill_height(layer, boxes, h, w, (fill_h, fill_w), cfg.aspect[1])
+        elif scale * st.px < MIN_PX:  # too small to read: widen the canvas (up to the largest aspect)
             scale = min(1.0, MIN_PX / st.px, 0.9 * h / lh)
             w = max(w, min(math.ceil(lw * scale / fill_w), round(h * cfg.aspect[1])))
             scale = min(scale, 0.94 * w / lw)
-        if scale < 0.98:
+        if scale < 0.98 and "tall" not in extras:
             layer = layer.scaled(scale)
-            lh, lw = layer.alpha.shape
             boxes = [tuple(round(v * scale) for v in b) for b in boxes]
+        lh, lw = layer.alpha.shape
         img = _background(r, cfg, h, w, sc)
         x = round((w - lw) / 2 + r.u(-0.5, 0.5) * (w - lw) * (0.3 if small else 0.9))
         y = round((h - lh) / 2 + r.u(-0.3, 0.3) * (h - lh))
@@ -242,7 +261,7 @@ class SynthRenderer:
         if "extrude" in extras:
             _extrude(e, img, layer, x, y, sc)
         self._text = text
-        return r, img, layer, boxes, (x, y), sc, st.px * min(scale, 1.0)
+        return r, img, layer, boxes, (x, y), sc, st.px * (scale if "tall" in extras else min(scale, 1.0))
 
     def glyph(self, index: int, size: tuple[int, int] = GLYPH_SIZE, *, char: str | None = None
               ) -> tuple[np.ndarray, str]:

@@ -128,11 +128,13 @@ class _Layer:
     colour: Colour
     rgb: np.ndarray | None = None
 
-    def scaled(self, f: float) -> "_Layer":
+    def scaled(self, f: float, fy: float | None = None) -> "_Layer":
+        """The layer resized by ``f`` across and ``fy`` (default ``f``) down."""
         h, w = self.alpha.shape
-        size = (max(1, round(w * f)), max(1, round(h * f)))
-        rgb = None if self.rgb is None else cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA)
-        return _Layer(cv2.resize(self.alpha, size, interpolation=cv2.INTER_AREA), self.colour, rgb)
+        size = (max(1, round(w * f)), max(1, round(h * (f if fy is None else fy))))
+        how = cv2.INTER_AREA if max(f, fy or f) <= 1 else cv2.INTER_LINEAR
+        rgb = None if self.rgb is None else cv2.resize(self.rgb, size, interpolation=how)
+        return _Layer(cv2.resize(self.alpha, size, interpolation=how), self.colour, rgb)
 
 
 def _text_layer(r: _Rand, glyphs: list[tuple[np.ndarray, float]], colours: list[Colour],
