@@ -34,12 +34,32 @@ EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "
           "perspective")
 
 
-def _fill_height(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float):
+def _fit_within(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float,
+                px: float):
+    """The text layer shrunk (never enlarged) to fit within ``fill`` (height, width shares) of an
+    ``h`` x ``w`` canvas; where that leaves characters under MIN_PX pixels per em (``px`` before
+    shrinking), the canvas widens (up to ``widest`` times its height) instead. Returns the layer,
+    its characters' boxes, the canvas width and the scale."""
+    (lh, lw), (fill_h, fill_w) = layer.alpha.shape, fill
+    scale = min(1.0, fill_h * h / lh, fill_w * w / lw)
+    if scale * px < MIN_PX:  # too small to read: widen the canvas
+        scale = min(1.0, MIN_PX / px, 0.9 * h / lh)
+        w = max(w, min(math.ceil(lw * scale / fill_w), round(h * widest)))
+        scale = min(scale, 0.94 * w / lw)
+    if scale < 0.98:
+        layer = layer.scaled(scale)
+        boxes = [tuple(round(v * scale) for v in b) for b in boxes]
+    return layer, boxes, w, scale
+
+
+def _fill_height(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float,
+                 px: float = 0.0):
     """The text layer sized to fill ``fill`` (height, width shares) of an ``h`` x ``w`` canvas, as
     sites that fit their text to the image draw it: to the height first, then narrowed to the width
     (down to 55% of its shape's width, as a condensed face), and where that is not enough the canvas
     widens (up to ``widest`` times its height) before the whole text shrinks. Returns the layer,
-    its characters' boxes, the canvas width and the vertical scale."""
+    its characters' boxes, the canvas width and the vertical scale (``px``, the size the layer was
+    drawn at, is :func:`_fit_within`'s; filled text is never too small)."""
     (lh, lw), (fill_h, fill_w) = layer.alpha.shape, fill
     sy = fill_h * h / lh
     sx = max(min(sy, fill_w * w / lw), 0.55 * sy)
@@ -241,17 +261,8 @@ class SynthRenderer:
         layer, boxes = _text_layer(r, glyphs, sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
-        lh, lw = layer.alpha.shape
-        scale = min(1.0, fill_h * h / lh, fill_w * w / lw)
-        if "tall" in extras:
-            layer, boxes, w, scale = _fill_height(layer, boxes, h, w, (fill_h, fill_w), cfg.aspect[1])
-        elif scale * st.px < MIN_PX:  # too small to read: widen the canvas (up to the largest aspect)
-            scale = min(1.0, MIN_PX / st.px, 0.9 * h / lh)
-            w = max(w, min(math.ceil(lw * scale / fill_w), round(h * cfg.aspect[1])))
-            scale = min(scale, 0.94 * w / lw)
-        if scale < 0.98 and "tall" not in extras:
-            layer = layer.scaled(scale)
-            boxes = [tuple(round(v * scale) for v in b) for b in boxes]
+        fit = _fill_height if "tall" in extras else _fit_within
+        layer, boxes, w, scale = fit(layer, boxes, h, w, (fill_h, fill_w), cfg.aspect[1], st.px)
         lh, lw = layer.alpha.shape
         img = _background(r, cfg, h, w, sc)
         x = round((w - lw) / 2 + r.u(-0.5, 0.5) * (w - lw) * (0.3 if small else 0.9))
@@ -261,7 +272,7 @@ class SynthRenderer:
         if "extrude" in extras:
             _extrude(e, img, layer, x, y, sc)
         self._text = text
-        return r, img, layer, boxes, (x, y), sc, st.px * (scale if "tall" in extras else min(scale, 1.0))
+        return r, img, layer, boxes, (x, y), sc, st.px * scale
 
     def glyph(self, index: int, size: tuple[int, int] = GLYPH_SIZE, *, char: str | None = None
               ) -> tuple[np.ndarray, str]:

@@ -131,8 +131,9 @@ class _Layer:
     def scaled(self, f: float, fy: float | None = None) -> "_Layer":
         """The layer resized by ``f`` across and ``fy`` (default ``f``) down."""
         h, w = self.alpha.shape
-        size = (max(1, round(w * f)), max(1, round(h * (f if fy is None else fy))))
-        how = cv2.INTER_AREA if max(f, fy or f) <= 1 else cv2.INTER_LINEAR
+        fy = f if fy is None else fy
+        size = (max(1, round(w * f)), max(1, round(h * fy)))
+        how = cv2.INTER_AREA if max(f, fy) <= 1 else cv2.INTER_LINEAR  # area averaging only shrinks well
         rgb = None if self.rgb is None else cv2.resize(self.rgb, size, interpolation=how)
         return _Layer(cv2.resize(self.alpha, size, interpolation=how), self.colour, rgb)
 
