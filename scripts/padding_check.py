@@ -11,7 +11,6 @@ the share of the canvas height the renderer's text spans over N captchas (seed 3
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import sys
 from pathlib import Path
@@ -43,6 +42,7 @@ def right(reader, image: Image.Image, label: str) -> bool:
 
 def check_readers(models: list[str], n: int) -> None:
     from crnn_captcha import CaptchaReader
+    from crnn_captcha.data.labels import load_samples
 
     readers = [CaptchaReader(m) for m in models]
     print("| set | n | " + " | ".join(f"{m}: as is / padded" for m in models) + " |")
@@ -50,19 +50,18 @@ def check_readers(models: list[str], n: int) -> None:
         if not manifest.exists():
             print(f"| {name} | skipped: {manifest} is missing |")
             continue
-        rows = list(csv.DictReader(manifest.open()))
-        random.Random(0).shuffle(rows)
-        rows = rows[:n]
+        samples = load_samples(manifest, length=None)
+        random.Random(0).shuffle(samples)
+        samples = samples[:n]
         hits = np.zeros((len(readers), 2))
-        for row in rows:
-            path = Path(row["path"]) if Path(row["path"]).is_absolute() else manifest.parent / row["path"]
-            im = Image.open(path)
+        for s in samples:
+            im = Image.open(s.path)
             im.load()
             pad = padded(im)
             for k, reader in enumerate(readers):
-                hits[k] += (right(reader, im, row["label"]), right(reader, pad, row["label"]))
-        cells = " | ".join(f"{100 * a / len(rows):.1f}% / {100 * b / len(rows):.1f}%" for a, b in hits)
-        print(f"| {name} | {len(rows)} | {cells} |", flush=True)
+                hits[k] += (right(reader, im, s.label), right(reader, pad, s.label))
+        cells = " | ".join(f"{100 * a / len(samples):.1f}% / {100 * b / len(samples):.1f}%" for a, b in hits)
+        print(f"| {name} | {len(samples)} | {cells} |", flush=True)
 
 
 def check_renderer(count: int) -> None:
