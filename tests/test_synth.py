@@ -61,6 +61,21 @@ def test_labels_keep_to_the_alphabet_and_lengths_and_cover_it(renderer):
         assert 2 <= len(label) <= 4 and label.isdigit(), label
 
 
+def test_symbols_are_rare_and_many_labels_keep_to_one_class(renderer):
+    labels = [renderer.sample(i)[1] for i in range(600)]
+    chars = "".join(labels)
+    share = sum(ch in synthetic.SYMBOLS for ch in chars) / len(chars)
+    assert 0.01 < share < 0.06, share  # symbol_share is 0.03: sites seldom draw symbols
+    digits_only = sum(label.isdigit() for label in labels) / len(labels)
+    assert 0.06 < digits_only < 0.2, digits_only  # 0.4 of labels keep to a class, digits 2 in 7 of them
+    lower = sum(label.islower() and label.isalpha() for label in labels) / len(labels)
+    assert lower > 0.03, lower
+    none = SynthRenderer(SynthConfig(symbol_share=0.0), seed=0)
+    assert not any(ch in synthetic.SYMBOLS for i in range(100) for ch in none.sample(i)[1])
+    only = SynthRenderer(SynthConfig(alphabet=synthetic.SYMBOLS, symbol_share=0.0), seed=0)
+    assert all(set(only.sample(i)[1]) <= set(synthetic.SYMBOLS) for i in range(5))  # symbols alone still drawn
+
+
 def test_every_character_draws_visible_ink():
     plain = SynthRenderer(SynthConfig.plain())  # plain background, no effects: ink is the character
     for k, ch in enumerate(DEFAULT_ALPHABET):
@@ -105,7 +120,8 @@ def test_a_character_no_font_draws_is_refused():
 
 
 @pytest.mark.parametrize("bad", [dict(alphabet="aab"), dict(alphabet="a b"), dict(min_length=5, max_length=3),
-                                 dict(p_blur=1.5), dict(height=(40, 20)), dict(backgrounds=(("plaid", 1.0),))])
+                                 dict(p_blur=1.5), dict(height=(40, 20)), dict(backgrounds=(("plaid", 1.0),)),
+                                 dict(symbol_share=-0.1)])
 def test_bad_configs_say_what_is_wrong(bad):
     with pytest.raises(OptionError):
         SynthConfig(**bad)

@@ -35,6 +35,9 @@ class SynthConfig:
         backgrounds: (kind, weight) pairs: "solid", "gradient", "texture" (smooth colour noise)
             and "tiles" (a grid of colour blocks).
         max_rotation: the largest per-character rotation, in degrees.
+        symbol_share: the chance that a character of a random label is one of :data:`SYMBOLS`
+            (where the alphabet and font have any): sites seldom draw them, and a reader that
+            expects them often reads line noise as one.
     """
 
     alphabet: str = DEFAULT_ALPHABET
@@ -50,6 +53,7 @@ class SynthConfig:
     backgrounds: tuple[tuple[str, float], ...] = (("solid", 0.3), ("gradient", 0.3), ("texture", 0.25),
                                                   ("tiles", 0.15))
     max_rotation: float = 30.0
+    symbol_share: float = 0.03
     p_rotation: float = 0.6        # characters rotate (each by its own angle)
     p_shear: float = 0.2           # the text leans (a shear, like an oblique style)
     p_stretch: float = 0.3         # characters are narrowed or widened
@@ -67,11 +71,11 @@ class SynthConfig:
     p_extrude: float = 0.04        # 3D text: a stack of shifted copies in a darker shade beneath it
     p_one_case: float = 0.3        # the text all upper or all lower case, as many sites draw it
     p_crowded: float = 0.15        # characters overlap their neighbours by a fifth to a third of an em
-    p_heavy_line: float = 0.1      # a curve about as thick as the strokes, in the text's colour, through it
+    p_heavy_line: float = 0.2      # a curve about as thick as the strokes, in the text's colour, through it
     p_vivid: float = 0.12          # each character a saturated colour of its own, some nearly as light as the background
     p_perspective: float = 0.12    # each character seen at its own slant: its corners pulled apart unevenly
     p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
-    p_tall: float = 0.3            # the text fitted to the image: 75-100% of its height, 80-98% of its width
+    p_tall: float = 0.5            # the text fitted to the image: 75-100% of its height, 80-98% of its width
     p_grid: float = 0.12           # grid, stripes or random lines behind the text
     p_dots: float = 0.45           # noise dots (pixels and small discs)
     p_arcs: float = 0.3            # arcs and ellipse segments
@@ -99,7 +103,7 @@ class SynthConfig:
             raise OptionError(f"aspect {self.aspect}: need 0.5 <= lowest <= highest <= 20")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+            if (f.name.startswith("p_") or f.name == "symbol_share") and not 0.0 <= value <= 1.0:
                 raise OptionError(f"{f.name}={value}: a probability must lie in [0, 1]")
         for name in ("source_weights", "backgrounds"):
             pairs = getattr(self, name)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import OptionError
-from .config import GLYPH_SIZE, SynthConfig
+from .config import GLYPH_SIZE, SYMBOLS, SynthConfig
 from .drawing import (_background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line, _Rand,
                       _vivid_colours)
 from .fonts import FontInfo, discover_fonts
@@ -104,9 +104,10 @@ def _faded(layer: _Layer, boxes: list[tuple[int, int, int, int]], opacity: np.nd
 
 
 # ----- the renderer -------------------------------------------------------------------------------
-#: Character classes a label sometimes keeps to, as many captcha families do.
-_CLASSES = (string.digits, string.ascii_lowercase + string.digits, string.ascii_uppercase + string.digits,
-            string.ascii_letters, string.ascii_lowercase)
+#: Character classes a label sometimes keeps to, as many captcha families do (digits alone the most
+#: often, as many sites draw them).
+_CLASSES = (string.digits, string.digits, string.ascii_lowercase + string.digits,
+            string.ascii_uppercase + string.digits, string.ascii_letters, string.ascii_lowercase)
 
 
 def _font_groups(fonts: Sequence[FontInfo], weights: dict[str, float]
@@ -160,11 +161,16 @@ class SynthRenderer:
 
     def _pick_text(self, r: _Rand, font: FontInfo) -> str:
         cfg = self.config
-        pool = font.chars
-        if r.chance(0.3):  # now and then keep to one class of characters, as many families do
-            subset = "".join(ch for ch in pool if ch in r.pick(_CLASSES))
+        pool = "".join(ch for ch in font.chars if ch not in SYMBOLS)
+        symbols = "".join(ch for ch in font.chars if ch in SYMBOLS)
+        share = cfg.symbol_share if pool and symbols else 0.0
+        pool = pool or symbols  # an alphabet of symbols alone
+        if r.chance(0.4):  # now and then keep to one class of characters, as many families do
+            chosen = r.pick(_CLASSES)
+            subset = "".join(ch for ch in pool if ch in chosen)
             pool = subset if len(subset) >= 4 else pool
-        return "".join(r.pick(pool) for _ in range(r.i(cfg.min_length, cfg.max_length + 1)))
+        return "".join(r.pick(symbols) if share and r.chance(share) else r.pick(pool)
+                       for _ in range(r.i(cfg.min_length, cfg.max_length + 1)))
 
     def _extras(self, r: _Rand) -> tuple[_Rand, set[str]]:
         """The styles added after the first renderer (:data:`EXTRAS`): which of them this image
