@@ -219,6 +219,17 @@ def test_new_styles_come_out_as_drawn():
     flat, _ = SynthRenderer(SynthConfig.plain(), seed=1).sample(0)
     deep, _ = SynthRenderer(SynthConfig.style("3d"), seed=1).sample(0)
     assert ink(deep) > ink(flat)  # the stack beneath the text adds ink around it
+    scratched = SynthRenderer(SynthConfig.style("scratches"), seed=1)
+    img, _ = scratched.sample(0)
+    x0, y0, x1, y1 = scratched.text_box  # the same box as the plain image's: only the strokes differ
+
+    def outside(im):
+        im = im.copy()
+        im[max(0, y0):y1, max(0, x0):x1] = im[0, 0]
+        return im
+
+    assert ink(outside(flat)) == 0
+    assert ink(outside(img)) > 0.005 * img.shape[0] * img.shape[1], "scratches cover the whole image"
 
 
 def test_the_glyph_cache_keeps_to_its_budget_and_keeps_what_was_used_last(monkeypatch):

@@ -273,6 +273,21 @@ def _heavy_line(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _
     cv2.polylines(img, [np.round(pts).astype(np.int32)], False, (int(c[0]), int(c[1]), int(c[2])), thick, cv2.LINE_AA)
 
 
+def _scratches(r: _Rand, img: np.ndarray, sc: _Scheme, px: float) -> None:
+    """Many short straight strokes scattered over the whole image, over the text too, as generators
+    that draw interference segments do: one colour, thin, most often all near one slant."""
+    h, w = img.shape[:2]
+    slant = r.u(0, np.pi) if r.chance(0.6) else None
+    colour = _ink_colour(r, sc)
+    thick = max(1, round(min(px * 0.045, h * r.u(0.01, 0.035))))  # thinner than the text's strokes
+    for _ in range(max(4, round(w / h * r.u(4, 16)))):
+        angle = slant + r.u(-0.4, 0.4) if slant is not None else r.u(0, np.pi)
+        half = h * r.u(0.08, 0.25)
+        cx, cy = r.u(0, w), r.u(0, h)
+        dx, dy = half * np.cos(angle), half * np.sin(angle)
+        cv2.line(img, (round(cx - dx), round(cy - dy)), (round(cx + dx), round(cy + dy)), colour, thick, cv2.LINE_AA)
+
+
 _NOISE: list[np.ndarray] = []
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import OptionError
 from .config import GLYPH_SIZE, SYMBOLS, SynthConfig
 from .drawing import (_background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line, _Rand,
-                      _vivid_colours)
+                      _scratches, _vivid_colours)
 from .fonts import FontInfo, discover_fonts
 from .text import (
     MIN_PX,
@@ -31,7 +31,7 @@ from .text import (
 
 #: The styles added after the first renderer, each turned on by ``SynthConfig.p_<name>``.
 EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise", "vivid",
-          "perspective")
+          "perspective", "scratches")
 
 
 def _fit_within(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float,
@@ -203,6 +203,8 @@ class SynthRenderer:
         e, extras = self._extra
         if "heavy_line" in extras:
             _heavy_line(e, img, self.text_box, sc, px)
+        if "scratches" in extras:
+            _scratches(e, img, sc, px)
         img = _distort(r, self.config, img, px, sc.spread < 10)
         if sc.spread >= 10 and "binarise" in extras:
             img = _binarise(img, dark_text=sum(sc.text[0]) < sum(sc.bg))
