@@ -72,7 +72,7 @@ class SynthConfig:
     p_one_case: float = 0.3        # the text all upper or all lower case, as many sites draw it
     p_crowded: float = 0.15        # characters overlap their neighbours by a fifth to a third of an em
     p_heavy_line: float = 0.2      # a curve about as thick as the strokes, in the text's colour, through it
-    p_scratches: float = 0.12      # many short thin strokes of one dark colour, mostly of one slant, over it all
+    p_scratches: float = 0.12      # many short thin strokes of one colour, mostly of one slant, over it all
     p_vivid: float = 0.12          # each character a saturated colour of its own, some nearly as light as the background
     p_perspective: float = 0.12    # each character seen at its own slant: its corners pulled apart unevenly
     p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
