@@ -232,6 +232,18 @@ def test_new_styles_come_out_as_drawn():
     assert ink(outside(img)) > 0.005 * img.shape[0] * img.shape[1], "scratches cover the whole image"
 
 
+def test_cropped_text_runs_off_the_top_or_bottom_edge():
+    def edge_ink(img):  # text pixels in the first and last rows, against the corner's background
+        rows = img[[0, -1]].astype(int)
+        return int((np.abs(rows - img[0, 0].astype(int)).max(axis=2) > 60).sum())
+
+    cropped, plain = SynthRenderer(SynthConfig.style("cropped"), seed=2), SynthRenderer(SynthConfig.plain(), seed=2)
+    for i in range(6):
+        img, _ = cropped.sample(i)
+        assert edge_ink(img) > 0, f"image {i}: the text should cross the top or bottom edge"
+        assert edge_ink(plain.sample(i)[0]) == 0, f"image {i}: plain text keeps within the image"
+
+
 def test_the_glyph_cache_keeps_to_its_budget_and_keeps_what_was_used_last(monkeypatch):
     fonts = crnn_captcha.synthetic.fonts
     monkeypatch.setattr(fonts, "_GLYPH_CACHE", {})

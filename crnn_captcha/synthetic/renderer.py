@@ -31,7 +31,19 @@ from .text import (
 
 #: The styles added after the first renderer, each turned on by ``SynthConfig.p_<name>``.
 EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise", "vivid",
-          "perspective", "scratches")
+          "perspective", "scratches", "cropped")
+
+
+def _ink_rows(layer: _Layer) -> tuple[int, int]:
+    """The first and last rows of the layer that hold ink (its whole height where none does)."""
+    rows = np.flatnonzero(layer.alpha.max(axis=1) > 0.3)
+    return (int(rows[0]), int(rows[-1])) if rows.size else (0, layer.alpha.shape[0] - 1)
+
+
+def _box_on(img: np.ndarray, layer: _Layer, x: int, y: int) -> tuple[int, int, int, int]:
+    """Where the layer pasted at (x, y) lies on the image: (x0, y0, x1, y1), cut to the image."""
+    h, w = img.shape[:2]
+    return max(x, 0), max(y, 0), min(x + layer.alpha.shape[1], w), min(y + layer.alpha.shape[0], h)
 
 
 def _fit_within(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float,
@@ -198,7 +210,7 @@ class SynthRenderer:
         distortions (for checks that the text shows)."""
         r, img, layer, _, (x, y), sc, px = self._compose(index, text)
         _paste(img, layer, x, y)
-        self.text_box = (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0])
+        self.text_box = _box_on(img, layer, x, y)
         _clutter(r, self.config, img, self.text_box, sc, px)
         e, extras = self._extra
         if "heavy_line" in extras:
@@ -223,7 +235,7 @@ class SynthRenderer:
         r, base, layer, boxes, (x, y), sc, px = self._compose(index, text)
         count, fade = a.i(3, 9), a.chance(0.5)
         still_clutter = fade and a.chance(0.5)  # fading text keeps its clutter still half the time
-        box = (x, y, x + layer.alpha.shape[1], y + layer.alpha.shape[0])
+        box = _box_on(base, layer, x, y)
         shown = _fade_plan(a, len(boxes), count) if fade else np.ones((count, len(boxes)))
         frames = []
         for k in range(count):
@@ -255,6 +267,7 @@ class SynthRenderer:
         fill_h = r.u(0.5, 0.8)
         if "tall" in extras:
             fill_h, fill_w = e.u(0.75, 1.0), e.u(0.8, 0.98)
+        cropped = "cropped" in extras
         sc = _colour_scheme(r, cfg, len(text))
         if "vivid" in extras and sc.spread >= 10:
             sc.text = _vivid_colours(e, sc.bg, len(text))
@@ -269,12 +282,18 @@ class SynthRenderer:
         layer, boxes = _text_layer(r, glyphs, sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
-        fit = _fill_height if "tall" in extras else _fit_within
+        if cropped:  # ink 8-30% taller than the canvas, so the edges cut it
+            top, bottom = _ink_rows(layer)
+            fill_h, fill_w = layer.alpha.shape[0] / (bottom - top + 1) * e.u(1.08, 1.3), e.u(0.8, 0.98)
+        fit = _fill_height if "tall" in extras or cropped else _fit_within
         layer, boxes, w, scale = fit(layer, boxes, h, w, (fill_h, fill_w), cfg.aspect[1], st.px)
         lh, lw = layer.alpha.shape
         img = _background(r, cfg, h, w, sc)
         x = round((w - lw) / 2 + r.u(-0.5, 0.5) * (w - lw) * (0.3 if small else 0.9))
         y = round((h - lh) / 2 + r.u(-0.3, 0.3) * (h - lh))
+        if cropped:  # the overflow cut at the top, the bottom, or shared between them
+            top, bottom = _ink_rows(layer)
+            y = round(-top - e.u(0, 1) * max(0, bottom - top + 1 - h))
         if r.chance(cfg.p_shadow):
             _shadow(r, img, layer, x, y, sc)
         if "extrude" in extras:
