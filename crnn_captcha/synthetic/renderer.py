@@ -16,6 +16,7 @@ from .fonts import FontInfo, discover_fonts
 from .text import (
     MIN_PX,
     _Layer,
+    _box_on,
     _gradient_fill,
     _paste,
     _perspective,
@@ -38,12 +39,6 @@ def _ink_rows(layer: _Layer) -> tuple[int, int]:
     """The first and last rows of the layer that hold ink (its whole height where none does)."""
     rows = np.flatnonzero(layer.alpha.max(axis=1) > 0.3)
     return (int(rows[0]), int(rows[-1])) if rows.size else (0, layer.alpha.shape[0] - 1)
-
-
-def _box_on(img: np.ndarray, layer: _Layer, x: int, y: int) -> tuple[int, int, int, int]:
-    """Where the layer pasted at (x, y) lies on the image: (x0, y0, x1, y1), cut to the image."""
-    h, w = img.shape[:2]
-    return max(x, 0), max(y, 0), min(x + layer.alpha.shape[1], w), min(y + layer.alpha.shape[0], h)
 
 
 def _fit_within(layer: _Layer, boxes: list, h: int, w: int, fill: tuple[float, float], widest: float,

@@ -180,11 +180,15 @@ def _gradient_fill(r: _Rand, layer: _Layer) -> None:
     layer.rgb = layer.alpha[..., None] * (start + t * (end - start))
 
 
+def _box_on(img: np.ndarray, layer: _Layer, x: int, y: int) -> tuple[int, int, int, int]:
+    """Where the layer pasted at (x, y) lies on the image: (x0, y0, x1, y1), cut to the image."""
+    h, w = img.shape[:2]
+    return max(x, 0), max(y, 0), min(x + layer.alpha.shape[1], w), min(y + layer.alpha.shape[0], h)
+
+
 def _paste(img: np.ndarray, layer: _Layer, x: int, y: int) -> None:
     """Composite the layer onto the uint8 image at (x, y), clipped to the image."""
-    h, w = img.shape[:2]
-    lh, lw = layer.alpha.shape
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + lw, w), min(y + lh, h)
+    x0, y0, x1, y1 = _box_on(img, layer, x, y)
     if x0 >= x1 or y0 >= y1:
         return
     a = layer.alpha[y0 - y:y1 - y, x0 - x:x1 - x]
