@@ -13,7 +13,7 @@ images and is ready for ``train --train``; a journal beside it (``labels.csv.log
 so a crash or a closed tab loses nothing and the same command goes on where it stopped. The images
 themselves are only read.
 
-Proposals come from ``--checkpoint``, or the shipped pretrained start where PyTorch is installed
+Proposals come from ``--checkpoint``, or the shipped general reader where PyTorch is installed
 (the shipped captcha v2 reader otherwise). Needs the serve extra (FastAPI, uvicorn).
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     ap = cli.make_parser(prog, "crnn_captcha.label", __doc__)
     ap.add_argument("folder", metavar="DIR", help="the folder of captcha images to label")
     ap.add_argument("--manifest", help="where the labels go (default: DIR/labels.csv)")
-    ap.add_argument("--checkpoint", help="the model that proposes labels (default: the shipped pretrained start, "
+    ap.add_argument("--checkpoint", help="the model that proposes labels (default: the shipped general reader, "
                                          "or the captcha v2 reader without PyTorch)")
     ap.add_argument("--order", choices=ORDERS, default="confidence",
                     help="which images come first: the model's least confident proposals, file names, or random")
@@ -71,10 +71,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 def proposer(checkpoint: str | None):
     """(the reader, a ``propose`` for the book) of ``checkpoint``, or of the shipped start."""
     from .read.reader import CaptchaReader
-    from .read.shipped import pretrained_checkpoint
+    from .read.shipped import default_start, model_path
 
-    if checkpoint is None and installed("torch") and pretrained_checkpoint().exists():
-        checkpoint = str(pretrained_checkpoint())
+    start = default_start()
+    if checkpoint is None and installed("torch") and start:
+        checkpoint = str(model_path(start))
     reader = CaptchaReader(checkpoint, device="cpu")
     return reader, reader_proposals(reader)
 

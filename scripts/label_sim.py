@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=int, default=250, help="typed labels before stopping (default 250)")
     ap.add_argument("--every", type=int, default=50, help="labels between retrainings (default 50)")
     ap.add_argument("--order", choices=["confidence", "random"], default="confidence")
-    ap.add_argument("--start", help="checkpoint that proposes first and is fine-tuned (default: the pretrained start)")
+    ap.add_argument("--start", help="checkpoint that proposes first and is fine-tuned (default: the shipped general reader, "
+                                    "as on the labelling page)")
     ap.add_argument("--threads", type=int, help="training threads (train's --threads)")
     ap.add_argument("--epochs", type=int, help="each retraining's epochs (train's --epochs; default: train's own rule)")
     ap.add_argument("--self-train", action=argparse.BooleanOptionalAction, default=True,
@@ -65,9 +66,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def proposals(checkpoint: str | None):
-    from crnn_captcha.read.shipped import pretrained_checkpoint
+    from crnn_captcha.read.shipped import default_start, model_path
 
-    return reader_proposals(CaptchaReader(checkpoint or pretrained_checkpoint(), device="cpu"))
+    return reader_proposals(CaptchaReader(checkpoint or model_path(default_start() or "captcha_v2"), device="cpu"))
 
 
 def accuracy(checkpoint: str, test) -> float:

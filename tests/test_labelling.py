@@ -229,3 +229,13 @@ def test_a_retrainings_note_says_what_it_took_from_the_unanswered_images(tmp_pat
     assert "no readings of the rest" in _readings(tmp_path)
     record.write_text(json.dumps({"threshold": 0.97, "pseudo_labels": 1234}))
     assert _readings(tmp_path) == " and 1,234 confident readings of the rest"
+
+
+def test_proposals_come_from_the_general_reader_unless_a_checkpoint_is_given():
+    from crnn_captcha.label import proposer
+    from crnn_captcha.read.shipped import default_checkpoint
+
+    reader, _ = proposer(None)
+    assert reader.checkpoint_path.name == "general.pt"
+    reader, _ = proposer(str(default_checkpoint()))
+    assert reader.checkpoint_path.name == "captcha_v2.pt"

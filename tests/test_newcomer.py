@@ -33,7 +33,7 @@ def test_help_is_plain_text_with_real_defaults(capsys):
         train_main(["--help"], prog="crnn-captcha train")
     out = " ".join(capsys.readouterr().out.split())
     assert "``" not in out and ":class:" not in out and ":func:" not in out
-    assert "(default: auto)" in out.split("--init pretrained|general|scratch|PATH")[-1][:400]
+    assert "(default: auto)" in out.split("--init general|pretrained|scratch|PATH")[-1][:400]
     assert "512 images" in out.split("--epochs EPOCHS")[-1][:300]
 
 

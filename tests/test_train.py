@@ -404,6 +404,25 @@ def test_learning_rate_and_length_follow_the_start_and_the_device(splits):
     assert (general.lr, tuple(general.channels), general.hidden) == (4e-3, (16, 32, 64, 64, 144), 96)
 
 
+def test_training_starts_from_the_general_reader_unless_an_install_lacks_it(monkeypatch, tmp_path):
+    from crnn_captcha.read import shipped
+    from crnn_captcha.read.model import CRNNConfig
+    from crnn_captcha.training.recipe import architecture
+
+    config = TrainConfig(train="t.csv", val="v.csv")  # --init left to auto
+    notes: list[str] = []
+    chosen = architecture(config, notes)
+    assert (chosen["init"], chosen["hidden"], notes) == ("general", 96, [])  # the general reader's size, kept
+    monkeypatch.setattr(shipped, "shipped", lambda name: tmp_path / name)  # an install of our own making
+    (tmp_path / shipped.PRETRAINED_NAME).write_bytes(b"")
+    assert shipped.default_start() == "pretrained"  # no general reader: the smaller start
+    (tmp_path / shipped.PRETRAINED_NAME).unlink()
+    assert shipped.default_start() is None
+    assert architecture(replace(config, hidden=32), notes) == {"init": "scratch", "hidden": 32,
+                                                               "channels": CRNNConfig.channels, "lstm_layers": 1}
+    assert notes == ["start: no pretrained model is installed, so from scratch"]
+
+
 def test_an_input_widened_for_long_labels_stretches_the_text_and_the_reader_does_the_same(tmp_path):
     from crnn_captcha import CaptchaReader
     from crnn_captcha.errors import ImageError

@@ -9,7 +9,7 @@ process, then propose anew with the model it made.
 A retraining runs ``python -m crnn_captcha.train`` on the labels so far, less those that check it (the
 book's random checks where it has :data:`MIN_CHECKS` of them, else every tenth label; or a validation
 manifest of one's own), starting from the last retraining's model (the first from ``start``: a
-checkpoint, or the shipped pretrained start), into ``work/retrain_N``. With ``unlabelled``, each
+checkpoint, or the shipped general reader), into ``work/retrain_N``. With ``unlabelled``, each
 retraining after the first also learns from the images nobody has answered yet: the last retraining's
 model reads them, and its confident readings (at most :data:`MAX_PSEUDO`) join the labels (``train
 --unlabelled FOLDER --teacher MODEL``). Training runs in its own process, so the page stays quick and a
@@ -49,7 +49,7 @@ class Retrainer:
     Args:
         book: the labels.
         work: a folder for the retrainings' runs and manifests.
-        start: the first retraining's start (a checkpoint path; None: the shipped pretrained start).
+        start: the first retraining's start (a checkpoint path; None: the shipped general reader).
         every: new labels between retrainings (0: never by itself; :meth:`start_round` still starts one).
         propose_with: a checkpoint path -> a ``propose`` function for the book.
         train_args: more options for ``train`` (e.g. ``["--threads", "1"]``).

@@ -7,7 +7,7 @@ from pathlib import Path
 DEFAULT_CHECKPOINT_NAME = "captcha_v2.pt"
 
 
-#: The shipped pretrained start that training fine-tunes by default (``train --init pretrained``).
+#: The smaller pretrained start (``train --init pretrained``): quicker to fine-tune on a CPU.
 PRETRAINED_NAME = "pretrained.pt"
 
 
@@ -46,8 +46,19 @@ def default_checkpoint() -> Path:
 
 
 def pretrained_checkpoint() -> Path:
-    """The shipped pretrained start that training fine-tunes by default."""
+    """The shipped smaller pretrained start (``--init pretrained``)."""
     return shipped(PRETRAINED_NAME)
+
+
+def default_start() -> str | None:
+    """The shipped model training starts from and the labelling page proposes with by default: the
+    general reader, which reads more of unseen captchas than the smaller start and fine-tunes as well
+    or better (docs/pretraining.md); the smaller start where an install lacks it; None where neither
+    is installed."""
+    for name in ("general", "pretrained"):
+        if shipped(MODELS[name]).exists():
+            return name
+    return None
 
 
 def file_sha256(path: str | Path) -> str:

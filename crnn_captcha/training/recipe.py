@@ -13,7 +13,7 @@ from ..read.charset import Charset
 from ..read.ctc import frames_needed
 from ..read.frames import FRAME_MODES
 from ..read.model import FEATURE_ROWS, PIXELS_PER_FRAME, CRNNConfig
-from ..read.shipped import pretrained_checkpoint
+from ..read.shipped import default_start
 from .frame_choice import choose_frames
 from .input_choice import choose_input
 from .transfer import source_architecture
@@ -214,7 +214,7 @@ def architecture(config: TrainConfig, notes: list[str]) -> dict[str, Any]:
     """``init`` resolved, and the model settings the start model fixes (a clash is an error)."""
     init = config.init
     if init == "auto":
-        init = "pretrained" if pretrained_checkpoint().exists() else "scratch"
+        init = default_start() or "scratch"
         if init == "scratch":
             notes.append("start: no pretrained model is installed, so from scratch")
     fixed = source_architecture(init) or {}

@@ -1,4 +1,4 @@
-"""Start a model from another one: a shipped model (the pretrained start by default), a run's
+"""Start a model from another one: a shipped model (the general reader by default), a run's
 checkpoint, or a glyph-pretrained backbone.
 
     from crnn_captcha.training.transfer import start_from
