@@ -85,9 +85,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help=f"stacked BiLSTM layers (default: the start model's, or {CRNNConfig.lstm_layers})")
     m.add_argument("--dropout", type=cli.fraction, default=CRNNConfig.dropout, help="dropout before the head")
     m.add_argument("--init", default="auto", metavar="general|pretrained|scratch|PATH",
-                   help="start from a shipped model (general: the general reader; pretrained: smaller, about a seventh "
-                        "quicker to fine-tune on a CPU), from scratch, or a checkpoint (a whole model, or a glyph "
-                        "backbone); auto: general when installed")
+                   help="a shipped model (general; pretrained: smaller, a seventh quicker on a CPU), scratch, or a "
+                        "checkpoint (a whole model, or a glyph backbone); auto: general when installed")
     m.add_argument("--pretrained-backbone", dest="init", metavar="PATH", help="the same as --init PATH")
     o.add_argument("--weight-decay", type=cli.non_negative_float, default=1e-2, help="AdamW weight decay")
     o.add_argument("--patience", type=cli.non_negative_int, default=0,
