@@ -363,6 +363,22 @@ def test_ignore_case_sums_both_cases_and_reads_lower_case():
         decode(lp, charset, ignore_case="yes")
 
 
+def test_allowed_letters_with_ignore_case_stand_for_both_cases():
+    from crnn_captcha.errors import AllowedCharacterError
+    from crnn_captcha.read.ctc import allowed_mask, decode
+
+    charset = Charset("aAb")
+    # frame 1: "A" 0.5, "a" 0.2, "b" 0.3: told "ab" and that case does not matter, the A's score counts for a
+    lp = np.log(np.array([[1e-9, 0.2, 0.5, 0.3], [1.0, 1e-9, 1e-9, 1e-9]]))
+    assert decode(lp, charset, allowed="ab").text == "b"  # case kept: A is not allowed, a alone loses to b
+    folded = decode(lp, charset, allowed="ab", ignore_case=True)
+    assert folded.text == "a" and folded.char_confidences[0] == pytest.approx(0.7, abs=1e-6)
+    assert decode(lp, charset, allowed="AB", ignore_case=True).text == "a"  # either case may be given
+    assert allowed_mask(Charset("Ab"), "ab", ignore_case=True).tolist() == [True, True, True]
+    with pytest.raises(AllowedCharacterError, match="'c'"):
+        allowed_mask(charset, "ac", ignore_case=True)
+
+
 @pytest.mark.slow
 def test_predict_model_option_and_ignore_case(capsys):
     sample = str(Path(__file__).resolve().parent.parent / "crnn_captcha" / "samples" / "8xypd.png")

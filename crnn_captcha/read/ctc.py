@@ -55,7 +55,8 @@ class DecodeOptions:
         decoder: "greedy" (the best path) or "beam" (CTC prefix beam search).
         beam_width: prefixes kept by "beam" (1 to :data:`MAX_BEAM_WIDTH`).
         length: if given, read exactly this many characters (the best path of that length).
-        allowed: if given, read only these characters (each must be in the model's charset).
+        allowed: if given, read only these characters (each must be in the model's charset; with
+            ``ignore_case``, a letter in either case stands for both).
         ignore_case: read for a site that ignores case: each letter's upper- and lower-case scores
             are summed into the lower case before decoding, and the text is lower case.
     """
@@ -273,14 +274,18 @@ def force_align(log_probs: np.ndarray, target: Sequence[int]) -> list[tuple[int,
 
 
 # ----- decoders --------------------------------------------------------------------------------
-def allowed_mask(charset: Charset, allowed: str | None) -> np.ndarray | None:
-    """Boolean mask over the classes that keeps the blank and the ``allowed`` characters.
+def allowed_mask(charset: Charset, allowed: str | None, ignore_case: bool = False) -> np.ndarray | None:
+    """Boolean mask over the classes that keeps the blank and the ``allowed`` characters; with
+    ``ignore_case``, a letter stands for both its cases (a site that ignores case may draw either).
 
     Raises:
-        AllowedCharacterError: ``allowed`` holds characters the charset lacks.
+        AllowedCharacterError: ``allowed`` holds characters the charset lacks (in either case, with
+            ``ignore_case``).
     """
     if allowed is None:
         return None
+    if ignore_case:
+        allowed = "".join(v for c in allowed for v in _cases(c, charset))
     bad = charset.unknown(allowed)
     if bad:
         raise AllowedCharacterError(
@@ -290,6 +295,12 @@ def allowed_mask(charset: Charset, allowed: str | None) -> np.ndarray | None:
     mask[0] = True
     mask[charset.encode(allowed)] = True
     return mask
+
+
+def _cases(c: str, charset: Charset) -> list[str]:
+    """The character ``c`` in each case the charset holds (``c`` itself where it holds none)."""
+    found = [v for v in dict.fromkeys((c, _lower(c), c.upper())) if len(v) == 1 and v in charset]
+    return found or [c]
 
 
 def beam_search(lp: np.ndarray, charset: Charset, beam_width: int) -> Decoded:
@@ -346,11 +357,11 @@ def decode_batch(
     lp = np.asarray(log_probs, dtype=np.float64)
     if lp.ndim != 3 or lp.shape[2] != charset.num_classes:
         raise OptionError(f"expected log-probs of shape (N, T, {charset.num_classes}), got {lp.shape}")
-    mask = allowed_mask(charset, opts.allowed)
+    mask = allowed_mask(charset, opts.allowed, opts.ignore_case)
+    if opts.ignore_case:  # first: an allowed letter's other case adds its score to it
+        lp = fold_case(lp, charset)
     if mask is not None:
         lp = np.where(mask, lp, -np.inf)
-    if opts.ignore_case:
-        lp = fold_case(lp, charset)
     if opts.length is not None:
         out = [read_path(x, best_path(x, opts.length), charset) for x in lp]
     elif opts.decoder == "beam":

@@ -206,7 +206,7 @@ class CaptchaReader:
 
     def _check(self, opts: DecodeOptions) -> None:
         """Options this model can honour: allowed characters it knows, a length its frames hold."""
-        allowed_mask(self.charset, opts.allowed)
+        allowed_mask(self.charset, opts.allowed, opts.ignore_case)
         if opts.length is not None and opts.length > self.frames:
             raise OptionError(f"length {opts.length} is more than this model can read: its input gives "
                               f"{self.frames} frames, so at most {self.frames} characters")

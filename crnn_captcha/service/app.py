@@ -59,7 +59,7 @@ def decode_options(query, reader) -> DecodeOptions:
         given[name] = _whole_number(name, value) if name in ("beam_width", "length") else \
             _yes_no(name, value) if name == "ignore_case" else value
     options = reader.options.replace(**given)
-    allowed_mask(reader.charset, options.allowed)  # characters the model cannot read fail here
+    allowed_mask(reader.charset, options.allowed, options.ignore_case)  # characters the model cannot read fail here
     # An empty batch runs the reader's own checks of the options (a length its model cannot read,
     # ...) without any model work, so a bad value is a 400 before the request joins a batch.
     reader.predict_batch([], options=options)
