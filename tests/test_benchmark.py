@@ -33,3 +33,21 @@ def test_zero_shot_reads_with_the_general_reader_unless_told(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "| set | n | crnn_captcha (general) |" in out.stdout
     assert json.loads((tmp_path / "zs.json").read_text())["checkpoint"] == "general"
+
+
+def test_read_widths_scores_each_width_and_the_surer_of_two(tmp_path):
+    manifest = tmp_path / "sample" / "test.csv"
+    manifest.parent.mkdir()
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(SAMPLE.read_bytes())
+    manifest.write_text(f"path,label\n{SAMPLE},8XYPD\n{copy},wrong\n")  # read right (case folded), then wrong
+    out = subprocess.run([sys.executable, "scripts/read_widths.py", str(manifest), "--checkpoint", "captcha_v2",
+                          "--scales", "1", "4"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = [line for line in out.stdout.splitlines() if line.startswith("| sample |")]
+    cells = row[0].strip("| ").split(" | ")
+    assert cells[:3] == ["sample", "2", "50.0%"] and cells[4] == "50.0%"  # x4 squashes the height: read or not
+    assert float(cells[3].rstrip("%")) in (0.0, 50.0)
+    missing = subprocess.run([sys.executable, "scripts/read_widths.py", str(tmp_path / "none.csv")], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
