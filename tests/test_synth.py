@@ -244,6 +244,23 @@ def test_cropped_text_runs_off_the_top_or_bottom_edge():
         assert edge_ink(plain.sample(i)[0]) == 0, f"image {i}: plain text keeps within the image"
 
 
+def test_resized_images_keep_their_height_and_leave_the_others_as_they_were():
+    resized, plain = SynthRenderer(SynthConfig.style("resized"), seed=6), SynthRenderer(SynthConfig.plain(), seed=6)
+    changed = 0
+    for i in range(8):
+        img, text = resized.sample(i)
+        before, same_text = plain.sample(i)
+        assert text == same_text and img.shape[0] == before.shape[0]
+        ratio = img.shape[1] / before.shape[1]
+        assert 0.49 <= ratio <= 2.01 and img.shape[1] >= 1.5 * img.shape[0] - 1
+        changed += ratio != 1.0
+        assert np.array_equal(img, resized.sample(i)[0])  # the same factor each time
+    assert changed >= 6
+    with_it, without = SynthRenderer(SynthConfig(), seed=9), SynthRenderer(SynthConfig(p_resized=0.0), seed=9)
+    same = sum(np.array_equal(with_it.sample(i)[0], without.sample(i)[0]) for i in range(24))
+    assert 12 <= same < 24  # a quarter or so resized, the rest drawn as without it
+
+
 def test_the_glyph_cache_keeps_to_its_budget_and_keeps_what_was_used_last(monkeypatch):
     fonts = crnn_captcha.synthetic.fonts
     monkeypatch.setattr(fonts, "_GLYPH_CACHE", {})

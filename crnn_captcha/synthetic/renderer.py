@@ -6,6 +6,7 @@ import string
 from dataclasses import dataclass
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from ..errors import OptionError
@@ -215,7 +216,22 @@ class SynthRenderer:
         img = _distort(r, self.config, img, px, sc.spread < 10)
         if sc.spread >= 10 and "binarise" in extras:
             img = _binarise(img, dark_text=sum(sc.text[0]) < sum(sc.bg))
-        return img, self._text
+        return self._resized(index, img), self._text
+
+    def _resized(self, index: int, img: np.ndarray) -> np.ndarray:
+        """The image narrowed or widened as a whole (``p_resized`` of them, 0.5-2 times as wide, never
+        under 1.5 times as wide as high): a reader learns text at one width only from text drawn at
+        one width. Drawn from a stream of its own, so the other images stay as they were."""
+        if not self.config.p_resized:
+            return img
+        q = self._rand(index, 6)
+        if not q.chance(self.config.p_resized):
+            return img
+        h, w = img.shape[:2]
+        factor = max(math.exp(q.u(math.log(0.5), math.log(2.0))), 1.5 * h / w)
+        if abs(factor - 1) <= 0.05:
+            return img
+        return cv2.resize(img, (round(w * factor), h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
 
     def animation(self, index: int, *, text: str | None = None) -> Animation | None:
         """The ``index``-th captcha drawn as an animation, or None where it is drawn still (all but
@@ -237,7 +253,8 @@ class SynthRenderer:
             img = base.copy()
             _paste(img, _faded(layer, boxes, shown[k]), x, y)
             _clutter(self._rand(index, 4 if still_clutter else 5 + k), self.config, img, box, sc, px)
-            frames.append(_distort(self._rand(index, 3), self.config, img, px, sc.spread < 10))  # one geometry
+            img = _distort(self._rand(index, 3), self.config, img, px, sc.spread < 10)  # one geometry
+            frames.append(self._resized(index, img))
         return Animation(frames, self._text, "ink" if fade else a.pick(("median", "mean")))
 
     def _compose(self, index: int, text: str | None):
