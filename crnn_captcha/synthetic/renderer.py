@@ -220,8 +220,9 @@ class SynthRenderer:
 
     def _resized(self, index: int, img: np.ndarray) -> np.ndarray:
         """The image narrowed or widened as a whole (``p_resized`` of them, 0.5-2 times as wide, never
-        under 1.5 times as wide as high): a reader learns text at one width only from text drawn at
-        one width. Drawn from a stream of its own, so the other images stay as they were."""
+        under 1.5 times as wide as high): a reader that only ever sees text at its natural width
+        misreads text squeezed or stretched by a site. Drawn from a stream of its own, so the other
+        images stay as they were."""
         if not self.config.p_resized:
             return img
         q = self._rand(index, 6)
