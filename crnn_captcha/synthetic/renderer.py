@@ -218,21 +218,27 @@ class SynthRenderer:
             img = _binarise(img, dark_text=sum(sc.text[0]) < sum(sc.bg))
         return self._resized(index, img), self._text
 
-    def _resized(self, index: int, img: np.ndarray) -> np.ndarray:
+    def _resized(self, index: int, img: np.ndarray, factor: float | None = None) -> np.ndarray:
         """The image narrowed or widened as a whole (``p_resized`` of them, 0.5-2 times as wide, never
         under 1.5 times as wide as high): a reader that only ever sees text at its natural width
-        misreads text squeezed or stretched by a site. Drawn from a stream of its own, so the other
-        images stay as they were."""
-        if not self.config.p_resized:
-            return img
-        q = self._rand(index, 6)
-        if not q.chance(self.config.p_resized):
+        misreads text squeezed or stretched by a site. ``factor``: one already drawn for this index
+        (an animation's frames share it)."""
+        factor = self._width_factor(index, *img.shape[:2]) if factor is None else factor
+        if factor == 1.0:
             return img
         h, w = img.shape[:2]
-        factor = max(math.exp(q.u(math.log(0.5), math.log(2.0))), 1.5 * h / w)
-        if abs(factor - 1) <= 0.05:
-            return img
         return cv2.resize(img, (round(w * factor), h), interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+
+    def _width_factor(self, index: int, h: int, w: int) -> float:
+        """How much wider :meth:`_resized` draws the ``index``-th image (1.0: as it is), drawn from a
+        stream of its own, so the other images stay as they were."""
+        if not self.config.p_resized:
+            return 1.0
+        q = self._rand(index, 6)
+        if not q.chance(self.config.p_resized):
+            return 1.0
+        factor = max(math.exp(q.u(math.log(0.5), math.log(2.0))), 1.5 * h / w)
+        return 1.0 if abs(factor - 1) <= 0.05 else factor
 
     def animation(self, index: int, *, text: str | None = None) -> Animation | None:
         """The ``index``-th captcha drawn as an animation, or None where it is drawn still (all but
@@ -249,13 +255,14 @@ class SynthRenderer:
         still_clutter = fade and a.chance(0.5)  # fading text keeps its clutter still half the time
         box = _box_on(base, layer, x, y)
         shown = _fade_plan(a, len(boxes), count) if fade else np.ones((count, len(boxes)))
-        frames = []
+        frames, factor = [], None
         for k in range(count):
             img = base.copy()
             _paste(img, _faded(layer, boxes, shown[k]), x, y)
             _clutter(self._rand(index, 4 if still_clutter else 5 + k), self.config, img, box, sc, px)
             img = _distort(self._rand(index, 3), self.config, img, px, sc.spread < 10)  # one geometry
-            frames.append(self._resized(index, img))
+            factor = self._width_factor(index, *img.shape[:2]) if factor is None else factor
+            frames.append(self._resized(index, img, factor))
         return Animation(frames, self._text, "ink" if fade else a.pick(("median", "mean")))
 
     def _compose(self, index: int, text: str | None):
