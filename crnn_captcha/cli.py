@@ -90,6 +90,7 @@ learning_rate = _number(float, 1e-12, "learning rate", high=1.0)
 aug_strength_type = _number(float, 0.0, "augmentation strength", high=4.0)
 ratio = _number(float, 0.0, "non-negative number", high=1e6)
 size = _number(int, 1, "whole number of at least 1", high=4096)
+width_factor = _number(float, 0.25, "width factor", high=4.0)
 
 
 def thread_count(text: str) -> int:
@@ -149,6 +150,9 @@ def add_reader_options(ap: argparse.ArgumentParser, allowed: bool = True) -> Non
     m.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
                    help="auto: ONNX Runtime on the CPU when an up-to-date export is beside the checkpoint")
     m.add_argument("--batch-size", type=positive_int, default=64, help="images per model call")
+    m.add_argument("--widths", type=width_factor, nargs="+", default=[1.0], metavar="W",
+                   help="read each image drawn at these widths (factors, 0.25-4) and keep the surest reading; "
+                        "1 2 helps the general reader on squeezed text, at two reads an image")
     d = ap.add_argument_group("decoding")
     d.add_argument("--decoder", default="greedy", choices=["greedy", "beam"], help="best path or CTC beam search")
     d.add_argument("--beam-width", type=positive_int, default=10, help="beams kept by --decoder beam")
@@ -166,7 +170,8 @@ def reader_from_args(args: argparse.Namespace, threads: int | None = None):
 
     options = DecodeOptions(args.decoder, args.beam_width, args.length, getattr(args, "allowed", None),
                             args.ignore_case)
-    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, options=options, threads=threads)
+    return CaptchaReader(args.checkpoint, device=args.device, backend=args.backend, options=options, threads=threads,
+                         widths=getattr(args, "widths", (1.0,)))
 
 
 def add_label_options(group, skip_invalid: bool = True) -> None:

@@ -4,6 +4,7 @@
     python -m crnn_captcha.predict a.png b.png            # path<TAB>text<TAB>confidence per line
     python -m crnn_captcha.predict ../shared/data/captcha_v2 --json
     python -m crnn_captcha.predict img.png --checkpoint runs/base/best.pt --decoder beam
+    python -m crnn_captcha.predict img.png --model general --widths 1 2   # also read it twice as wide
 
 Exit status: 0 when every image was read, 1 when some failed (one line each on stderr; the others
 are still printed), 2 for usage errors (bad arguments, no images, an unusable checkpoint).

@@ -139,10 +139,12 @@ def run(args: argparse.Namespace) -> int:
 
             torch.set_num_threads(args.threads)
         reader = cli.reader_from_args(args, threads=args.threads)
-        most = reader.options.beam_width * settings.max_files  # what a full /read/batch of its own options costs
+        # what a full /read/batch of its own options costs: a beam search per image and width
+        most = reader.options.beam_width * settings.max_files * len(reader.widths)
         if reader.options.decoder == "beam" and most > settings.max_beam_work:
             raise OptionError(f"--decoder beam --beam-width {reader.options.beam_width} with --max-files "
-                              f"{settings.max_files} lets a request ask for {most} units of beam search, more than "
+                              f"{settings.max_files} and {len(reader.widths)} width(s) lets a request ask for {most} "
+                              "units of beam search, more than "
                               f"--max-beam-work {settings.max_beam_work}: lower one, or raise --max-beam-work")
         app = create_app(reader, settings)
         if not is_loopback(sock) and settings.api_key is None:

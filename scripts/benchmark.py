@@ -33,8 +33,10 @@ import time
 from pathlib import Path
 
 #: crnn_captcha: as installed (ONNX Runtime where an export is beside the checkpoint); _light: the same
-#: with PyTorch made unimportable, as after a plain ``pip install crnn_captcha``; _torch: the PyTorch path.
-READERS = ["crnn_captcha", "crnn_captcha_light", "crnn_captcha_torch", "ddddocr", "ddddocr_ranges", "captcha_whisperer"]
+#: with PyTorch made unimportable, as after a plain ``pip install crnn_captcha``; _torch: the PyTorch path;
+#: _two_widths: each image read as drawn and twice as wide, the surer reading kept (``widths=(1, 2)``).
+READERS = ["crnn_captcha", "crnn_captcha_two_widths", "crnn_captcha_light", "crnn_captcha_torch", "ddddocr",
+           "ddddocr_ranges", "captcha_whisperer"]
 
 
 class _NoTorch:
@@ -54,7 +56,8 @@ def make_reader(name: str, alphabet: str, threads: int, checkpoint: str | None):
         from crnn_captcha import CaptchaReader
 
         backend = "torch" if name == "crnn_captcha_torch" else "auto"
-        r = CaptchaReader(checkpoint, device="cpu", threads=threads, backend=backend)
+        widths = (1, 2) if name == "crnn_captcha_two_widths" else (1,)
+        r = CaptchaReader(checkpoint, device="cpu", threads=threads, backend=backend, widths=widths)
         if "torch" in sys.modules:  # for the PyTorch path; ONNX Runtime took ``threads`` above
             sys.modules["torch"].set_num_threads(threads)
         size = r.checkpoint_path.stat().st_size  # config, charset, weights
@@ -186,11 +189,12 @@ def in_own_processes(workers: list[str], what: list[str], args) -> list[dict]:
 def zero_shot(args) -> int:
     readers = [r for r in args.readers if r not in ("crnn_captcha_light", "crnn_captcha_torch", "ddddocr_ranges")]
     results = in_own_processes(readers, ["--zero-shot", *args.zero_shot], args)
-    ours = f"crnn_captcha ({args.checkpoint or 'captcha_v2'})"
+    ours = {"crnn_captcha": f"crnn_captcha ({args.checkpoint or 'captcha_v2'})",
+            "crnn_captcha_two_widths": f"crnn_captcha ({args.checkpoint or 'captcha_v2'}, widths 1 and 2)"}
     shown = [r for r in results if r.get("installed")]
     print(f"\n{datetime.date.today()}  zero-shot, {os.cpu_count()} cores, {args.threads} threads; "
           "exact / case-folded full-string accuracy (95% CI of the case-folded)\n")
-    heads = [ours if r["reader"] == "crnn_captcha" else r["reader"] for r in shown]
+    heads = [ours.get(r["reader"], r["reader"]) for r in shown]
     print("| set | n | " + " | ".join(heads) + " |\n|---|---|" + "---|" * len(shown))
     for i, data in enumerate(args.zero_shot):
         cells = []

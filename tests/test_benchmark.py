@@ -28,11 +28,14 @@ def test_zero_shot_reads_with_the_general_reader_unless_told(tmp_path):
     manifest.parent.mkdir()
     manifest.write_text(f"path,label\n{SAMPLE},8xypd\n")
     out = subprocess.run([sys.executable, "scripts/benchmark.py", "--zero-shot", str(manifest), "--readers",
-                          "crnn_captcha", "--threads", "1", "--json", str(tmp_path / "zs.json")],
+                          "crnn_captcha", "crnn_captcha_two_widths", "--threads", "1", "--json", str(tmp_path / "zs.json")],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "| set | n | crnn_captcha (general) |" in out.stdout
-    assert json.loads((tmp_path / "zs.json").read_text())["checkpoint"] == "general"
+    assert "| set | n | crnn_captcha (general) | crnn_captcha (general, widths 1 and 2) |" in out.stdout
+    saved = json.loads((tmp_path / "zs.json").read_text())
+    assert saved["checkpoint"] == "general" and [r["reader"] for r in saved["results"]] == [
+        "crnn_captcha", "crnn_captcha_two_widths"]
+    assert all(r["installed"] and r["sets"][0]["n"] == 1 for r in saved["results"])
 
 
 def test_read_widths_scores_each_width_and_the_surer_of_two(tmp_path):

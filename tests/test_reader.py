@@ -412,3 +412,35 @@ def test_evaluate_reports_the_unsure_share(tmp_path, capsys):
     assert evaluate_main([str(folder), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["unsure"] == 1.0 and result["unsure_right"] == 0.0
+
+
+def test_reading_at_several_widths_keeps_the_surest_reading(images, tmp_path, capsys):
+    from crnn_captcha.errors import OptionError
+    from crnn_captcha.read.images import preprocess_candidates
+
+    as_drawn, wider = CaptchaReader("general", device="cpu"), CaptchaReader("general", device="cpu", widths=[2])
+    both = CaptchaReader("general", device="cpu", widths=(1, 2, 2))
+    assert both.widths == (1.0, 2.0)
+    narrow, wide = preprocess_candidates(images[0], both.preprocess, widths=both.widths)
+    assert narrow.shape == wide.shape and not np.array_equal(narrow, wide)
+    pairs = [(as_drawn.predict(i), wider.predict(i)) for i in images]
+    assert any(a.confidence != b.confidence for a, b in pairs)  # the width does change the reading
+    for (a, b), got in zip(pairs, both.predict_batch(images)):
+        surer = a if a.confidence >= b.confidence else b
+        assert got.text == surer.text and got.confidence == pytest.approx(surer.confidence, rel=1e-5)
+    for bad in [(), (5,), "12", (True,), 2]:
+        with pytest.raises(OptionError, match="widths must be one or more numbers from 0.25 to 4"):
+            CaptchaReader("general", device="cpu", widths=bad)
+    torch.manual_seed(0)
+    stretched = tmp_path / "stretch.pt"  # a model that stretches every image has one width to read at
+    atomic_save(make_checkpoint(CRNN(CRNNConfig(num_classes=4)), Charset("abc"), PreprocessConfig()), stretched)
+    assert CaptchaReader(stretched, device="cpu", widths=[1]).widths == (1.0,)
+    with pytest.raises(OptionError, match="reads at one width only"):
+        CaptchaReader(stretched, device="cpu", widths=[1, 2])
+    assert predict_main([str(images[0]), "--model", "general", "--widths", "1", "2"]) == 0
+    assert capsys.readouterr().out.strip() == both.read(images[0])
+    with pytest.raises(SystemExit) as e:  # argparse's usage error
+        predict_main([str(images[0]), "--widths", "1", "9"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--widths: '9' is above the largest allowed value, 4" in err[0], err

@@ -329,6 +329,7 @@ def test_health_description_and_metrics_change(port):
     info = json.loads(call(port, "GET", "/")[2])
     assert info["version"] == crnn_captcha.__version__ and info["model"]["alphabet"] == "2345678bcdefgmnpwxy"
     assert info["model"]["input_size"] == {"height": 32, "width": 128} and info["api_key"] is False
+    assert info["model"]["widths"] == [1.0]
     status, headers, text = call(port, "GET", "/metrics")
     assert status == 200 and headers["content-type"].startswith("text/plain")
     assert b"process_resident_memory_bytes" in text and b"crnn_captcha_request_seconds_bucket" in text
@@ -453,15 +454,20 @@ def test_costly_beam_searches_are_refused_so_others_keep_moving(port, capsys):
     """beam_width=1000 took seconds an image and held the model for every other request: beam width
     x images is bounded per request (--max-beam-work, 400 by default)."""
     status, _, body = call(port, "POST", "/read?decoder=beam&beam_width=1000", png(), {"Content-Type": "image/png"})
-    assert status == 400 and "beam_width 1000 x 1 image(s) is 1000 units of beam search" in error_of(body)
+    assert status == 400 and "beam_width 1000 x 1 reading(s) (1 image(s) at 1 width(s)) is 1000 units of beam search" \
+        in error_of(body)
     form, headers = multipart(*[(f"{i}.png", png(seed=i)) for i in range(2)])
     status, _, body = call(port, "POST", "/read/batch?decoder=beam&beam_width=201", form, headers)
     assert status == 400 and "more than one request may ask for here (400)" in error_of(body)
     status, _, body = call(port, "POST", "/read?decoder=beam&beam_width=400", png(), {"Content-Type": "image/png"})
     assert status == 200 and json.loads(body)["text"] is not None
     assert serve.main(["--decoder", "beam", "--beam-width", "500", "--port", str(free_port())]) == 2
-    assert ("--decoder beam --beam-width 500 with --max-files 64 lets a request ask for 32000 units of beam search, "
-            "more than --max-beam-work 400") in capsys.readouterr().err
+    assert ("--decoder beam --beam-width 500 with --max-files 64 and 1 width(s) lets a request ask for 32000 units of "
+            "beam search, more than --max-beam-work 400") in capsys.readouterr().err
+    # each width is a beam search of its own: 300 x 1 image fits 400, but not at two widths
+    assert serve.main(["--decoder", "beam", "--beam-width", "300", "--max-files", "1", "--widths", "1", "2",
+                       "--port", str(free_port())]) == 2
+    assert "and 2 width(s) lets a request ask for 600 units" in capsys.readouterr().err
 
 
 @pytest.mark.slow

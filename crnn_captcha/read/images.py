@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -357,10 +357,12 @@ def preprocess_array(src: ImageInput, cfg: PreprocessConfig, name: str | None = 
     return to_array(resize_image(load_for(src, cfg, name), cfg, name), cfg)
 
 
-def preprocess_candidates(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> list[np.ndarray]:
-    """The model inputs to read ``src`` from: one, or for an animated image under the "confident"
-    frames one per fusion of :data:`~.frames.CONFIDENT_FUSIONS` (the reader keeps the most
-    confident reading).
+def preprocess_candidates(src: ImageInput, cfg: PreprocessConfig, name: str | None = None,
+                          widths: tuple[float, ...] = (1.0,)) -> list[np.ndarray]:
+    """The model inputs to read ``src`` from, one per picture and width (the reader keeps the most
+    confident reading). The picture is the image, or for an animated image under the "confident"
+    frames one per fusion of :data:`~.frames.CONFIDENT_FUSIONS`; each is drawn at every width of
+    ``widths``, as a factor of the model's own (``x_scale``).
 
     Raises:
         ImageError: naming the source and what is wrong.
@@ -368,10 +370,15 @@ def preprocess_candidates(src: ImageInput, cfg: PreprocessConfig, name: str | No
     name = name or describe(src)
     if cfg.frames == CONFIDENT:
         frames = load_frames(src, name, color=cfg.color)
-        if len(frames) > 1:
-            return [to_array(resize_image(fuse_frames(frames, how), cfg, name), cfg) for how in CONFIDENT_FUSIONS]
-        return [to_array(resize_image(frames[0], cfg, name), cfg)]
-    return [preprocess_array(src, cfg, name)]
+        pictures = [fuse_frames(frames, how) for how in CONFIDENT_FUSIONS] if len(frames) > 1 else frames[:1]
+    else:
+        pictures = [load_for(src, cfg, name)]
+    check_aspect(*pictures[0].shape[:2], cfg, name)  # the shape as given, whatever width it is drawn at
+    inputs = []
+    for width in widths:
+        drawn = cfg if width == 1 else replace(cfg, x_scale=cfg.x_scale * width, max_aspect_error=0)
+        inputs += [to_array(resize_image(p, drawn, name), drawn) for p in pictures]
+    return inputs
 
 
 def preprocess(src: ImageInput, cfg: PreprocessConfig, name: str | None = None) -> torch.Tensor:

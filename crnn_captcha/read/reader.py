@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import warnings
@@ -155,6 +156,9 @@ class CaptchaReader:
         backend: "auto" (ONNX Runtime on the CPU when an up-to-date export sits beside the
             checkpoint, else PyTorch), "torch" or "onnx". Reading through ONNX Runtime needs no
             PyTorch: the export describes its model (alphabet, preprocessing) itself.
+        widths: read each image drawn at each of these widths (factors of the width the model was
+            trained to read at) and keep the most confident reading. ``(1, 2)`` lets the general
+            reader read text a generator squeezed together (docs/reading.md), at two reads an image.
 
     Every argument after ``checkpoint`` is keyword-only. Reading changes no state (PyTorch runs
     under ``torch.inference_mode()``, and an ONNX Runtime session may be run from several threads),
@@ -169,6 +173,7 @@ class CaptchaReader:
         options: DecodeOptions | None = None,
         threads: int | None = None,
         backend: str = "auto",
+        widths: Sequence[float] = (1.0,),
         **decoding: Any,
     ):
         if backend not in BACKENDS:
@@ -186,6 +191,7 @@ class CaptchaReader:
         self.charset, self.preprocess, self.frames, self.metrics = about.charset, about.preprocess, about.frames, \
             dict(about.metrics)
         self._check(self.options)  # fail now on options the model cannot honour
+        self.widths = self._widths(widths)
         self.backend = self.runner.name
 
     def __repr__(self) -> str:
@@ -210,6 +216,20 @@ class CaptchaReader:
         if opts.length is not None and opts.length > self.frames:
             raise OptionError(f"length {opts.length} is more than this model can read: its input gives "
                               f"{self.frames} frames, so at most {self.frames} characters")
+
+    def _widths(self, widths: Sequence[float]) -> tuple[float, ...]:
+        """``widths`` checked: numbers from 0.25 to 4, and other than 1 only for a model that pads."""
+        try:
+            values = () if isinstance(widths, (str, bytes)) else \
+                tuple(float(w) if not isinstance(w, bool) else math.nan for w in widths)
+        except (TypeError, ValueError):
+            values = ()
+        if not values or not all(0.25 <= w <= 4 for w in values):
+            raise OptionError(f"widths must be one or more numbers from 0.25 to 4, got {widths!r}")
+        if values != (1.0,) and self.preprocess.resize != "pad":
+            raise OptionError(f"widths {list(values)}: {self.checkpoint_path} stretches every image to its input, "
+                              "so it reads at one width only")
+        return tuple(dict.fromkeys(values))  # each width once, in the order given
 
     # ----- public API ---------------------------------------------------------------------------
     def predict(self, image: ImageInput, *, options: DecodeOptions | None = None, **changes: Any) -> Prediction:
@@ -247,11 +267,11 @@ class CaptchaReader:
         images = list(images)
         results: list[Prediction | None] = [None] * len(images)
         for start in range(0, len(images), batch_size):
-            inputs, owners = [], []  # an animated image read "confident" gives several inputs
+            inputs, owners = [], []  # several widths, or an animated image read "confident", give several inputs
             for i in range(start, min(start + batch_size, len(images))):
                 name = describe(images[i])
                 try:
-                    candidates = preprocess_candidates(images[i], self.preprocess, name)
+                    candidates = preprocess_candidates(images[i], self.preprocess, name, self.widths)
                 except ImageError as e:
                     if errors == "raise":
                         raise

@@ -124,11 +124,12 @@ async def read_request(request, queue: ReadQueue, many: bool) -> list[tuple[str,
         images = await request_images(request, queue.settings, many)
     finally:
         queue.arriving -= 1
-    work, most = options.beam_width * len(images), queue.settings.max_beam_work
+    reads = len(images) * len(queue.reader.widths)  # a beam search per image and width
+    work, most = options.beam_width * reads, queue.settings.max_beam_work
     if options.decoder == "beam" and work > most:
-        raise ApiError(400, "bad_option", f"beam_width {options.beam_width} x {len(images)} image(s) is {work} units of "
-                                          f"beam search, more than one request may ask for here ({most}); use a "
-                                          "narrower beam or fewer images")
+        raise ApiError(400, "bad_option", f"beam_width {options.beam_width} x {reads} reading(s) ({len(images)} image(s) "
+                                          f"at {len(queue.reader.widths)} width(s)) is {work} units of beam search, more "
+                                          f"than one request may ask for here ({most}); use a narrower beam or fewer images")
     try:
         preds = await queue.submit([data for _, data in images], options)
     except asyncio.CancelledError:  # the server stopped waiting for the model (shutting down): say so in JSON
@@ -188,7 +189,8 @@ def describe_service(reader, settings: ServeSettings) -> dict:
         "name": "crnn_captcha", "version": __version__,
         "model": {"checkpoint": reader.checkpoint_path.name, "sha256": sha, "backend": reader.backend,
                   "device": str(reader.device), "alphabet": reader.charset.chars,
-                  "input_size": {"height": reader.preprocess.height, "width": reader.preprocess.width}},
+                  "input_size": {"height": reader.preprocess.height, "width": reader.preprocess.width},
+                  "widths": list(reader.widths)},
         "decoding": {"decoder": reader.options.decoder, "beam_width": reader.options.beam_width,
                      "length": reader.options.length, "allowed": reader.options.allowed,
                      "ignore_case": reader.options.ignore_case},
