@@ -437,6 +437,11 @@ def test_reading_at_several_widths_keeps_the_surest_reading(images, tmp_path, ca
     assert CaptchaReader(stretched, device="cpu", widths=[1]).widths == (1.0,)
     with pytest.raises(OptionError, match="reads at one width only"):
         CaptchaReader(stretched, device="cpu", widths=[1, 2])
+    drawn_wide = tmp_path / "wide.pt"  # a model that draws images 8 times as wide already
+    atomic_save(make_checkpoint(CRNN(CRNNConfig(num_classes=4)), Charset("abc"),
+                                PreprocessConfig(resize="pad", x_scale=8.0)), drawn_wide)
+    with pytest.raises(OptionError, match="must stay from 0.1 to 16"):
+        CaptchaReader(drawn_wide, device="cpu", widths=[1, 4])
     assert predict_main([str(images[0]), "--model", "general", "--widths", "1", "2"]) == 0
     assert capsys.readouterr().out.strip() == both.read(images[0])
     with pytest.raises(SystemExit) as e:  # argparse's usage error

@@ -229,6 +229,9 @@ class CaptchaReader:
         if values != (1.0,) and self.preprocess.resize != "pad":
             raise OptionError(f"widths {list(values)}: {self.checkpoint_path} stretches every image to its input, "
                               "so it reads at one width only")
+        if not all(0.1 <= w * self.preprocess.x_scale <= 16 for w in values):  # what a preprocessing may draw
+            raise OptionError(f"widths {list(values)}: this model already draws images {self.preprocess.x_scale:g} "
+                              "times as wide, and the width drawn must stay from 0.1 to 16 times the image's")
         return tuple(dict.fromkeys(values))  # each width once, in the order given
 
     # ----- public API ---------------------------------------------------------------------------
