@@ -326,3 +326,21 @@ def test_tall_text_fills_the_height_where_plain_text_leaves_room():
     short_text = _Layer(np.ones((40, 60), np.float32), (0, 0, 0))
     layer, _, w, _ = _fill_height(short_text, [(0, 0, 60, 40)], 50, 200, (0.9, 0.9), 5.0)
     assert w == 200 and layer.alpha.shape[0] == 45  # room across: fitted to the height alone
+
+
+def test_an_inverting_line_cuts_the_strokes_it_crosses():
+    """The same text as the plain image of the index; where the line crosses a stroke the stroke
+    turns background-coloured, and over the background (most images) the line shows as ink."""
+    inverted = SynthRenderer(SynthConfig.style("inverting_line"), seed=1)
+    plain = SynthRenderer(SynthConfig.plain(), seed=1)
+    drawn_over_background = 0
+    for i in range(8):
+        img, text = inverted.sample(i)
+        before, same_text = plain.sample(i)
+        assert text == same_text and img.shape == before.shape
+        corner = before[0, 0].astype(int)
+        ink_before = np.abs(before.astype(int) - corner).max(axis=2) > 60
+        ink_after = np.abs(img.astype(int) - corner).max(axis=2) > 60
+        assert (ink_before & ~ink_after).sum() > 5, f"image {i} ({text!r}): no stroke was cut"
+        drawn_over_background += (ink_after & ~ink_before).sum() > 10
+    assert drawn_over_background >= 3

@@ -3,9 +3,10 @@
 A model is pretrained on these images and then fine-tuned on a user's own captchas, whatever their
 family, so the renderer aims for breadth rather than for the look of any one generator: many fonts,
 sizes, weights, rotations, spacings from gaps to overlap, colours of text and background (a share
-of them told apart only by hue, at nearly equal brightness), noise dots, arcs and strike lines,
-warps, blur, low resolution and JPEG artefacts, on canvases from about 30 to 150 pixels high and 1.5
-to 5 times as wide. Public captcha generators (the ``captcha`` package, wheezy.captcha, ...) are
+of them told apart only by hue, at nearly equal brightness), noise dots, arcs and strike lines
+(some swapping the text's and background's colours where they cross a stroke), warps, blur, low
+resolution and JPEG artefacts, on canvases from about 30 to 150 pixels high and 1.5 to 5 times as
+wide. Public captcha generators (the ``captcha`` package, wheezy.captcha, ...) are
 test families of this project: nothing here imports them, copies them or uses their fonts.
 
     from crnn_captcha.synthetic import SynthConfig, SynthRenderer, sample_sheet

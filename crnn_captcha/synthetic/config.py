@@ -73,6 +73,7 @@ class SynthConfig:
     p_crowded: float = 0.15        # characters overlap their neighbours by a fifth to a third of an em
     p_heavy_line: float = 0.2      # a curve about as thick as the strokes, in the text's colour, through it
     p_scratches: float = 0.12      # many short thin strokes of one colour, mostly of one slant, over it all
+    p_inverting_line: float = 0.12  # a thick curve through the text in its colour, background-coloured across strokes
     p_vivid: float = 0.12          # each character a saturated colour of its own, some nearly as light as the background
     p_perspective: float = 0.12    # each character seen at its own slant: its corners pulled apart unevenly
     p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
@@ -142,7 +143,7 @@ STYLES: dict[str, dict] = {
     "low_contrast": {"p_low_contrast": 1.0}, "char_colours": {"p_char_colours": 1.0},
     "gradient_text": {"p_gradient_text": 1.0}, "shadow": {"p_shadow": 1.0}, "3d": {"p_extrude": 1.0},
     "one_case": {"p_one_case": 1.0}, "crowded": {"p_crowded": 1.0}, "heavy_line": {"p_heavy_line": 1.0},
-    "scratches": {"p_scratches": 1.0},
+    "scratches": {"p_scratches": 1.0}, "inverting_line": {"p_inverting_line": 1.0},
     "condensed": {"p_condensed": 1.0}, "tall": {"p_tall": 1.0},
     "cropped": {"p_cropped": 1.0}, "resized": {"p_resized": 1.0}, "vivid": {"p_vivid": 1.0},
     "perspective": {"p_perspective": 1.0},

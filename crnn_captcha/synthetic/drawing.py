@@ -273,6 +273,31 @@ def _heavy_line(r: _Rand, img: np.ndarray, box: tuple[int, int, int, int], sc: _
     cv2.polylines(img, [np.round(pts).astype(np.int32)], False, (int(c[0]), int(c[1]), int(c[2])), thick, cv2.LINE_AA)
 
 
+def _inverting_line(r: _Rand, img: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int],
+                    sc: _Scheme, px: float) -> None:
+    """A thick curve across the text that swaps its colours: in the text's colour over the
+    background, in the background's colour where it crosses a stroke (as sites that draw the line
+    in XOR mode do), or now and then only the cut through the strokes. ``alpha`` is the text's
+    coverage on the image, (h, w) in [0, 1]."""
+    x0, y0, x1, y1 = box
+    h, w = img.shape[:2]
+    s = np.linspace(0, 1, 40)
+    left = x0 - r.u(0, 0.3) * w if r.chance(0.6) else x0 + r.u(0, 0.3) * (x1 - x0)
+    right = x1 + r.u(0, 0.3) * w if r.chance(0.6) else x1 - r.u(0, 0.3) * (x1 - x0)
+    mid, amp = y0 + (y1 - y0) * r.u(0.15, 0.7), (y1 - y0) * r.u(0.05, 0.45)
+    ys = mid + amp * np.sin(TAU * r.u(0.2, 0.8) * s + r.u(0, TAU)) + (y1 - y0) * r.u(-0.3, 0.3) * (s - 0.5)
+    line = np.zeros((h, w), np.uint8)
+    pts = np.stack([left + (right - left) * s, ys], axis=1)
+    cv2.polylines(line, [np.round(pts).astype(np.int32)], False, 255, max(1, round(px * r.u(0.05, 0.14))),
+                  cv2.LINE_AA)
+    m = line.astype(np.float32) / 255
+    if r.chance(0.3):
+        m *= alpha  # only the cut through the strokes
+    text, bg = np.array(sc.text[0], np.float32), np.array(sc.bg, np.float32)
+    swapped = alpha[..., None] * bg + (1 - alpha[..., None]) * text
+    img[:] = np.clip(img * (1 - m[..., None]) + swapped * m[..., None] + 0.5, 0, 255).astype(np.uint8)
+
+
 def _scratches(r: _Rand, img: np.ndarray, sc: _Scheme, px: float) -> None:
     """Many short straight strokes scattered over the whole image, over the text too, as generators
     that draw interference segments do: one colour, thin, most often all near one slant."""

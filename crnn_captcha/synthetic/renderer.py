@@ -11,13 +11,14 @@ import numpy as np
 
 from ..errors import OptionError
 from .config import GLYPH_SIZE, SYMBOLS, SynthConfig
-from .drawing import (_background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line, _Rand,
-                      _scratches, _vivid_colours)
+from .drawing import (_background, _binarise, _clutter, _colour_scheme, _distort, _heavy_line,
+                      _inverting_line, _Rand, _scratches, _vivid_colours)
 from .fonts import FontInfo, discover_fonts
 from .text import (
     MIN_PX,
     _Layer,
     _box_on,
+    _coverage,
     _gradient_fill,
     _paste,
     _perspective,
@@ -33,7 +34,7 @@ from .text import (
 
 #: The styles added after the first renderer, each turned on by ``SynthConfig.p_<name>``.
 EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise", "vivid",
-          "perspective", "scratches", "cropped")
+          "perspective", "scratches", "cropped", "inverting_line")
 
 
 def _ink_rows(layer: _Layer) -> tuple[int, int]:
@@ -207,8 +208,10 @@ class SynthRenderer:
         r, img, layer, _, (x, y), sc, px = self._compose(index, text)
         _paste(img, layer, x, y)
         self.text_box = _box_on(img, layer, x, y)
-        _clutter(r, self.config, img, self.text_box, sc, px)
         e, extras = self._extra
+        if "inverting_line" in extras:
+            _inverting_line(e, img, _coverage(img, layer, x, y), self.text_box, sc, px)
+        _clutter(r, self.config, img, self.text_box, sc, px)
         if "heavy_line" in extras:
             _heavy_line(e, img, self.text_box, sc, px)
         if "scratches" in extras:

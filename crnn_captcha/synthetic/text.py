@@ -186,6 +186,15 @@ def _box_on(img: np.ndarray, layer: _Layer, x: int, y: int) -> tuple[int, int, i
     return max(x, 0), max(y, 0), min(x + layer.alpha.shape[1], w), min(y + layer.alpha.shape[0], h)
 
 
+def _coverage(img: np.ndarray, layer: _Layer, x: int, y: int) -> np.ndarray:
+    """The layer's coverage as pasted at (x, y) on the image: (h, w) float32 in [0, 1]."""
+    out = np.zeros(img.shape[:2], np.float32)
+    x0, y0, x1, y1 = _box_on(img, layer, x, y)
+    if x0 < x1 and y0 < y1:
+        out[y0:y1, x0:x1] = layer.alpha[y0 - y:y1 - y, x0 - x:x1 - x]
+    return out
+
+
 def _paste(img: np.ndarray, layer: _Layer, x: int, y: int) -> None:
     """Composite the layer onto the uint8 image at (x, y), clipped to the image."""
     x0, y0, x1, y1 = _box_on(img, layer, x, y)
