@@ -7,7 +7,7 @@ import pytest
 from crnn_captcha.data.split import split_samples
 from crnn_captcha.split import main
 from crnn_captcha.data.labels import read_manifest, scan_folder
-from conftest import CAPTCHA_V2, need
+from conftest import CAPTCHA_V2, SHARED_DATA, need
 from synth import make_folder
 
 
@@ -151,3 +151,53 @@ def test_split_a_manifest_such_as_the_labelling_page_writes(tmp_path, capsys):
     assert main(["--src", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "inside the data folder" in err and "missing.csv: no such folder or manifest" in err
+
+
+def _real_splits():
+    import importlib.util
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "real_splits.py"
+    spec = importlib.util.spec_from_file_location("real_splits", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_splits_cut_each_set_75_12_5_12_5_the_same_way_every_time(tmp_path, capsys):
+    real_splits = _real_splits()
+    src = tmp_path / "real"
+    for name, n in (("site_a", 40), ("site_b", 9)):
+        (src / name).mkdir(parents=True)
+        rows = "".join(f"images/{i:03d}.png,L{i}\n" for i in range(n))
+        (src / name / "all.csv").write_text("path,label\n" + rows)
+    assert real_splits.main(["--src", str(src), "--out", str(tmp_path / "out")]) == 0
+    first = {p.relative_to(tmp_path / "out"): p.read_text() for p in (tmp_path / "out").rglob("*.csv")}
+    assert real_splits.main(["--src", str(src), "--out", str(tmp_path / "again")]) == 0
+    assert first == {p.relative_to(tmp_path / "again"): p.read_text() for p in (tmp_path / "again").rglob("*.csv")}
+
+    def rows(name, part):
+        lines = (tmp_path / "out" / name / f"{part}.csv").read_text().splitlines()
+        assert lines[0] == "path,label"
+        return [tuple(line.split(",")) for line in lines[1:]]
+
+    train, val, test = rows("site_a", "train"), rows("site_a", "val"), rows("site_a", "test")
+    assert (len(train), len(val), len(test)) == (30, 5, 5)
+    assert sorted(train + val + test) == sorted((str((src / "site_a" / f"images/{i:03d}.png").resolve()), f"L{i}")
+                                                for i in range(40))
+    assert train != sorted(train)  # shuffled, not cut in file order
+    assert rows("site_a", "train_250") == train and rows("site_a", "rest") == []
+    assert [len(rows("site_b", p)) for p in ("train", "val", "test")] == [6, 1, 2]
+    assert "site_a: train 30, val 5, test 5" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the data folders are only read
+        real_splits.main(["--src", str(src), "--out", str(src / "splits")])
+    with pytest.raises(SystemExit):
+        real_splits.main(["--src", str(tmp_path / "out" / "nothing_here"), "--out", str(tmp_path / "x")])
+    assert "no folder in it holds an all.csv" in capsys.readouterr().err
+
+
+def test_real_splits_of_the_shared_sets_have_the_test_sizes_the_results_quote(tmp_path):
+    src = need(SHARED_DATA / "real")
+    assert _real_splits().main(["--src", str(src), "--out", str(tmp_path)]) == 0
+    sizes = {name: len((tmp_path / name / "test.csv").read_text().splitlines()) - 1
+             for name in ("thsr_rail", "swust_univ", "lzu_digits")}
+    assert sizes == {"thsr_rail": 622, "swust_univ": 587, "lzu_digits": 625}
