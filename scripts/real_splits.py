@@ -15,27 +15,27 @@ source folders are only read.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from crnn_captcha.data.labels import Sample, read_manifest, write_manifest  # noqa: E402
+from crnn_captcha.errors import CaptchaError  # noqa: E402
+from crnn_captcha.split import check_out  # noqa: E402
+
 PARTS = ("train", "val", "test")
 
 
-def split_rows(rows: list[tuple[str, str]], seed: int) -> dict[str, list[tuple[str, str]]]:
-    """The (path, label) rows as {part: rows} for train, val, test and the training subsets."""
-    rows = sorted(rows)
+def split_rows(samples: list[Sample], seed: int) -> dict[str, list[Sample]]:
+    """The samples as {part: samples} for train, val, test and the training subsets."""
+    rows = sorted(samples, key=lambda s: (str(s.path), s.label))
     random.Random(seed).shuffle(rows)
     a, b = int(0.75 * len(rows)), int(0.875 * len(rows))
     train = rows[:a]
     return {"train": train, "val": rows[a:b], "test": rows[b:], "train_250": train[:250],
             "train_1000": train[:1000], "rest": train[250:]}
-
-
-def read_set(folder: Path) -> list[tuple[str, str]]:
-    with open(folder / "all.csv", newline="", encoding="utf-8") as f:
-        return [(str((folder / row["path"]).resolve()), row["label"]) for row in csv.DictReader(f)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,20 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     sets = sorted(p.parent for p in args.src.glob("*/all.csv"))
     if not sets:
         ap.error(f"--src {args.src}: no folder in it holds an all.csv")
-    src, out = args.src.resolve(), args.out.resolve()
-    if out == src or src in out.parents:
-        ap.error(f"--out {args.out}: lies inside --src; the data folders are only read")
-    for folder in sets:
-        try:
-            parts = split_rows(read_set(folder), args.seed)
-        except (OSError, KeyError, csv.Error) as e:
-            print(f"error: {folder / 'all.csv'}: not a readable path,label manifest ({e})", file=sys.stderr)
-            return 1
-        (out / folder.name).mkdir(parents=True, exist_ok=True)
-        for name, rows in parts.items():
-            with open(out / folder.name / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows([("path", "label"), *rows])
-        print(f"{folder.name}: " + ", ".join(f"{p} {len(parts[p])}" for p in PARTS) + f" -> {out / folder.name}")
+    try:
+        check_out(args.out, args.src, force=True)  # never inside the data folder
+        for folder in sets:
+            parts = split_rows(read_manifest(folder / "all.csv"), args.seed)
+            (args.out / folder.name).mkdir(parents=True, exist_ok=True)
+            for name, rows in parts.items():
+                write_manifest(args.out / folder.name / f"{name}.csv", rows)
+            print(f"{folder.name}: " + ", ".join(f"{p} {len(parts[p])}" for p in PARTS) + f" -> {args.out / folder.name}")
+    except CaptchaError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
