@@ -54,3 +54,28 @@ def test_read_widths_scores_each_width_and_the_surer_of_two(tmp_path):
     missing = subprocess.run([sys.executable, "scripts/read_widths.py", str(tmp_path / "none.csv")], cwd=ROOT,
                              capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+
+
+def test_style_costs_reads_each_style_on_the_plain_images_texts(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import style_costs
+    finally:
+        sys.path.pop(0)
+
+    class Reader:  # reads every image as "ab3", whatever the case it is asked in
+        def read_batch(self, images, batch_size=64):
+            return ["AB3"] * len(images)
+
+    assert style_costs.accuracy(Reader(), [None] * 4, ["ab3", "xy", "ab3", "ab4"]) == 0.5
+    out = subprocess.run([sys.executable, "scripts/style_costs.py", "--checkpoint", "general", "--n", "10",
+                          "--styles", "centred", "bold"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    plain = float(out.stdout.split("plain reads ")[1].split("%")[0])
+    rows = [line.strip("| ").split(" | ") for line in out.stdout.splitlines() if line.startswith(("| centred", "| bold"))]
+    assert sorted(r[0] for r in rows) == ["bold", "centred"]
+    for name, read, cost in rows:  # each cost is the plain images' accuracy less the style's
+        assert abs(plain - float(read.split("%")[0]) - float(cost)) < 0.11, (name, read, cost)
+    bad = subprocess.run([sys.executable, "scripts/style_costs.py", "--styles", "nosuch"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "unknown style 'nosuch'" in bad.stderr and "Traceback" not in bad.stderr

@@ -344,3 +344,20 @@ def test_an_inverting_line_cuts_the_strokes_it_crosses():
         assert (ink_before & ~ink_after).sum() > 5, f"image {i} ({text!r}): no stroke was cut"
         drawn_over_background += (ink_after & ~ink_before).sum() > 10
     assert drawn_over_background >= 3
+
+
+def test_centred_characters_lose_the_baseline():
+    """Centred, g and q sit level with 8 and 9 (their boxes share a middle); on a baseline their
+    descenders hang below the digits."""
+    def middles(renderer, i):
+        boxes = renderer._compose(i, "g8q9")[3]
+        return [(y0 + y1) / 2 for _, y0, _, y1 in boxes]
+
+    centred = SynthRenderer(SynthConfig.style("centred"), seed=3)
+    plain = SynthRenderer(SynthConfig.plain(), seed=3)
+    for i in range(6):
+        level, hanging = middles(centred, i), middles(plain, i)
+        assert max(level) - min(level) <= 1.0, level
+        assert hanging[0] - hanging[1] > 2 and hanging[2] - hanging[3] > 2, hanging  # g below 8, q below 9
+    img, text = centred.sample(0, text="g8q9")
+    assert text == "g8q9" and img.std() > 10

@@ -79,6 +79,7 @@ class SynthConfig:
     p_condensed: float = 0.12      # characters squeezed to 45-70% of their width
     p_tall: float = 0.5            # the text fitted to the image: 75-100% of its height, 80-98% of its width
     p_cropped: float = 0.12        # the text runs off the top or bottom edge, as crops of a larger page cut it
+    p_centred: float = 0.12        # each character centred on the line's middle, no baseline (g level with 8)
     p_resized: float = 0.25        # the whole image narrowed or widened, 0.5-2 times as wide
     p_grid: float = 0.12           # grid, stripes or random lines behind the text
     p_dots: float = 0.45           # noise dots (pixels and small discs)
@@ -118,11 +119,12 @@ class SynthConfig:
             raise OptionError(f"backgrounds {self.backgrounds}: kinds are {', '.join(sorted(known))}")
 
     @classmethod
-    def style(cls, name: str) -> "SynthConfig":
-        """:meth:`plain` with one style of :data:`STYLES` always on: for sheets and checks of each."""
+    def style(cls, name: str, **overrides) -> "SynthConfig":
+        """:meth:`plain` with one style of :data:`STYLES` always on: for sheets and checks of each
+        (``overrides``: other fields, such as the alphabet)."""
         if name not in STYLES:
             raise OptionError(f"style {name!r} is unknown; styles are {', '.join(STYLES)}")
-        return cls.plain(**STYLES[name])
+        return cls.plain(**{**STYLES[name], **overrides})
 
     @classmethod
     def plain(cls, **overrides) -> "SynthConfig":
@@ -145,7 +147,7 @@ STYLES: dict[str, dict] = {
     "one_case": {"p_one_case": 1.0}, "crowded": {"p_crowded": 1.0}, "heavy_line": {"p_heavy_line": 1.0},
     "scratches": {"p_scratches": 1.0}, "inverting_line": {"p_inverting_line": 1.0},
     "condensed": {"p_condensed": 1.0}, "tall": {"p_tall": 1.0},
-    "cropped": {"p_cropped": 1.0}, "resized": {"p_resized": 1.0}, "vivid": {"p_vivid": 1.0},
+    "cropped": {"p_cropped": 1.0}, "centred": {"p_centred": 1.0}, "resized": {"p_resized": 1.0}, "vivid": {"p_vivid": 1.0},
     "perspective": {"p_perspective": 1.0},
     "gradient_background": {"backgrounds": (("gradient", 1.0),)},
     "texture_background": {"backgrounds": (("texture", 1.0),)},

@@ -34,7 +34,7 @@ from .text import (
 
 #: The styles added after the first renderer, each turned on by ``SynthConfig.p_<name>``.
 EXTRAS = ("one_case", "tall", "crowded", "condensed", "extrude", "heavy_line", "binarise", "vivid",
-          "perspective", "scratches", "cropped", "inverting_line")
+          "perspective", "scratches", "cropped", "inverting_line", "centred")
 
 
 def _ink_rows(layer: _Layer) -> tuple[int, int]:
@@ -302,6 +302,9 @@ class SynthRenderer:
         glyphs = [_styled_glyph(r, font, ch, st) for ch in text]
         if "perspective" in extras:
             glyphs = [_perspective(e, mask, centre, e.u(0.12, 0.3)) for mask, centre in glyphs]
+        if "centred" in extras:  # cropped to its ink and centred, each character loses the baseline
+            middle = sum(c for _, c in glyphs) / len(glyphs)
+            glyphs = [(mask, middle) for mask, _ in glyphs]
         layer, boxes = _text_layer(r, glyphs, sc.text, st)
         if layer.rgb is None and r.chance(cfg.p_gradient_text):
             _gradient_fill(r, layer)
