@@ -4,6 +4,7 @@
     python -m crnn_captcha.pretrain --out runs/pretrain --stages sequence    # one stage only
     python -m crnn_captcha.pretrain --out runs/pretrain --resume             # after a stop or a kill
     torchrun --nproc_per_node=4 -m crnn_captcha.pretrain --out runs/pretrain # DDP on GPUs
+    python -m crnn_captcha.pretrain --out runs/wide --init general --sequence-width 192 --x-scale 1.5
     python -m crnn_captcha.pretrain --glyphs data/glyphs/train --val-glyphs data/glyphs/val --out runs/glyphs
 
 Two stages, each optional (``--stages``):
@@ -60,6 +61,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         f"changed on the device (warp, colour, blur, noise), for a GPU that the renderer cannot keep "
                         f"busy (default {DEFAULT.views}: as drawn only; at most 8)")
     d.add_argument("--val-samples", type=cli.positive_int, default=DEFAULT.val_samples, help="synthetic images of the fixed val set")
+    d.add_argument("--sequence-width", type=cli.positive_int, metavar="PIXELS",
+                   help="the sequence stage's input width (default: 4 times --height, 128); wider gives each "
+                        "character more of the model's frames, and reading takes longer in proportion")
+    d.add_argument("--x-scale", type=cli.width_factor, default=DEFAULT.x_scale,
+                   help="draw each synthetic captcha this many times as wide, its text stretched across, before "
+                        "padding it to the input; the pretrained model reads every image so (default 1: as drawn; "
+                        "1.5 with --sequence-width 192 keeps the typical captcha's share of the input)")
     m.add_argument("--hidden", type=cli.positive_int, default=DEFAULT.hidden, help="LSTM units per direction")
     m.add_argument("--lstm-layers", type=cli.positive_int, default=DEFAULT.lstm_layers, help="stacked BiLSTM layers")
     o.add_argument("--glyph-epochs", type=cli.positive_int, default=DEFAULT.glyph_epochs, help="epochs of the glyph stage")

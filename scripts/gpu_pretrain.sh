@@ -12,6 +12,7 @@
 #   bash scripts/gather_fonts.sh && bash scripts/gpu_wheels.sh        # here, once: fonts/ and .whl/ to carry
 #   MINUTES=9 bash scripts/gpu_pretrain.sh                            # on the GPU machine, carrying fonts and .whl
 #   RUN=runs/other MINUTES=9 VIEWS=1 bash scripts/gpu_pretrain.sh    # another run, each render trained on once
+#   RUN=runs/wide MINUTES=9 EXTRA="--sequence-width 192 --x-scale 1.5" bash scripts/gpu_pretrain.sh  # wider input
 #   RUN=/tmp/gp MINUTES=1 OUT=/tmp/gp_out EXTRA="--device cpu --epoch-samples 256 --val-samples 32 \
 #       --epochs 2" bash scripts/gpu_pretrain.sh                        # a dry run on a CPU
 #

@@ -346,3 +346,65 @@ def test_pretrain_resume_keeps_the_runs_val_set_and_may_change_views_and_epochs(
     assert pretrain_main(["--out", str(out), "--resume", "--epochs", "3", "--val-samples", "32"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--val-samples 32 (the run has 8)" in err and len(err.splitlines()) == 1
+
+
+def test_sequence_input_takes_every_shape_the_default_input_takes():
+    """A wider input or a wider drawing refuses no captcha shape the default input reads (width/height
+    from 4/3 to 12), and the default input is as before."""
+    from crnn_captcha.training.pretraining import sequence_input
+
+    assert sequence_input(32) == PreprocessConfig(height=32, width=128, channels=3, resize="pad")
+    for width, x_scale in ((128, 1.0), (192, 1.5), (128, 1.5), (256, 1.0), (192, 1.0)):
+        pre = sequence_input(32, width, x_scale)
+        typical = width / (32 * x_scale)
+        assert (pre.width, pre.x_scale) == (width, x_scale)
+        assert typical * pre.max_aspect_error >= 12 - 1e-6 and typical / pre.max_aspect_error <= 4 / 3 + 1e-6
+    assert sequence_input(32, 192, 1.5).max_aspect_error == 3.0
+    assert sequence_input(32, 128, 1.5).max_aspect_error == 4.5
+
+
+def test_pretrain_with_a_wider_input_writes_a_reader_of_it_and_resumes_it(tmp_path, capsys):
+    """--sequence-width and --x-scale shape the sequence stage's input, the pretrained model reads
+    captchas so, and a resume keeps them (another value is refused in one line)."""
+    out = tmp_path / "wide"
+    common = ["--init", "scratch", "--batch-size", "8", "--epoch-samples", "16", "--val-samples", "8",
+              "--workers", "0", "--no-progress", *TINY]
+    assert pretrain_main(["--out", str(out), "--epochs", "1", "--sequence-width", "192", "--x-scale", "1.5",
+                          *common]) == 0
+    pre = load_checkpoint(out / "pretrained.pt")["preprocess"]
+    assert (pre["width"], pre["x_scale"], pre["max_aspect_error"]) == (192, 1.5, 3.0)
+    reader = CaptchaReader(out / "pretrained.pt")
+    sample = Path(__file__).parent.parent / "crnn_captcha" / "samples" / "8xypd.png"
+    read = reader.predict(sample)  # a 200x50 captcha: taken, drawn 1.5x as wide into the 192-wide input
+    assert read.error is None and isinstance(read.text, str)
+    capsys.readouterr()
+    assert pretrain_main(["--out", str(out), "--resume", "--epochs", "2", "--workers", "0", "--no-progress"]) == 0
+    assert load_checkpoint(out / "sequence" / "last.pt")["preprocess"]["width"] == 192
+    assert "2 epochs of 16 images" in capsys.readouterr().err
+    assert pretrain_main(["--out", str(out), "--resume", "--epochs", "3", "--x-scale", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--x-scale 1.0 (the run has 1.5)" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,match", [(["--sequence-width", "190"], "--sequence-width 190: give a multiple of 4"),
+                                        (["--sequence-width", "16"], "at least --height (32)"),
+                                        (["--x-scale", "9"], "--x-scale: '9' is above the largest allowed value, 4"),
+                                        (["--x-scale", "0"], "--x-scale: '0' is below the smallest allowed value")])
+def test_pretrain_refuses_a_bad_input_shape(tmp_path, capsys, args, match):
+    try:  # the parser exits for a scale outside 0.25-4; the run refuses a width the model cannot take
+        status = pretrain_main(["--out", str(tmp_path / "p"), "--init", "scratch", *args])
+    except SystemExit as e:
+        status = e.code
+    assert status == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1 and not (tmp_path / "p").exists()
+
+
+def test_pretrain_from_python_refuses_a_bad_drawing_scale(tmp_path):
+    from crnn_captcha import PretrainConfig
+    from crnn_captcha.errors import OptionError
+    from crnn_captcha.training import pretrain
+
+    with pytest.raises(OptionError, match="--x-scale 9: give a factor from 0.25 to 4"):
+        pretrain(PretrainConfig(init="scratch", x_scale=9.0), tmp_path / "p")
+    assert not (tmp_path / "p").exists()

@@ -32,7 +32,7 @@ from ..files import atomic_write, check_out_folder
 from ..read.charset import Charset
 from ..read.checkpoint import atomic_save, load_checkpoint, make_checkpoint
 from ..read.images import PreprocessConfig
-from ..read.model import CRNN, FEATURE_ROWS, CRNNConfig, GlyphClassifier
+from ..read.model import CRNN, FEATURE_ROWS, PIXELS_PER_FRAME, CRNNConfig, GlyphClassifier
 from ..read.shipped import MODELS
 from .loop import autocast, ctc_task, run_epochs
 from .recipe import TrainConfig, architecture, resumed_config
@@ -63,7 +63,7 @@ SETTINGS_FILE = "pretrain.json"
 #: The settings a resume may change; any other it is given must be the run's own.
 RESUME_CHANGES = ("epochs", "views")
 SEQUENCE_SETTINGS = ("height", "channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples", "seed",
-                     "epochs")
+                     "epochs", "x_scale")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,12 @@ class PretrainConfig:
             instead of synthetic glyphs, held-out glyphs to score it on, the part of it to use, and
             leaving out files whose names are not one character.
         height: input height of both stages (a multiple of 16); width: the glyph stage's input
-            width (the sequence stage reads ``SEQUENCE_ASPECT`` times the height).
+            width.
+        sequence_width: the sequence stage's input width (None: ``SEQUENCE_ASPECT`` times the height).
+        x_scale: the sequence stage draws each image this many times as wide (its text stretched
+            across) before padding it to the input, and the pretrained model reads every image so:
+            characters that touch span more frames (docs/results.md, "Text drawn one and a half
+            times as wide").
         aug_strength: augmentation of a glyph set of your own (0: off).
         channels, hidden, lstm_layers: the model's size.
         init: start the sequence stage from this model (a shipped one's name, "scratch" or a path)
@@ -97,6 +102,8 @@ class PretrainConfig:
     skip_invalid: bool = False
     height: int = GLYPH_HEIGHT
     width: int = GLYPH_WIDTH
+    sequence_width: int | None = None
+    x_scale: float = 1.0
     aug_strength: float = 0.0
     channels: tuple[int, ...] = CRNNConfig.channels
     hidden: int = CRNNConfig.hidden
@@ -134,9 +141,16 @@ class PretrainConfig:
         return {f.name for f in fields(self) if getattr(self, f.name) != f.default}
 
 
-def sequence_input(height: int) -> PreprocessConfig:
-    """The sequence stage's input at this height: colour, padded to ``SEQUENCE_ASPECT`` times as wide."""
-    return PreprocessConfig(height=height, width=SEQUENCE_ASPECT * height, channels=3, resize="pad")
+def sequence_input(height: int, width: int | None = None, x_scale: float = 1.0) -> PreprocessConfig:
+    """The sequence stage's input: colour, ``width`` wide (None: ``SEQUENCE_ASPECT`` times the
+    height), each image drawn ``x_scale`` times as wide and padded to it. Whatever the width and
+    scale, it takes every shape the default input takes (width/height from 4/3 to 12), so a
+    wider input refuses no captcha the shipped reader reads."""
+    width = width or SEQUENCE_ASPECT * height
+    typical = width / (height * x_scale)  # width/height of an image that fills the input unpadded
+    error = max(3.0, typical * 3 / SEQUENCE_ASPECT, SEQUENCE_ASPECT * 3 / typical)
+    return PreprocessConfig(height=height, width=width, channels=3, resize="pad", x_scale=x_scale,
+                            max_aspect_error=round(error, 2))
 
 
 SEQUENCE_INPUT = sequence_input(PRE_HEIGHT)
@@ -243,8 +257,9 @@ def sequence_recipe(config: PretrainConfig, backbone: Path | None, given: Collec
     if config.init:
         chosen = {name: size[name] if name in given else None for name in size}
         size = architecture(TrainConfig(**{**chosen, "init": config.init}), [])
-    return TrainConfig(train="synthetic", val="synthetic", height=config.height, width=SEQUENCE_ASPECT * config.height,
-                       color="rgb", init=size["init"], channels=size["channels"], hidden=size["hidden"],
+    pre = sequence_input(config.height, config.sequence_width, config.x_scale)
+    return TrainConfig(train="synthetic", val="synthetic", height=pre.height, width=pre.width, x_scale=pre.x_scale,
+                       max_aspect_error=pre.max_aspect_error, color="rgb", init=size["init"], channels=size["channels"], hidden=size["hidden"],
                        lstm_layers=size["lstm_layers"], epochs=config.epochs, epoch_samples=config.epoch_samples,
                        batch_size=config.batch_size, lr=config.lr, patience=0, seed=config.seed, aug_strength=0.0,
                        plain_finish=0.0, views=config.views)
@@ -270,14 +285,16 @@ def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, sav
     """:func:`sequence_stage` once its run folder is taken."""
     if resumed is not None:  # the run's own settings (size of batch and epoch, seed); only epochs and views may change
         stored = TrainConfig.from_dict(resumed.get("train_args", {}))
-        recipe = resumed_config(stored, {k: v for k, v in recipe.to_dict().items() if k in SEQUENCE_SETTINGS and k in given})
+        chosen = {*(set(given) - {"width"}), *(["width"] if "sequence_width" in given else [])}  # --width: glyphs
+        recipe = resumed_config(stored, {k: v for k, v in recipe.to_dict().items()
+                                         if k in (*SEQUENCE_SETTINGS, "width") and k in chosen})
         if "views" in given:  # how the renders are used, not what the run is: a machine may choose its own
             recipe = replace(recipe, views=config.views)
     check_epoch(recipe.epoch_samples, recipe.batch_size, dist_.world)
     seed_everything(recipe.seed + dist_.rank)
     renderer = make_renderer(recipe.seed)
     charset = Charset(renderer.config.alphabet)
-    pre = sequence_input(recipe.height)
+    pre = sequence_input(recipe.height, recipe.width, recipe.x_scale)
     model = sequence_model(charset, renderer, recipe.channels, recipe.hidden, recipe.lstm_layers, pre)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
@@ -352,6 +369,18 @@ def check_paths(config: PretrainConfig, out: Path, resume: bool) -> None:
                           f"{16 * FEATURE_ROWS} (e.g. 32 or 64)")
     if resume and not (out / "sequence" / "last.pt").exists():
         raise OptionError(f"--resume: {out / 'sequence' / 'last.pt'} does not exist; start without --resume")
+    check_sequence_input(config)
+
+
+def check_sequence_input(config: PretrainConfig) -> None:
+    """``--sequence-width`` and ``--x-scale``, checked before any work."""
+    width = config.sequence_width
+    if width is not None and (width < config.height or width % PIXELS_PER_FRAME):
+        raise OptionError(f"--sequence-width {width}: give a multiple of {PIXELS_PER_FRAME} at least --height "
+                          f"({config.height}), e.g. {SEQUENCE_ASPECT * config.height} (the default) or "
+                          f"{6 * config.height}")
+    if not 0.25 <= config.x_scale <= 4:
+        raise OptionError(f"--x-scale {config.x_scale:g}: give a factor from 0.25 to 4 (1: as drawn)")
 
 
 def pretrain(config: PretrainConfig = PretrainConfig(), out: str | Path = "runs/pretrain", *, resume: bool = False,
