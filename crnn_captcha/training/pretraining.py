@@ -62,8 +62,8 @@ VAL_SEED_OFFSET = 1_000_003
 SETTINGS_FILE = "pretrain.json"
 #: The settings a resume may change; any other it is given must be the run's own.
 RESUME_CHANGES = ("epochs", "views")
-SEQUENCE_SETTINGS = ("height", "channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples", "seed",
-                     "epochs", "x_scale")
+SEQUENCE_SETTINGS = ("height", "width", "channels", "hidden", "lstm_layers", "batch_size", "lr", "epoch_samples",
+                     "seed", "epochs", "x_scale")
 
 
 @dataclass(frozen=True)
@@ -259,10 +259,11 @@ def sequence_recipe(config: PretrainConfig, backbone: Path | None, given: Collec
         size = architecture(TrainConfig(**{**chosen, "init": config.init}), [])
     pre = sequence_input(config.height, config.sequence_width, config.x_scale)
     return TrainConfig(train="synthetic", val="synthetic", height=pre.height, width=pre.width, x_scale=pre.x_scale,
-                       max_aspect_error=pre.max_aspect_error, color="rgb", init=size["init"], channels=size["channels"], hidden=size["hidden"],
-                       lstm_layers=size["lstm_layers"], epochs=config.epochs, epoch_samples=config.epoch_samples,
-                       batch_size=config.batch_size, lr=config.lr, patience=0, seed=config.seed, aug_strength=0.0,
-                       plain_finish=0.0, views=config.views)
+                       max_aspect_error=pre.max_aspect_error, color="rgb", init=size["init"],
+                       channels=size["channels"], hidden=size["hidden"], lstm_layers=size["lstm_layers"],
+                       epochs=config.epochs, epoch_samples=config.epoch_samples, batch_size=config.batch_size,
+                       lr=config.lr, patience=0, seed=config.seed, aug_strength=0.0, plain_finish=0.0,
+                       views=config.views)
 
 
 def sequence_stage(config: PretrainConfig, out: Path, backbone: Path | None, dist_: Dist, *, resume: bool,
@@ -285,9 +286,10 @@ def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, sav
     """:func:`sequence_stage` once its run folder is taken."""
     if resumed is not None:  # the run's own settings (size of batch and epoch, seed); only epochs and views may change
         stored = TrainConfig.from_dict(resumed.get("train_args", {}))
-        chosen = {*(set(given) - {"width"}), *(["width"] if "sequence_width" in given else [])}  # --width: glyphs
+        # the recipe's width is --sequence-width (--width is the glyph stage's)
+        chosen = {"width" if name == "sequence_width" else name for name in given if name != "width"}
         recipe = resumed_config(stored, {k: v for k, v in recipe.to_dict().items()
-                                         if k in (*SEQUENCE_SETTINGS, "width") and k in chosen})
+                                         if k in SEQUENCE_SETTINGS and k in chosen})
         if "views" in given:  # how the renders are used, not what the run is: a machine may choose its own
             recipe = replace(recipe, views=config.views)
     check_epoch(recipe.epoch_samples, recipe.batch_size, dist_.world)
