@@ -91,6 +91,7 @@ aug_strength_type = _number(float, 0.0, "augmentation strength", high=4.0)
 ratio = _number(float, 0.0, "non-negative number", high=1e6)
 size = _number(int, 1, "whole number of at least 1", high=4096)
 width_factor = _number(float, 0.25, "width factor", high=4.0)
+spread_factor = _number(float, 1.0, "factor", high=4.0)
 
 
 def thread_count(text: str) -> int:

@@ -68,6 +68,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                    help="draw each synthetic captcha this many times as wide, its text stretched across, before "
                         "padding it to the input; the pretrained model reads every image so (default 1: as drawn; "
                         "1.5 with --sequence-width 192 keeps the typical captcha's share of the input)")
+    d.add_argument("--x-spread", type=cli.spread_factor, default=DEFAULT.x_spread, metavar="FACTOR",
+                   help="draw each training captcha at --x-scale times a factor from 1/FACTOR to FACTOR, so the model "
+                        "learns text of many widths; it still reads at --x-scale (default 1: every image at --x-scale)")
     m.add_argument("--hidden", type=cli.positive_int, default=DEFAULT.hidden, help="LSTM units per direction")
     m.add_argument("--lstm-layers", type=cli.positive_int, default=DEFAULT.lstm_layers, help="stacked BiLSTM layers")
     o.add_argument("--glyph-epochs", type=cli.positive_int, default=DEFAULT.glyph_epochs, help="epochs of the glyph stage")

@@ -370,8 +370,9 @@ def test_pretrain_with_a_wider_input_writes_a_reader_of_it_and_resumes_it(tmp_pa
     common = ["--init", "scratch", "--batch-size", "8", "--epoch-samples", "16", "--val-samples", "8",
               "--workers", "0", "--no-progress", *TINY]
     assert pretrain_main(["--out", str(out), "--epochs", "1", "--sequence-width", "192", "--x-scale", "1.5",
-                          *common]) == 0
-    pre = load_checkpoint(out / "pretrained.pt")["preprocess"]
+                          "--x-spread", "1.5", *common]) == 0
+    assert "drawn 1-2.25x as wide" in capsys.readouterr().err
+    pre = load_checkpoint(out / "pretrained.pt")["preprocess"]  # read at --x-scale, whatever the spread
     assert (pre["width"], pre["x_scale"], pre["max_aspect_error"]) == (192, 1.5, 3.0)
     reader = CaptchaReader(out / "pretrained.pt")
     sample = Path(__file__).parent.parent / "crnn_captcha" / "samples" / "8xypd.png"
@@ -380,16 +381,19 @@ def test_pretrain_with_a_wider_input_writes_a_reader_of_it_and_resumes_it(tmp_pa
     capsys.readouterr()
     assert pretrain_main(["--out", str(out), "--resume", "--epochs", "2", "--workers", "0", "--no-progress"]) == 0
     assert load_checkpoint(out / "sequence" / "last.pt")["preprocess"]["width"] == 192
-    assert "2 epochs of 16 images" in capsys.readouterr().err
-    assert pretrain_main(["--out", str(out), "--resume", "--epochs", "3", "--x-scale", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "--x-scale 1.0 (the run has 1.5)" in err and len(err.splitlines()) == 1
+    assert "2 epochs of 16 images, drawn 1-2.25x as wide" in capsys.readouterr().err  # the spread kept too
+    for option, value, stored in (("--x-scale", "1", "1.0 (the run has 1.5)"), ("--x-spread", "2", "2.0 (the run has 1.5)")):
+        assert pretrain_main(["--out", str(out), "--resume", "--epochs", "3", option, value]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{option} {stored}" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("args,match", [(["--sequence-width", "190"], "--sequence-width 190: give a multiple of 4"),
                                         (["--sequence-width", "16"], "at least --height (32)"),
                                         (["--x-scale", "9"], "--x-scale: '9' is above the largest allowed value, 4"),
-                                        (["--x-scale", "0"], "--x-scale: '0' is below the smallest allowed value")])
+                                        (["--x-scale", "0"], "--x-scale: '0' is below the smallest allowed value"),
+                                        (["--x-spread", "0.5"], "--x-spread: '0.5' is below the smallest allowed value, 1"),
+                                        (["--x-spread", "nan"], "--x-spread: 'nan' is not a finite number")])
 def test_pretrain_refuses_a_bad_input_shape(tmp_path, capsys, args, match):
     try:  # the parser exits for a scale outside 0.25-4; the run refuses a width the model cannot take
         status = pretrain_main(["--out", str(tmp_path / "p"), "--init", "scratch", *args])
@@ -408,3 +412,25 @@ def test_pretrain_from_python_refuses_a_bad_drawing_scale(tmp_path):
     with pytest.raises(OptionError, match="--x-scale 9: give a factor from 0.25 to 4"):
         pretrain(PretrainConfig(init="scratch", x_scale=9.0), tmp_path / "p")
     assert not (tmp_path / "p").exists()
+    with pytest.raises(OptionError, match="--x-spread 0.5: give a factor from 1"):
+        pretrain(PretrainConfig(init="scratch", x_spread=0.5), tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_spread_draws_each_training_image_at_its_own_width_and_the_same_on_every_pass():
+    """--x-spread: item i is drawn at x_scale times its own factor within the spread, the same each
+    time (a resumed run sees the same images); without a spread, every item at x_scale."""
+    from crnn_captcha.training.pretraining import make_renderer, sequence_input
+    from crnn_captcha.training.synthetic_data import SynthCaptchas
+
+    renderer = make_renderer(7)
+    charset = Charset(renderer.config.alphabet)
+    pre = sequence_input(32, 192, 1.5)
+    plain, spread = SynthCaptchas(renderer, charset, pre), SynthCaptchas(renderer, charset, pre, x_spread=1.5)
+    scales = [spread.drawn_as(i).x_scale for i in range(400)]
+    assert all(1.0 - 1e-9 <= s <= 2.25 + 1e-9 for s in scales)
+    assert min(scales) < 1.1 and max(scales) > 2.1 and sum(s < 1.5 for s in scales) > 150  # both sides, even in log
+    assert spread.drawn_as(3) == spread.drawn_as(3) and plain.drawn_as(3) is pre
+    a, b, again = plain[3][0], spread[3][0], spread[3][0]
+    assert a.shape == b.shape == (3, 32, 192) and torch.equal(b, again) and not torch.equal(a, b)
+    assert plain[3][2] == spread[3][2]  # the same captcha, drawn to another width

@@ -83,6 +83,9 @@ class PretrainConfig:
             across) before padding it to the input, and the pretrained model reads every image so:
             characters that touch span more frames (docs/results.md, "Text drawn one and a half
             times as wide").
+        x_spread: the sequence stage's training images are drawn at ``x_scale`` times a factor
+            from 1/x_spread to x_spread (validation and reading at ``x_scale``): text of every
+            width a site draws, read at one.
         aug_strength: augmentation of a glyph set of your own (0: off).
         channels, hidden, lstm_layers: the model's size.
         init: start the sequence stage from this model (a shipped one's name, "scratch" or a path)
@@ -104,6 +107,7 @@ class PretrainConfig:
     width: int = GLYPH_WIDTH
     sequence_width: int | None = None
     x_scale: float = 1.0
+    x_spread: float = 1.0
     aug_strength: float = 0.0
     channels: tuple[int, ...] = CRNNConfig.channels
     hidden: int = CRNNConfig.hidden
@@ -306,11 +310,13 @@ def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, sav
                 log(note)
     train = synthetic_loader(renderer, charset, pre, recipe.batch_size,
                              FreshSampler(recipe.epoch_samples // dist_.world, dist_.rank, dist_.world),
-                             dist_.device.type == "cuda", workers, recipe.seed)
+                             dist_.device.type == "cuda", workers, recipe.seed, config.x_spread)
     val_set = SynthCaptchas(make_renderer(recipe.seed + VAL_SEED_OFFSET), charset, pre, cache=config.val_samples)
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)
     views = f", each trained on in {recipe.views} views" if recipe.views > 1 else ""
+    views += f", drawn {recipe.x_scale / config.x_spread:.3g}-{recipe.x_scale * config.x_spread:.3g}x as wide" \
+        if config.x_spread != 1 else ""
     if dist_.main:
         log(f"sequence stage: {len(charset)} characters, {recipe.epochs} epochs of {recipe.epoch_samples} images"
             f"{views}, val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
@@ -375,7 +381,7 @@ def check_paths(config: PretrainConfig, out: Path, resume: bool) -> None:
 
 
 def check_sequence_input(config: PretrainConfig) -> None:
-    """``--sequence-width`` and ``--x-scale``, checked before any work."""
+    """``--sequence-width``, ``--x-scale`` and ``--x-spread``, checked before any work."""
     width = config.sequence_width
     if width is not None and (width < config.height or width % PIXELS_PER_FRAME):
         raise OptionError(f"--sequence-width {width}: give a multiple of {PIXELS_PER_FRAME} at least --height "
@@ -383,6 +389,8 @@ def check_sequence_input(config: PretrainConfig) -> None:
                           f"{6 * config.height}")
     if not 0.25 <= config.x_scale <= 4:
         raise OptionError(f"--x-scale {config.x_scale:g}: give a factor from 0.25 to 4 (1: as drawn)")
+    if not 1 <= config.x_spread <= 4:
+        raise OptionError(f"--x-spread {config.x_spread:g}: give a factor from 1 (every image at --x-scale) to 4")
 
 
 def pretrain(config: PretrainConfig = PretrainConfig(), out: str | Path = "runs/pretrain", *, resume: bool = False,

@@ -1,6 +1,9 @@
 """Synthetic captchas and glyphs as datasets, drawn in loader workers: the pretraining data."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import torch
 from PIL import Image
@@ -34,12 +37,22 @@ class FreshSampler(Sampler[int]):
 
 class SynthCaptchas(Dataset):
     """Synthetic captchas as training items ``(image (3, H, W), target, label)``; item ``i`` is the
-    renderer's image ``i``. With ``cache`` the items are rendered once (a fixed validation set)."""
+    renderer's image ``i``. With ``cache`` the items are rendered once (a fixed validation set).
+    With ``x_spread`` s > 1 each image is drawn at ``cfg.x_scale`` times a factor from 1/s to s (even
+    on a log scale, the same for item ``i`` on every pass), so the model learns text squeezed and
+    stretched across its input, not at one width alone."""
 
-    def __init__(self, renderer, charset: Charset, cfg: PreprocessConfig, cache: int = 0):
-        self.renderer, self.charset, self.cfg = renderer, charset, cfg
+    def __init__(self, renderer, charset: Charset, cfg: PreprocessConfig, cache: int = 0, x_spread: float = 1.0):
+        self.renderer, self.charset, self.cfg, self.x_spread = renderer, charset, cfg, x_spread
         self.augment = None
         self.cached = [self._pixels(i) for i in range(cache)]
+
+    def drawn_as(self, i: int) -> PreprocessConfig:
+        """The input item ``i`` is drawn to: ``cfg``, at its own width within the spread."""
+        if self.x_spread == 1:
+            return self.cfg
+        u = np.random.default_rng([i, 0x5CA1E]).uniform(-1.0, 1.0)  # its own stream: the renderer's is untouched
+        return replace(self.cfg, x_scale=self.cfg.x_scale * math.exp(u * math.log(self.x_spread)), max_aspect_error=0)
 
     def _pixels(self, i: int):
         animation = self.renderer.animation(i)
@@ -47,7 +60,7 @@ class SynthCaptchas(Dataset):
             rgb, label = fuse_frames(animation.frames, animation.fusion), animation.text
         else:
             rgb, label = self.renderer.sample(i)
-        return resize_image(rgb if self.cfg.color else _gray(rgb), self.cfg, f"synthetic {i}"), label
+        return resize_image(rgb if self.cfg.color else _gray(rgb), self.drawn_as(i), f"synthetic {i}"), label
 
     def __len__(self) -> int:
         return len(self.cached) or 2**31 - 1
@@ -98,9 +111,9 @@ def worker_options(workers: int) -> dict:
 
 
 def synthetic_loader(renderer, charset: Charset, pre: PreprocessConfig, batch_size: int, sampler: Sampler,
-                     cuda: bool, workers: int, seed: int) -> DataLoader:
+                     cuda: bool, workers: int, seed: int, x_spread: float = 1.0) -> DataLoader:
     """Batches of fresh synthetic captchas, drawn in ``workers`` processes: the sequence stage's data."""
-    return DataLoader(SynthCaptchas(renderer, charset, pre), batch_size=batch_size, sampler=sampler,
+    return DataLoader(SynthCaptchas(renderer, charset, pre, x_spread=x_spread), batch_size=batch_size, sampler=sampler,
                       collate_fn=collate_ctc, pin_memory=cuda, generator=torch.Generator().manual_seed(seed),
                       drop_last=True, **worker_options(workers))
 
