@@ -414,6 +414,8 @@ def test_pretrain_from_python_refuses_a_bad_drawing_scale(tmp_path):
     assert not (tmp_path / "p").exists()
     with pytest.raises(OptionError, match="--x-spread 0.5: give a factor from 1"):
         pretrain(PretrainConfig(init="scratch", x_spread=0.5), tmp_path / "p")
+    with pytest.raises(OptionError, match="--x-scale 0.25 with --x-spread 4 draws images 0.0625 times as wide"):
+        pretrain(PretrainConfig(init="scratch", x_scale=0.25, x_spread=4.0), tmp_path / "p")
     assert not (tmp_path / "p").exists()
 
 

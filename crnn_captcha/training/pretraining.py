@@ -391,6 +391,9 @@ def check_sequence_input(config: PretrainConfig) -> None:
         raise OptionError(f"--x-scale {config.x_scale:g}: give a factor from 0.25 to 4 (1: as drawn)")
     if not 1 <= config.x_spread <= 4:
         raise OptionError(f"--x-spread {config.x_spread:g}: give a factor from 1 (every image at --x-scale) to 4")
+    if config.x_scale / config.x_spread < 0.1:  # the narrowest drawing an input takes
+        raise OptionError(f"--x-scale {config.x_scale:g} with --x-spread {config.x_spread:g} draws images "
+                          f"{config.x_scale / config.x_spread:.3g} times as wide: keep --x-scale / --x-spread at 0.1 or more")
 
 
 def pretrain(config: PretrainConfig = PretrainConfig(), out: str | Path = "runs/pretrain", *, resume: bool = False,
