@@ -357,6 +357,12 @@ def preprocess_array(src: ImageInput, cfg: PreprocessConfig, name: str | None = 
     return to_array(resize_image(load_for(src, cfg, name), cfg, name), cfg)
 
 
+def drawn_at(cfg: PreprocessConfig, factor: float) -> PreprocessConfig:
+    """``cfg`` with each image drawn ``factor`` times as wide again (its own ``x_scale`` times
+    ``factor``); the shape check is left to the caller, which checks the image as given."""
+    return cfg if factor == 1 else replace(cfg, x_scale=cfg.x_scale * factor, max_aspect_error=0)
+
+
 def preprocess_candidates(src: ImageInput, cfg: PreprocessConfig, name: str | None = None,
                           widths: tuple[float, ...] = (1.0,)) -> list[np.ndarray]:
     """The model inputs to read ``src`` from, one per picture and width (the reader keeps the most
@@ -376,7 +382,7 @@ def preprocess_candidates(src: ImageInput, cfg: PreprocessConfig, name: str | No
     check_aspect(*pictures[0].shape[:2], cfg, name)  # the shape as given, whatever width it is drawn at
     inputs = []
     for width in widths:
-        drawn = cfg if width == 1 else replace(cfg, x_scale=cfg.x_scale * width, max_aspect_error=0)
+        drawn = drawn_at(cfg, width)
         inputs += [to_array(resize_image(p, drawn, name), drawn) for p in pictures]
     return inputs
 

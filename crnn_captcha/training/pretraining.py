@@ -315,11 +315,11 @@ def _sequence_epochs(config: PretrainConfig, recipe: TrainConfig, out: Path, sav
     val = DataLoader(torch.utils.data.Subset(val_set, list(range(dist_.rank, len(val_set), dist_.world))),
                      batch_size=256, collate_fn=collate_ctc)
     views = f", each trained on in {recipe.views} views" if recipe.views > 1 else ""
-    views += f", drawn {recipe.x_scale / config.x_spread:.3g}-{recipe.x_scale * config.x_spread:.3g}x as wide" \
+    widths = f", drawn {recipe.x_scale / config.x_spread:.3g}-{recipe.x_scale * config.x_spread:.3g}x as wide" \
         if config.x_spread != 1 else ""
     if dist_.main:
         log(f"sequence stage: {len(charset)} characters, {recipe.epochs} epochs of {recipe.epoch_samples} images"
-            f"{views}, val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
+            f"{views}{widths}, val {len(val_set)}, device {dist_.device}, processes {dist_.world}")
     task = ctc_task(charset, pre, recipe.views, recipe.seed + dist_.rank)
     if run_epochs(model, task, (train, val), recipe, dist_, saver, resumed, progress) != 0:
         return None

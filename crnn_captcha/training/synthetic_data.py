@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -12,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..data.datasets import collate_ctc
 from ..read.charset import Charset
 from ..read.frames import fuse_frames
-from ..read.images import PreprocessConfig, resize_image, to_tensor
+from ..read.images import PreprocessConfig, drawn_at, resize_image, to_tensor
 from .runtime import leave_interrupts_to_main
 
 
@@ -52,7 +51,7 @@ class SynthCaptchas(Dataset):
         if self.x_spread == 1:
             return self.cfg
         u = np.random.default_rng([i, 0x5CA1E]).uniform(-1.0, 1.0)  # its own stream: the renderer's is untouched
-        return replace(self.cfg, x_scale=self.cfg.x_scale * math.exp(u * math.log(self.x_spread)), max_aspect_error=0)
+        return drawn_at(self.cfg, math.exp(u * math.log(self.x_spread)))
 
     def _pixels(self, i: int):
         animation = self.renderer.animation(i)
